@@ -1,0 +1,1 @@
+//! Anthropic Messages API. (Being written; see the adapter task.)

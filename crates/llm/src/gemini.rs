@@ -1,0 +1,1 @@
+//! Gemini generateContent. (Being written; see the adapter task.)

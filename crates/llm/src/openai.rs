@@ -1,0 +1,157 @@
+//! OpenAI-compatible chat completions: the canonical format itself, so translation is
+//! mostly passing through, plus reading errors and the stream's `data:` events.
+
+use serde::Deserialize;
+
+use crate::{
+    ChatChunk, ChatRequest, ChatResponse, DecodeError, Decoded, StreamDecoder, StreamOptions,
+    UpstreamError,
+};
+
+/// The body to send upstream: the client's request with the upstream model name, and, for
+/// streams where the provider supports it, `stream_options.include_usage` turned on so the
+/// stream ends with a usage chunk.
+pub fn encode_request(req: &ChatRequest, model: &str, inject_stream_usage: bool) -> ChatRequest {
+    let mut out = req.clone();
+    out.model = model.to_owned();
+    if out.is_stream() && inject_stream_usage {
+        out.stream_options.get_or_insert_with(StreamOptions::default).include_usage = Some(true);
+    }
+    out
+}
+
+pub fn decode_response(body: &[u8]) -> Result<ChatResponse, DecodeError> {
+    if let Some(err) = decode_error(body) {
+        return Err(DecodeError::Upstream(err));
+    }
+    serde_json::from_slice(body).map_err(DecodeError::malformed)
+}
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    error: ErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    code: Option<serde_json::Value>,
+}
+
+/// Reads `{"error":{"message","type","code"}}`. The `code` (e.g. `insufficient_quota`,
+/// `context_length_exceeded`) is the most specific, so it wins over `type`.
+pub fn decode_error(body: &[u8]) -> Option<UpstreamError> {
+    let env: ErrorEnvelope = serde_json::from_slice(body).ok()?;
+    let code = match env.error.code {
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    Some(UpstreamError {
+        kind: code.or(env.error.kind).unwrap_or_default(),
+        message: env.error.message.unwrap_or_default(),
+    })
+}
+
+/// Decodes `data:` events of an OpenAI-compatible stream; `[DONE]` ends it.
+#[derive(Debug, Default)]
+pub struct Stream;
+
+impl StreamDecoder for Stream {
+    fn decode(
+        &mut self,
+        _event: &str,
+        data: &str,
+        out: &mut Vec<ChatChunk>,
+    ) -> Result<Decoded, DecodeError> {
+        let data = data.trim();
+        if data == "[DONE]" {
+            return Ok(Decoded::Done);
+        }
+        if data.is_empty() {
+            return Ok(Decoded::More);
+        }
+        if data.starts_with("{\"error\"") {
+            if let Some(err) = decode_error(data.as_bytes()) {
+                return Err(DecodeError::Upstream(err));
+            }
+        }
+        out.push(serde_json::from_str(data).map_err(DecodeError::malformed)?);
+        Ok(Decoded::More)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(v: serde_json::Value) -> ChatRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn encode_keeps_unknown_fields_and_injects_usage_only_for_streams() {
+        let req = request(json!({
+            "model": "smart", "stream": true, "seed": 7,
+            "messages": [{"role": "user", "content": "hi"}]
+        }));
+        let out = serde_json::to_value(encode_request(&req, "gpt-4o", true)).unwrap();
+        assert_eq!(out["model"], "gpt-4o");
+        assert_eq!(out["seed"], 7, "unknown fields pass through");
+        assert_eq!(out["stream_options"]["include_usage"], true);
+
+        let out = serde_json::to_value(encode_request(&req, "gpt-4o", false)).unwrap();
+        assert!(out.get("stream_options").is_none(), "not injected when unsupported");
+
+        let plain = request(json!({"model": "m", "messages": []}));
+        let out = serde_json::to_value(encode_request(&plain, "m", true)).unwrap();
+        assert!(out.get("stream_options").is_none(), "not injected without stream");
+    }
+
+    #[test]
+    fn round_trips_tool_calls() {
+        let body = json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant",
+                "tool_calls": [{"id": "call_1", "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]
+            }}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+                "prompt_tokens_details": {"cached_tokens": 4}}
+        });
+        let resp = decode_response(body.to_string().as_bytes()).unwrap();
+        let calls = resp.choices[0].message.tool_calls.as_ref().unwrap();
+        assert_eq!(calls[0].function.name, "get_weather");
+        assert_eq!(resp.usage.as_ref().unwrap().cached_tokens(), 4);
+        assert_eq!(serde_json::to_value(&resp).unwrap(), body, "lossless round trip");
+    }
+
+    #[test]
+    fn error_body_prefers_code_over_type() {
+        let body = br#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#;
+        let err = decode_error(body).unwrap();
+        assert_eq!(err.kind, "insufficient_quota");
+        let body = br#"{"error":{"message":"bad","type":"invalid_request_error","code":null}}"#;
+        assert_eq!(decode_error(body).unwrap().kind, "invalid_request_error");
+        assert!(decode_error(b"not json").is_none());
+    }
+
+    #[test]
+    fn stream_decodes_chunks_errors_and_done() {
+        let mut s = Stream;
+        let mut out = Vec::new();
+        let chunk = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#;
+        assert_eq!(s.decode("", chunk, &mut out).unwrap(), Decoded::More);
+        assert_eq!(out[0].choices[0].delta.content.as_deref(), Some("Hi"));
+        assert_eq!(s.decode("", "[DONE]", &mut out).unwrap(), Decoded::Done);
+        let err = s.decode("", r#"{"error":{"message":"overloaded","type":"server_error"}}"#, &mut out);
+        assert!(matches!(err, Err(DecodeError::Upstream(e)) if e.kind == "server_error"));
+        assert!(matches!(s.decode("", "{nope", &mut out), Err(DecodeError::Malformed(_))));
+    }
+}
