@@ -1,1 +1,178 @@
-//! placeholder
+//! Sluice's configuration: the TOML file an operator writes, `${ENV}` interpolation, the
+//! provider presets, and validation that reports every problem with its field path before
+//! the gateway starts.
+//!
+//! Flow: text → [`interpolate`] (env vars, on the parsed TOML tree) → [`raw`] (serde
+//! structs with defaults, unknown fields refused) → [`validate`] → [`Config`] (typed,
+//! resolved: presets applied, chains parsed, secrets wrapped). This crate does no I/O but
+//! reading the file and the environment it is handed.
+
+mod interpolate;
+mod kind;
+pub mod raw;
+mod secret;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub use kind::{AuthStyle, ProviderKind, Wire};
+pub use secret::Secret;
+
+/// Every problem found in a config file, each as `field.path: what is wrong`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl ConfigError {
+    fn one(problem: impl Into<String>) -> Self {
+        ConfigError {
+            problems: vec![problem.into()],
+        }
+    }
+}
+
+/// The validated configuration the gateway runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub keys: Vec<GatewayKey>,
+    pub providers: BTreeMap<String, ProviderConfig>,
+    pub models: BTreeMap<String, ModelAlias>,
+    pub routing: RoutingConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Clients may ask for `provider:model` directly, not only for aliases.
+    pub allow_direct_models: bool,
+    pub max_body_bytes: usize,
+    /// How long in-flight requests and streams may run after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+/// A bearer token clients present to the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayKey {
+    pub name: String,
+    pub key: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub id: String,
+    pub kind: ProviderKind,
+    /// No trailing slash.
+    pub base_url: String,
+    /// Auth profiles, rotated. Empty for providers that need no key (ollama, mock).
+    pub api_keys: Vec<Secret>,
+    pub timeouts: Timeouts,
+    /// Extra headers sent on every upstream request (e.g. OpenRouter's `HTTP-Referer`).
+    pub headers: BTreeMap<String, String>,
+    /// Azure's `api-version` query parameter.
+    pub api_version: Option<String>,
+    /// Whether to inject `stream_options.include_usage` into streamed requests.
+    pub stream_usage: bool,
+    /// `max_tokens` sent to Anthropic when the client gives none (Anthropic requires it).
+    pub default_max_tokens: u32,
+    pub max_retries: u32,
+    pub mock: MockSettings,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// From sending the request to the response headers (and, for streams, the first event).
+    pub first_byte: Duration,
+    /// Longest silence allowed between two stream chunks.
+    pub idle: Duration,
+    /// Whole non-streamed call.
+    pub total: Duration,
+}
+
+/// Behaviour of the built-in `mock` provider kind.
+#[derive(Debug, Clone, Copy)]
+pub struct MockSettings {
+    pub latency: Duration,
+    pub chunk_delay: Duration,
+    pub words: u32,
+}
+
+/// One `provider:model` entry of a chain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Target {
+    pub provider: String,
+    pub model: String,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.provider, self.model)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelAlias {
+    pub name: String,
+    pub chain: Vec<Target>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// A `Retry-After` longer than this moves on to the next chain entry instead of waiting.
+    pub max_retry_after: Duration,
+    /// Cool-down of a key after a 429 that names no `Retry-After`.
+    pub rate_limit_cooldown: Duration,
+    /// How long a key refused for billing/quota stays out before it is tried again.
+    pub billing_cooldown: Duration,
+    pub breaker: BreakerConfig,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerConfig {
+    /// Consecutive failures (timeouts, connect errors, 5xx) that open the breaker.
+    pub failure_threshold: u32,
+    pub open_for: Duration,
+    /// Trial requests let through while half-open; one success closes the breaker.
+    pub half_open_probes: u32,
+}
+
+impl Config {
+    /// Reads, interpolates and validates a config file with the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::one(format!("{}: cannot read: {e}", path.display())))?;
+        Config::parse(&text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses config text, looking variables up with `env`.
+    pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut tree: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::one(format!("syntax: {e}")))?;
+        interpolate::table(&mut tree, "", env)?;
+        let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Value::Table(tree))
+            .map_err(|e| ConfigError::one(format!("{}: {}", e.path(), e.inner())))?;
+        validate::validate(raw)
+    }
+
+    /// A one-line summary for `sluice check-config`.
+    pub fn summary(&self) -> String {
+        let chains: usize = self.models.values().map(|m| m.chain.len()).sum();
+        format!(
+            "ok: listen {}, {} provider(s), {} model alias(es) with {} chain entr{}, {} key(s)",
+            self.server.listen,
+            self.providers.len(),
+            self.models.len(),
+            chains,
+            if chains == 1 { "y" } else { "ies" },
+            self.keys.len()
+        )
+    }
+}

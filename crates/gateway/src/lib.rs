@@ -1,1 +1,19 @@
-//! placeholder
+//! The HTTP face of Sluice: the OpenAI-compatible routes, gateway-key auth, request ids,
+//! body limits, the one place errors become responses, and graceful shutdown.
+//!
+//! Handlers are thin: parse and authorize, call the router (`sluice-providers`), map the
+//! result. Layout: [`server`] (`run(listener, state, shutdown)`, the middleware order),
+//! [`routes`] (the route table and one file per route), [`auth`], [`error`], [`sse`]
+//! (canonical chunks → `text/event-stream`), [`state`].
+
+pub mod auth;
+pub mod error;
+mod request_id;
+pub mod routes;
+pub mod server;
+mod sse;
+pub mod state;
+
+pub use error::ApiError;
+pub use server::run;
+pub use state::AppState;

@@ -15,7 +15,9 @@ pub fn encode_request(req: &ChatRequest, model: &str, inject_stream_usage: bool)
     let mut out = req.clone();
     out.model = model.to_owned();
     if out.is_stream() && inject_stream_usage {
-        out.stream_options.get_or_insert_with(StreamOptions::default).include_usage = Some(true);
+        out.stream_options
+            .get_or_insert_with(StreamOptions::default)
+            .include_usage = Some(true);
     }
     out
 }
@@ -75,10 +77,10 @@ impl StreamDecoder for Stream {
         if data.is_empty() {
             return Ok(Decoded::More);
         }
-        if data.starts_with("{\"error\"") {
-            if let Some(err) = decode_error(data.as_bytes()) {
-                return Err(DecodeError::Upstream(err));
-            }
+        if data.starts_with("{\"error\"")
+            && let Some(err) = decode_error(data.as_bytes())
+        {
+            return Err(DecodeError::Upstream(err));
         }
         out.push(serde_json::from_str(data).map_err(DecodeError::malformed)?);
         Ok(Decoded::More)
@@ -106,11 +108,17 @@ mod tests {
         assert_eq!(out["stream_options"]["include_usage"], true);
 
         let out = serde_json::to_value(encode_request(&req, "gpt-4o", false)).unwrap();
-        assert!(out.get("stream_options").is_none(), "not injected when unsupported");
+        assert!(
+            out.get("stream_options").is_none(),
+            "not injected when unsupported"
+        );
 
         let plain = request(json!({"model": "m", "messages": []}));
         let out = serde_json::to_value(encode_request(&plain, "m", true)).unwrap();
-        assert!(out.get("stream_options").is_none(), "not injected without stream");
+        assert!(
+            out.get("stream_options").is_none(),
+            "not injected without stream"
+        );
     }
 
     #[test]
@@ -129,7 +137,11 @@ mod tests {
         let calls = resp.choices[0].message.tool_calls.as_ref().unwrap();
         assert_eq!(calls[0].function.name, "get_weather");
         assert_eq!(resp.usage.as_ref().unwrap().cached_tokens(), 4);
-        assert_eq!(serde_json::to_value(&resp).unwrap(), body, "lossless round trip");
+        assert_eq!(
+            serde_json::to_value(&resp).unwrap(),
+            body,
+            "lossless round trip"
+        );
     }
 
     #[test]
@@ -150,8 +162,15 @@ mod tests {
         assert_eq!(s.decode("", chunk, &mut out).unwrap(), Decoded::More);
         assert_eq!(out[0].choices[0].delta.content.as_deref(), Some("Hi"));
         assert_eq!(s.decode("", "[DONE]", &mut out).unwrap(), Decoded::Done);
-        let err = s.decode("", r#"{"error":{"message":"overloaded","type":"server_error"}}"#, &mut out);
+        let err = s.decode(
+            "",
+            r#"{"error":{"message":"overloaded","type":"server_error"}}"#,
+            &mut out,
+        );
         assert!(matches!(err, Err(DecodeError::Upstream(e)) if e.kind == "server_error"));
-        assert!(matches!(s.decode("", "{nope", &mut out), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            s.decode("", "{nope", &mut out),
+            Err(DecodeError::Malformed(_))
+        ));
     }
 }

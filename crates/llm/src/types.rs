@@ -276,7 +276,13 @@ pub struct ChunkChoice {
 
 impl ChunkChoice {
     pub fn new(delta: Delta) -> Self {
-        ChunkChoice { index: 0, delta, finish_reason: None, logprobs: None, rest: Rest::new() }
+        ChunkChoice {
+            index: 0,
+            delta,
+            finish_reason: None,
+            logprobs: None,
+            rest: Rest::new(),
+        }
     }
 }
 
@@ -352,7 +358,9 @@ impl Usage {
     }
 
     pub fn cached_tokens(&self) -> u64 {
-        self.prompt_tokens_details.as_ref().map_or(0, |d| d.cached_tokens)
+        self.prompt_tokens_details
+            .as_ref()
+            .map_or(0, |d| d.cached_tokens)
     }
 }
 

@@ -1,0 +1,158 @@
+//! The config file as written: serde structs, every default in one place, unknown fields
+//! refused so a typo is an error rather than a silently ignored setting.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::ProviderKind;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+    #[serde(default)]
+    pub providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    pub models: BTreeMap<String, RawModel>,
+    #[serde(default)]
+    pub routing: RawRouting,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: String,
+    pub allow_direct_models: bool,
+    pub max_body_bytes: u64,
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "127.0.0.1:8080".into(),
+            allow_direct_models: false,
+            max_body_bytes: 4 * 1024 * 1024,
+            shutdown_grace_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    pub name: String,
+    pub key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub kind: ProviderKind,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+    /// Whole non-streamed call.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_first_byte_timeout_ms")]
+    pub first_byte_timeout_ms: u64,
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub stream_usage: Option<bool>,
+    #[serde(default = "default_max_tokens")]
+    pub default_max_tokens: u32,
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// `mock` kind: delay before the first byte.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// `mock` kind: delay between streamed chunks.
+    #[serde(default)]
+    pub chunk_delay_ms: u64,
+    /// `mock` kind: words in each answer.
+    #[serde(default = "default_mock_words")]
+    pub words: u32,
+}
+
+fn default_timeout_ms() -> u64 {
+    120_000
+}
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+fn default_first_byte_timeout_ms() -> u64 {
+    60_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    30_000
+}
+fn default_max_tokens() -> u32 {
+    4096
+}
+fn default_mock_words() -> u32 {
+    12
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub chain: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRouting {
+    /// Retries of one chain entry after its first attempt.
+    pub max_retries: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub max_retry_after_ms: u64,
+    pub rate_limit_cooldown_ms: u64,
+    pub billing_cooldown_ms: u64,
+    pub breaker: RawBreaker,
+}
+
+impl Default for RawRouting {
+    fn default() -> Self {
+        RawRouting {
+            max_retries: 2,
+            backoff_base_ms: 250,
+            backoff_max_ms: 8_000,
+            max_retry_after_ms: 10_000,
+            rate_limit_cooldown_ms: 30_000,
+            billing_cooldown_ms: 3_600_000,
+            breaker: RawBreaker::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBreaker {
+    pub failure_threshold: u32,
+    pub open_ms: u64,
+    pub half_open_probes: u32,
+}
+
+impl Default for RawBreaker {
+    fn default() -> Self {
+        RawBreaker {
+            failure_threshold: 5,
+            open_ms: 30_000,
+            half_open_probes: 1,
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! Raw config → typed [`Config`], collecting every problem with its field path.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::raw::{RawConfig, RawProvider};
+use crate::{
+    BreakerConfig, Config, ConfigError, GatewayKey, MockSettings, ModelAlias, ProviderConfig,
+    ProviderKind, RoutingConfig, Secret, ServerConfig, Target, Timeouts,
+};
+
+pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let mut p = Vec::new();
+
+    let listen = raw.server.listen.parse::<SocketAddr>().unwrap_or_else(|e| {
+        p.push(format!(
+            "server.listen: `{}` is not an address like 127.0.0.1:8080 ({e})",
+            raw.server.listen
+        ));
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    });
+    if raw.server.max_body_bytes == 0 {
+        p.push("server.max_body_bytes: must be greater than 0".into());
+    }
+
+    let mut keys = Vec::new();
+    let mut names = HashSet::new();
+    let mut secrets = HashSet::new();
+    for (i, k) in raw.keys.into_iter().enumerate() {
+        if k.name.trim().is_empty() {
+            p.push(format!("keys[{i}].name: must not be empty"));
+        } else if !names.insert(k.name.clone()) {
+            p.push(format!("keys[{i}].name: `{}` is used twice", k.name));
+        }
+        if k.key.len() < 8 {
+            p.push(format!(
+                "keys[{i}].key: must be at least 8 characters (is the variable set?)"
+            ));
+        } else if !secrets.insert(k.key.clone()) {
+            p.push(format!("keys[{i}].key: the same key is given twice"));
+        }
+        keys.push(GatewayKey {
+            name: k.name,
+            key: Secret::new(k.key),
+        });
+    }
+
+    let default_retries = raw.routing.max_retries;
+    let mut providers = BTreeMap::new();
+    for (id, rp) in raw.providers {
+        if let Some(provider) = provider(&id, rp, default_retries, &mut p) {
+            providers.insert(id, provider);
+        }
+    }
+
+    let mut models = BTreeMap::new();
+    for (name, m) in raw.models {
+        let path = format!("models.{name}.chain");
+        if name.contains(':') {
+            p.push(format!(
+                "models.{name}: an alias must not contain `:` (it would shadow provider:model)"
+            ));
+        }
+        if m.chain.is_empty() {
+            p.push(format!("{path}: must name at least one provider:model"));
+        }
+        let mut chain = Vec::new();
+        for (i, entry) in m.chain.iter().enumerate() {
+            match parse_target(entry) {
+                Ok(t) if !providers.contains_key(&t.provider) => p.push(format!(
+                    "{path}[{i}]: provider `{}` is not defined under [providers]",
+                    t.provider
+                )),
+                Ok(t) => chain.push(t),
+                Err(e) => p.push(format!("{path}[{i}]: {e}")),
+            }
+        }
+        models.insert(name.clone(), ModelAlias { name, chain });
+    }
+
+    let r = raw.routing;
+    if r.backoff_base_ms > r.backoff_max_ms {
+        p.push("routing.backoff_base_ms: must not exceed routing.backoff_max_ms".into());
+    }
+    if r.breaker.failure_threshold == 0 {
+        p.push("routing.breaker.failure_threshold: must be at least 1".into());
+    }
+    if r.breaker.half_open_probes == 0 {
+        p.push("routing.breaker.half_open_probes: must be at least 1".into());
+    }
+    let routing = RoutingConfig {
+        backoff_base: ms(r.backoff_base_ms),
+        backoff_max: ms(r.backoff_max_ms),
+        max_retry_after: ms(r.max_retry_after_ms),
+        rate_limit_cooldown: ms(r.rate_limit_cooldown_ms),
+        billing_cooldown: ms(r.billing_cooldown_ms),
+        breaker: BreakerConfig {
+            failure_threshold: r.breaker.failure_threshold,
+            open_for: ms(r.breaker.open_ms),
+            half_open_probes: r.breaker.half_open_probes,
+        },
+    };
+
+    if !p.is_empty() {
+        return Err(ConfigError { problems: p });
+    }
+    Ok(Config {
+        server: ServerConfig {
+            listen,
+            allow_direct_models: raw.server.allow_direct_models,
+            max_body_bytes: usize::try_from(raw.server.max_body_bytes).unwrap_or(usize::MAX),
+            shutdown_grace: ms(raw.server.shutdown_grace_ms),
+        },
+        keys,
+        providers,
+        models,
+        routing,
+    })
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// `provider:model`; the model part may itself contain `:` (e.g. `ollama:llama3:8b`).
+pub(crate) fn parse_target(s: &str) -> Result<Target, String> {
+    match s.split_once(':') {
+        Some((provider, model)) if !provider.is_empty() && !model.is_empty() => Ok(Target {
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+        }),
+        _ => Err(format!("`{s}` is not of the form provider:model")),
+    }
+}
+
+fn provider(
+    id: &str,
+    rp: RawProvider,
+    default_retries: u32,
+    p: &mut Vec<String>,
+) -> Option<ProviderConfig> {
+    let path = format!("providers.{id}");
+    let before = p.len();
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        p.push(format!(
+            "{path}: a provider id may hold only letters, digits, `_` and `-`"
+        ));
+    }
+    let preset = rp.kind.preset();
+    let base_url = match (rp.base_url.as_deref().map(str::trim), preset.base_url) {
+        (Some(url), _) if !url.is_empty() => url.trim_end_matches('/').to_owned(),
+        (_, Some(default)) => default.to_owned(),
+        _ => {
+            p.push(format!(
+                "{path}.base_url: required for kind `{}`",
+                rp.kind.name()
+            ));
+            String::new()
+        }
+    };
+    if rp.kind != ProviderKind::Mock
+        && !base_url.is_empty()
+        && !(base_url.starts_with("http://") || base_url.starts_with("https://"))
+    {
+        p.push(format!(
+            "{path}.base_url: `{base_url}` must start with http:// or https://"
+        ));
+    }
+    // Empty entries come from optional variables (`${KEY_2:-}`) and are dropped.
+    let api_keys: Vec<Secret> = rp
+        .api_keys
+        .into_iter()
+        .filter(|k| !k.trim().is_empty())
+        .map(Secret::new)
+        .collect();
+    if preset.needs_key && api_keys.is_empty() {
+        p.push(format!(
+            "{path}.api_keys: kind `{}` needs at least one non-empty API key",
+            rp.kind.name()
+        ));
+    }
+    if rp.kind == ProviderKind::Azure && rp.api_version.is_none() {
+        p.push(format!(
+            "{path}.api_version: required for kind `azure` (e.g. \"2024-10-21\")"
+        ));
+    }
+    for (field, v) in [
+        ("timeout_ms", rp.timeout_ms),
+        ("connect_timeout_ms", rp.connect_timeout_ms),
+        ("first_byte_timeout_ms", rp.first_byte_timeout_ms),
+        ("idle_timeout_ms", rp.idle_timeout_ms),
+    ] {
+        if v == 0 {
+            p.push(format!("{path}.{field}: must be greater than 0"));
+        }
+    }
+    for name in rp.headers.keys() {
+        if http_token(name).is_err() {
+            p.push(format!("{path}.headers.{name}: not a valid header name"));
+        }
+    }
+    if p.len() > before {
+        return None;
+    }
+    Some(ProviderConfig {
+        id: id.to_owned(),
+        kind: rp.kind,
+        base_url,
+        api_keys,
+        timeouts: Timeouts {
+            connect: ms(rp.connect_timeout_ms),
+            first_byte: ms(rp.first_byte_timeout_ms),
+            idle: ms(rp.idle_timeout_ms),
+            total: ms(rp.timeout_ms),
+        },
+        headers: rp.headers,
+        api_version: rp.api_version,
+        stream_usage: rp.stream_usage.unwrap_or(preset.stream_usage),
+        default_max_tokens: rp.default_max_tokens,
+        max_retries: rp.max_retries.unwrap_or(default_retries),
+        mock: MockSettings {
+            latency: ms(rp.latency_ms),
+            chunk_delay: ms(rp.chunk_delay_ms),
+            words: rp.words,
+        },
+    })
+}
+
+/// RFC 9110 token characters, the set header names are made of.
+fn http_token(name: &str) -> Result<(), ()> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if ok { Ok(()) } else { Err(()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "OPENAI_API_KEY" => Some("sk-test-1".into()),
+            "DEV_KEY" => Some("dev-key-123456".into()),
+            _ => None,
+        }
+    }
+
+    fn parse(text: &str) -> Result<Config, Vec<String>> {
+        Config::parse(text, &env).map_err(|e| e.problems)
+    }
+
+    #[test]
+    fn issue_example_parses_with_presets_and_empty_keys_dropped() {
+        let cfg = parse(
+            r#"
+            [server]
+            listen = "127.0.0.1:8080"
+            [[keys]]
+            name = "dev"
+            key = "${DEV_KEY}"
+            [providers.openai]
+            kind = "openai"
+            api_keys = ["${OPENAI_API_KEY}", "${OPENAI_API_KEY_2:-}"]
+            timeout_ms = 120000
+            [providers.groq]
+            kind = "groq"
+            api_keys = ["g"]
+            [models.smart]
+            chain = ["openai:gpt-4o", "groq:llama-3.3-70b"]
+            "#,
+        )
+        .unwrap();
+        let openai = &cfg.providers["openai"];
+        assert_eq!(
+            openai.api_keys.len(),
+            1,
+            "the empty optional key is dropped"
+        );
+        assert_eq!(openai.base_url, "https://api.openai.com/v1");
+        assert_eq!(
+            cfg.providers["groq"].base_url,
+            "https://api.groq.com/openai/v1"
+        );
+        assert_eq!(cfg.models["smart"].chain[1].model, "llama-3.3-70b");
+        assert_eq!(
+            format!("{:?}", cfg.keys[0].key),
+            "***",
+            "secrets never print"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let problems = parse(
+            r#"
+            [server]
+            listen = "nowhere"
+            [providers.az]
+            kind = "azure"
+            api_keys = ["k"]
+            [providers.oa]
+            kind = "openai"
+            [models.smart]
+            chain = ["missing:gpt-4o", "no-colon"]
+            [routing.breaker]
+            failure_threshold = 0
+            "#,
+        )
+        .unwrap_err();
+        let all = problems.join("\n");
+        for needle in [
+            "server.listen",
+            "providers.az.base_url",
+            "providers.az.api_version",
+            "providers.oa.api_keys",
+            "models.smart.chain[0]: provider `missing`",
+            "models.smart.chain[1]",
+            "routing.breaker.failure_threshold",
+        ] {
+            assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_missing_variables_name_their_place() {
+        let problems = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n").unwrap_err();
+        assert!(
+            problems[0].contains("server") && problems[0].contains("lisen"),
+            "{problems:?}"
+        );
+
+        let problems =
+            parse("[providers.a]\nkind = \"openai\"\napi_keys = [\"${NOPE}\"]\n").unwrap_err();
+        assert!(
+            problems[0].starts_with("providers.a.api_keys[0]"),
+            "{problems:?}"
+        );
+        assert!(problems[0].contains("NOPE"), "{problems:?}");
+
+        let problems = parse("[providers.a]\nkind = \"openia\"\n").unwrap_err();
+        assert!(problems[0].contains("providers.a.kind"), "{problems:?}");
+    }
+}

@@ -1,0 +1,254 @@
+//! The one place where errors become HTTP responses, in OpenAI's error shape:
+//! `{"error":{"message","type","param","code"}}`. `code` is Sluice's stable,
+//! machine-readable name; the match below names every case, so a new error cannot
+//! slip through without a status decision.
+
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode};
+use serde_json::json;
+use sluice_providers::{Exhaustion, FailureClass, RouteError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing API key: send `Authorization: Bearer <key>`")]
+    MissingApiKey,
+    #[error("invalid API key")]
+    InvalidApiKey,
+    #[error("request body is larger than the limit of {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("could not read the request body: {0}")]
+    BodyUnreadable(String),
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("no route for {0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error(transparent)]
+    Route(#[from] RouteError),
+}
+
+/// The parts of an error response.
+struct Parts {
+    status: StatusCode,
+    kind: &'static str,
+    code: &'static str,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    fn parts(&self) -> Parts {
+        use StatusCode as S;
+        let p = |status, kind, code, message: String| Parts {
+            status,
+            kind,
+            code,
+            message,
+            retry_after: None,
+        };
+        let msg = self.to_string();
+        match self {
+            ApiError::MissingApiKey => p(
+                S::UNAUTHORIZED,
+                "authentication_error",
+                "missing_api_key",
+                msg,
+            ),
+            ApiError::InvalidApiKey => p(
+                S::UNAUTHORIZED,
+                "authentication_error",
+                "invalid_api_key",
+                msg,
+            ),
+            ApiError::BodyTooLarge(_) => p(
+                S::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "request_too_large",
+                msg,
+            ),
+            ApiError::BodyUnreadable(_) => {
+                p(S::BAD_REQUEST, "invalid_request_error", "invalid_body", msg)
+            }
+            ApiError::InvalidJson(_) => {
+                p(S::BAD_REQUEST, "invalid_request_error", "invalid_json", msg)
+            }
+            ApiError::InvalidRequest(_) => p(
+                S::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_request",
+                msg,
+            ),
+            ApiError::NotFound(_) => p(S::NOT_FOUND, "invalid_request_error", "not_found", msg),
+            ApiError::MethodNotAllowed => p(
+                S::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                "method_not_allowed",
+                msg,
+            ),
+            ApiError::Route(RouteError::UnknownModel(_)) => p(
+                S::NOT_FOUND,
+                "invalid_request_error",
+                "model_not_found",
+                msg,
+            ),
+            ApiError::Route(RouteError::Rejected(f)) => {
+                let code = match f.class {
+                    FailureClass::ContentFilter => "content_filter",
+                    _ => "upstream_bad_request",
+                };
+                p(
+                    S::BAD_REQUEST,
+                    "invalid_request_error",
+                    code,
+                    f.message.clone(),
+                )
+            }
+            ApiError::Route(RouteError::Exhausted { last, .. }) => exhausted(last),
+        }
+    }
+}
+
+/// Every chain entry failed: the answer reflects how the last one did.
+fn exhausted(last: &Exhaustion) -> Parts {
+    use StatusCode as S;
+    let f = match last {
+        Exhaustion::BreakerOpen(wait) => {
+            return Parts {
+                status: S::SERVICE_UNAVAILABLE,
+                kind: "api_error",
+                code: "circuit_open",
+                message: "every provider for this model is failing; its circuit breaker is open"
+                    .into(),
+                retry_after: Some(*wait),
+            };
+        }
+        Exhaustion::NoKey(wait) => {
+            return Parts {
+                status: if wait.is_some() {
+                    S::TOO_MANY_REQUESTS
+                } else {
+                    S::SERVICE_UNAVAILABLE
+                },
+                kind: if wait.is_some() {
+                    "rate_limit_error"
+                } else {
+                    "api_error"
+                },
+                code: if wait.is_some() {
+                    "rate_limited"
+                } else {
+                    "no_available_key"
+                },
+                message: match wait {
+                    Some(_) => {
+                        "every provider API key for this model is rate limited; retry later".into()
+                    }
+                    None => {
+                        "every provider API key for this model was refused by the provider".into()
+                    }
+                },
+                retry_after: *wait,
+            };
+        }
+        Exhaustion::Failure(f) => f,
+    };
+    let upstream = |what: &str| format!("{what}: {}", f.message);
+    let (status, kind, code, message) = match f.class {
+        FailureClass::RateLimited => (
+            S::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "rate_limited",
+            upstream("the provider rate limited the request"),
+        ),
+        FailureClass::Auth => (
+            S::BAD_GATEWAY,
+            "api_error",
+            "upstream_auth_failed",
+            "the provider refused the gateway's API key".to_owned(),
+        ),
+        FailureClass::Billing => (
+            S::BAD_GATEWAY,
+            "api_error",
+            "upstream_quota_exhausted",
+            "the provider's quota or billing limit is exhausted".to_owned(),
+        ),
+        FailureClass::Timeout => (
+            S::GATEWAY_TIMEOUT,
+            "api_error",
+            "upstream_timeout",
+            upstream("the provider did not answer in time"),
+        ),
+        FailureClass::Connect => (
+            S::BAD_GATEWAY,
+            "api_error",
+            "upstream_unreachable",
+            upstream("the provider could not be reached"),
+        ),
+        FailureClass::Server => (
+            S::BAD_GATEWAY,
+            "api_error",
+            "upstream_error",
+            upstream("the provider failed"),
+        ),
+        FailureClass::ContextOverflow => (
+            S::BAD_REQUEST,
+            "invalid_request_error",
+            "context_length_exceeded",
+            f.message.clone(),
+        ),
+        FailureClass::ContentFilter => (
+            S::BAD_REQUEST,
+            "invalid_request_error",
+            "content_filter",
+            f.message.clone(),
+        ),
+        FailureClass::BadRequest => (
+            S::BAD_REQUEST,
+            "invalid_request_error",
+            "upstream_bad_request",
+            f.message.clone(),
+        ),
+        FailureClass::ModelNotFound => (
+            S::BAD_GATEWAY,
+            "api_error",
+            "upstream_model_not_found",
+            upstream("the provider does not serve the model"),
+        ),
+    };
+    Parts {
+        status,
+        kind,
+        code,
+        message,
+        retry_after: f.retry_after,
+    }
+}
+
+/// The JSON error object, also sent as the last event of a broken stream.
+pub fn error_body(message: &str, kind: &str, code: &str) -> serde_json::Value {
+    json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let parts = self.parts();
+        if parts.status.is_server_error() {
+            tracing::warn!(code = parts.code, "{}", parts.message);
+        }
+        let body = error_body(&parts.message, parts.kind, parts.code);
+        let mut resp = (parts.status, axum::Json(body)).into_response();
+        if let Some(wait) = parts.retry_after {
+            // Whole seconds, rounded up: a client waiting this long finds the key back.
+            let secs = wait.as_millis().div_ceil(1000).max(1);
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(http::header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}

@@ -1,0 +1,78 @@
+//! `POST /v1/chat/completions`, JSON and SSE.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::response::Response;
+use bytes::Bytes;
+use http::HeaderValue;
+use sluice_config::Target;
+use sluice_llm::ChatRequest;
+use sluice_providers::{CallContext, ChatReply};
+
+use crate::request_id::RequestId;
+use crate::{ApiError, AppState, sse};
+
+pub async fn completions(
+    State(state): State<Arc<AppState>>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: ChatRequest = super::body::parse(body, state.max_body_bytes)?;
+    if req.messages.is_empty() {
+        return Err(ApiError::InvalidRequest(
+            "`messages` must contain at least one message".into(),
+        ));
+    }
+    let include_usage = req
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    let ctx = CallContext {
+        request_id: request_id.clone(),
+    };
+    let routed = state.router.chat(&req, &ctx).await?;
+    let mut resp = match routed.value {
+        ChatReply::Complete { response, raw } => {
+            let bytes = match raw {
+                Some(raw) => raw,
+                None => Bytes::from(
+                    serde_json::to_vec(&response)
+                        .map_err(|e| ApiError::InvalidRequest(e.to_string()))?,
+                ),
+            };
+            json_response(bytes)
+        }
+        ChatReply::Stream(stream) => sse::response(stream, include_usage, request_id),
+    };
+    served_by(&mut resp, &routed.target, routed.attempts);
+    Ok(resp)
+}
+
+pub(super) fn json_response(bytes: Bytes) -> Response {
+    let mut resp = Response::new(Body::from(bytes));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// `x-sluice-provider` / `x-sluice-model`: which chain entry answered; `x-sluice-attempts`:
+/// how many provider calls it took.
+pub(super) fn served_by(resp: &mut Response, target: &Target, attempts: u32) {
+    let h = resp.headers_mut();
+    for (name, value) in [
+        ("x-sluice-provider", target.provider.as_str()),
+        ("x-sluice-model", target.model.as_str()),
+        ("x-sluice-attempts", &attempts.to_string()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    }
+}

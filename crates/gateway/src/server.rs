@@ -1,0 +1,61 @@
+//! `run(listener, state, shutdown)`: the caller owns the socket and the shutdown signal,
+//! so tests bind port 0 and stop the server when they like.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use tokio::net::TcpListener;
+
+use crate::{ApiError, AppState, auth, request_id, routes};
+
+/// The whole app, middleware order readable top to bottom: request id (outermost, so every
+/// response carries one) → auth (authenticated routes only) → body limit → handler.
+pub fn app(state: Arc<AppState>) -> Router {
+    let api = routes::authenticated()
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ));
+    routes::public()
+        .merge(api)
+        .fallback(|uri: http::Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn(request_id::assign))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests and
+/// streams finish for up to the configured grace period.
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = state.shutdown_grace;
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let draining = state.clone();
+    let serve = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        draining.start_draining();
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: no new connections; waiting for in-flight requests"
+        );
+        let _ = tx.send(true);
+    });
+    let deadline = async move {
+        let _ = rx.wait_for(|started| *started).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        r = serve => r,
+        () = deadline => {
+            tracing::warn!("grace period over; dropping the requests still running");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Canonical chunks → `text/event-stream`, one `data:` event per chunk as it arrives, then
+//! `data: [DONE]`. A stream that breaks ends with an error event and no `[DONE]`, which
+//! OpenAI SDKs raise as an error: a cut answer never looks finished.
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
+use http::HeaderValue;
+use sluice_providers::{ChunkStream, StreamError};
+
+use crate::error::error_body;
+
+pub fn response(stream: ChunkStream, include_usage: bool, request_id: String) -> Response {
+    let events = futures_util::stream::unfold(Some(stream), move |state| {
+        let request_id = request_id.clone();
+        async move {
+            let mut stream = state?;
+            loop {
+                match stream.next().await {
+                    None => {
+                        return Some((
+                            Ok::<_, std::convert::Infallible>(Bytes::from_static(
+                                b"data: [DONE]\n\n",
+                            )),
+                            None,
+                        ));
+                    }
+                    Some(Ok(mut chunk)) => {
+                        if !include_usage {
+                            // The usage chunk was asked for by Sluice, not by the client.
+                            if chunk.choices.is_empty() && chunk.usage.is_some() {
+                                continue;
+                            }
+                            chunk.usage = None;
+                        }
+                        return Some((Ok(event(&chunk)), Some(stream)));
+                    }
+                    Some(Err(e)) => {
+                        let code = match e {
+                            StreamError::Idle(_) => "upstream_idle_timeout",
+                            StreamError::Cut => "upstream_stream_cut",
+                            StreamError::Upstream(_) => "upstream_stream_error",
+                        };
+                        tracing::warn!(%request_id, code, "stream broke after it was committed: {e}");
+                        let body = error_body(
+                            &format!("the provider's stream broke: {e}"),
+                            "api_error",
+                            code,
+                        );
+                        return Some((Ok(event(&body)), None));
+                    }
+                }
+            }
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(events));
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
+
+fn event<T: serde::Serialize>(value: &T) -> Bytes {
+    let mut buf = BytesMut::with_capacity(256).writer();
+    buf.get_mut().put_slice(b"data: ");
+    // Serialising our own types to memory cannot fail.
+    let _ = serde_json::to_writer(&mut buf, value);
+    let mut buf = buf.into_inner();
+    buf.put_slice(b"\n\n");
+    buf.freeze()
+}

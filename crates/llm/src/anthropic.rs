@@ -1,1 +1,0 @@
-//! Anthropic Messages API. (Being written; see the adapter task.)

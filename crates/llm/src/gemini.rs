@@ -1,1 +1,0 @@
-//! Gemini generateContent. (Being written; see the adapter task.)

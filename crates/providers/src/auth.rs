@@ -1,0 +1,270 @@
+//! Auth profiles: the API keys of one provider, rotated round-robin, each with its own
+//! cool-down (rate limit, billing) or disablement (refused credentials). Lock-free: the
+//! request path reads and writes atomics only.
+
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use sluice_config::Secret;
+
+/// Why a key is out of rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    Ready,
+    /// Rate limited; back at the given time.
+    CoolingDown,
+    /// Quota or billing refused; back after the billing cool-down.
+    Billing,
+    /// The provider refused the credentials; out until restart or an operator reset.
+    Disabled,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Ready => "ready",
+            KeyState::CoolingDown => "cooling_down",
+            KeyState::Billing => "billing",
+            KeyState::Disabled => "disabled",
+        }
+    }
+}
+
+const READY: u8 = 0;
+const COOLING: u8 = 1;
+const BILLING: u8 = 2;
+const DISABLED: u8 = 3;
+
+/// One API key and its state.
+#[derive(Debug)]
+pub struct Profile {
+    /// A stable, non-secret id: `sha256:` and the first 12 hex digits of the key's hash.
+    pub id: String,
+    secret: Secret,
+    reason: AtomicU8,
+    /// Milliseconds since the set's epoch until which the key sits out.
+    until_ms: AtomicU64,
+    failures: AtomicU32,
+}
+
+impl Profile {
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+}
+
+#[derive(Debug)]
+pub struct AuthProfiles {
+    epoch: Instant,
+    profiles: Vec<Profile>,
+    next: AtomicUsize,
+}
+
+/// No key can be used right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoKey {
+    /// All keys cool down; the first is back after this long.
+    CoolingDown(Duration),
+    /// Every key is disabled.
+    AllDisabled,
+}
+
+impl AuthProfiles {
+    /// Profiles for `keys`; a provider without keys gets one empty profile, so rotation
+    /// logic is the same for local servers.
+    pub fn new(keys: &[Secret]) -> Self {
+        let keys: Vec<Secret> = if keys.is_empty() {
+            vec![Secret::new(String::new())]
+        } else {
+            keys.to_vec()
+        };
+        let profiles = keys
+            .into_iter()
+            .map(|secret| Profile {
+                id: key_id(secret.expose()),
+                secret,
+                reason: AtomicU8::new(READY),
+                until_ms: AtomicU64::new(0),
+                failures: AtomicU32::new(0),
+            })
+            .collect();
+        AuthProfiles {
+            epoch: Instant::now(),
+            profiles,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn ms(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub fn len(&self) -> usize {
+        self.profiles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.profiles.is_empty()
+    }
+
+    /// The next usable key in round-robin order.
+    pub fn pick(&self, now: Instant) -> Result<&Profile, NoKey> {
+        let now_ms = self.ms(now);
+        let n = self.profiles.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut soonest: Option<u64> = None;
+        for i in 0..n {
+            let p = &self.profiles[(start + i) % n];
+            match p.reason.load(Ordering::Acquire) {
+                READY => return Ok(p),
+                DISABLED => {}
+                _ => {
+                    let until = p.until_ms.load(Ordering::Acquire);
+                    if until <= now_ms {
+                        return Ok(p);
+                    }
+                    soonest = Some(soonest.map_or(until, |s| s.min(until)));
+                }
+            }
+        }
+        match soonest {
+            Some(until) => Err(NoKey::CoolingDown(Duration::from_millis(until - now_ms))),
+            None => Err(NoKey::AllDisabled),
+        }
+    }
+
+    /// The key answered: clear its failure state.
+    pub fn succeeded(&self, p: &Profile) {
+        if p.reason.load(Ordering::Relaxed) != READY {
+            p.reason.store(READY, Ordering::Release);
+        }
+        p.failures.store(0, Ordering::Relaxed);
+    }
+
+    /// Rate limited: out until `now + for_`.
+    pub fn cool_down(&self, p: &Profile, now: Instant, for_: Duration) {
+        self.sit_out(p, COOLING, now + for_);
+    }
+
+    /// Refused for billing or quota: out for the (long) billing cool-down.
+    pub fn billing(&self, p: &Profile, now: Instant, for_: Duration) {
+        self.sit_out(p, BILLING, now + for_);
+    }
+
+    /// Refused credentials: out until [`AuthProfiles::reset`].
+    pub fn disable(&self, p: &Profile) {
+        p.failures.fetch_add(1, Ordering::Relaxed);
+        p.reason.store(DISABLED, Ordering::Release);
+        tracing::warn!(key = %p.id, "provider refused the API key; key disabled");
+    }
+
+    fn sit_out(&self, p: &Profile, reason: u8, until: Instant) {
+        p.failures.fetch_add(1, Ordering::Relaxed);
+        p.until_ms.fetch_max(self.ms(until), Ordering::AcqRel);
+        // A disabled key stays disabled; billing outranks a plain cool-down.
+        let _ = p
+            .reason
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
+                (r != DISABLED).then_some(r.max(reason))
+            });
+    }
+
+    /// Puts every key back in rotation.
+    pub fn reset(&self) {
+        for p in &self.profiles {
+            p.reason.store(READY, Ordering::Release);
+            p.until_ms.store(0, Ordering::Release);
+            p.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A snapshot for status views: id, state, time left, failures.
+    pub fn snapshot(&self, now: Instant) -> Vec<(String, KeyState, Duration, u32)> {
+        let now_ms = self.ms(now);
+        self.profiles
+            .iter()
+            .map(|p| {
+                let until = p.until_ms.load(Ordering::Acquire);
+                let state = match p.reason.load(Ordering::Acquire) {
+                    DISABLED => KeyState::Disabled,
+                    _ if until <= now_ms => KeyState::Ready,
+                    BILLING => KeyState::Billing,
+                    COOLING => KeyState::CoolingDown,
+                    _ => KeyState::Ready,
+                };
+                let left = Duration::from_millis(until.saturating_sub(now_ms));
+                (
+                    p.id.clone(),
+                    state,
+                    left,
+                    p.failures.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+}
+
+fn key_id(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profiles(n: usize) -> AuthProfiles {
+        let keys: Vec<Secret> = (0..n).map(|i| Secret::new(format!("key-{i}"))).collect();
+        AuthProfiles::new(&keys)
+    }
+
+    #[test]
+    fn rotates_round_robin() {
+        let a = profiles(3);
+        let now = Instant::now();
+        let ids: Vec<String> = (0..6).map(|_| a.pick(now).unwrap().id.clone()).collect();
+        assert_eq!(ids[0], ids[3]);
+        assert_ne!(ids[0], ids[1]);
+        assert_ne!(ids[1], ids[2]);
+    }
+
+    #[test]
+    fn cooling_and_disabled_keys_are_skipped_until_due() {
+        let a = profiles(2);
+        let now = Instant::now();
+        let first = a.pick(now).unwrap();
+        a.cool_down(first, now, Duration::from_secs(5));
+        let second = a.pick(now).unwrap();
+        assert_ne!(first.id, second.id);
+        a.disable(second);
+        assert_eq!(
+            a.pick(now).unwrap_err(),
+            NoKey::CoolingDown(Duration::from_secs(5))
+        );
+        let later = now + Duration::from_secs(5);
+        assert_eq!(
+            a.pick(later).unwrap().id,
+            first.id,
+            "the cooled key is back when due"
+        );
+        assert_eq!(
+            a.pick(later).unwrap().id,
+            first.id,
+            "the disabled one never is"
+        );
+        a.disable(first);
+        assert_eq!(a.pick(later).unwrap_err(), NoKey::AllDisabled);
+        a.reset();
+        assert!(a.pick(later).is_ok());
+    }
+
+    #[test]
+    fn ids_are_stable_and_not_the_secret() {
+        let a = profiles(1);
+        let id = a.pick(Instant::now()).unwrap().id.clone();
+        assert!(id.starts_with("sha256:") && !id.contains("key-0"));
+        assert_eq!(id, profiles(1).pick(Instant::now()).unwrap().id);
+    }
+}

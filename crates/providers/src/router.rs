@@ -1,0 +1,384 @@
+//! The chain walk. Failover happens only here, and only before a reply is committed: a
+//! whole response, or a stream that has produced its first substantive chunk.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use dashmap::DashMap;
+use sluice_config::{Config, ProviderConfig, RoutingConfig, Target, Wire};
+use sluice_llm::{ChatRequest, EmbeddingsRequest, ResponseMeta};
+
+use crate::auth::{AuthProfiles, NoKey};
+use crate::backoff::full_jitter;
+use crate::breaker::{Breaker, Verdict};
+use crate::failure::{Action, Failure, FailureClass};
+use crate::upstream::Http;
+use crate::{ChatReply, EmbeddingsReply, mock};
+
+/// The HTTP client for a provider could not be built (TLS backend trouble).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client for providers: {0}")]
+pub struct BuildError(#[from] reqwest::Error);
+
+/// Per-request facts the router needs from the caller.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    pub request_id: String,
+}
+
+/// A committed reply and the chain entry that produced it.
+#[derive(Debug)]
+pub struct Routed<T> {
+    pub value: T,
+    pub target: Target,
+    /// Provider calls made, the successful one included.
+    pub attempts: u32,
+}
+
+/// Why the last chain entry was given up.
+#[derive(Debug, Clone)]
+pub enum Exhaustion {
+    Failure(Failure),
+    /// The entry's breaker was open; it will let a probe through after this long.
+    BreakerOpen(Duration),
+    /// Every key of the provider was cooling down (for this long) or disabled (`None`).
+    NoKey(Option<Duration>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("the model `{0}` does not exist or you do not have access to it")]
+    UnknownModel(String),
+    /// A failure whose rule is "fail at once" (bad request, content filter).
+    #[error("{}", .0.message)]
+    Rejected(Failure),
+    /// Every chain entry failed; `last` says how the last one did.
+    #[error("all {entries} chain entr(y/ies) failed")]
+    Exhausted { entries: usize, last: Exhaustion },
+}
+
+struct Provider {
+    cfg: ProviderConfig,
+    http: reqwest::Client,
+    profiles: AuthProfiles,
+}
+
+enum Op<'a> {
+    Chat(&'a ChatRequest),
+    Embeddings(&'a EmbeddingsRequest),
+}
+
+enum Reply {
+    Chat(ChatReply),
+    Embeddings(Box<EmbeddingsReply>),
+}
+
+pub struct Router {
+    providers: HashMap<String, Provider>,
+    aliases: HashMap<String, Arc<[Target]>>,
+    allow_direct: bool,
+    routing: RoutingConfig,
+    breakers: DashMap<Target, Arc<Breaker>>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("providers", &self.providers.len())
+            .finish()
+    }
+}
+
+impl Router {
+    pub fn new(cfg: &Config) -> Result<Router, BuildError> {
+        let mut providers = HashMap::new();
+        for (id, p) in &cfg.providers {
+            let http = reqwest::Client::builder()
+                .connect_timeout(p.timeouts.connect)
+                .pool_idle_timeout(Duration::from_secs(90))
+                .tcp_nodelay(true)
+                .build()?;
+            let profiles = AuthProfiles::new(&p.api_keys);
+            providers.insert(
+                id.clone(),
+                Provider {
+                    cfg: p.clone(),
+                    http,
+                    profiles,
+                },
+            );
+        }
+        let aliases = cfg
+            .models
+            .iter()
+            .map(|(name, m)| (name.clone(), Arc::from(m.chain.clone())))
+            .collect();
+        Ok(Router {
+            providers,
+            aliases,
+            allow_direct: cfg.server.allow_direct_models,
+            routing: cfg.routing.clone(),
+            breakers: DashMap::new(),
+        })
+    }
+
+    /// The names a client may ask for: aliases, and each `provider:model` named in a
+    /// chain when direct models are allowed.
+    pub fn model_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.aliases.keys().cloned().collect();
+        names.sort();
+        if self.allow_direct {
+            let mut direct: Vec<String> = self
+                .aliases
+                .values()
+                .flat_map(|c| c.iter().map(Target::to_string))
+                .collect();
+            direct.sort();
+            direct.dedup();
+            names.extend(direct);
+        }
+        names
+    }
+
+    /// The chain for a requested model name.
+    pub fn resolve(&self, model: &str) -> Result<Arc<[Target]>, RouteError> {
+        if let Some(chain) = self.aliases.get(model) {
+            return Ok(chain.clone());
+        }
+        if self.allow_direct
+            && let Some((p, m)) = model.split_once(':')
+            && !m.is_empty()
+            && self.providers.contains_key(p)
+        {
+            return Ok(Arc::from([Target {
+                provider: p.to_owned(),
+                model: m.to_owned(),
+            }]));
+        }
+        Err(RouteError::UnknownModel(model.to_owned()))
+    }
+
+    pub async fn chat(
+        &self,
+        req: &ChatRequest,
+        ctx: &CallContext,
+    ) -> Result<Routed<ChatReply>, RouteError> {
+        let chain = self.resolve(&req.model)?;
+        let routed = self.walk(&chain, Op::Chat(req), ctx).await?;
+        match routed.value {
+            Reply::Chat(value) => Ok(Routed {
+                value,
+                target: routed.target,
+                attempts: routed.attempts,
+            }),
+            Reply::Embeddings(_) => unreachable!("a chat call answers with a chat reply"),
+        }
+    }
+
+    pub async fn embeddings(
+        &self,
+        req: &EmbeddingsRequest,
+        ctx: &CallContext,
+    ) -> Result<Routed<EmbeddingsReply>, RouteError> {
+        let chain = self.resolve(&req.model)?;
+        let routed = self.walk(&chain, Op::Embeddings(req), ctx).await?;
+        match routed.value {
+            Reply::Embeddings(value) => Ok(Routed {
+                value: *value,
+                target: routed.target,
+                attempts: routed.attempts,
+            }),
+            Reply::Chat(_) => unreachable!("an embeddings call answers with embeddings"),
+        }
+    }
+
+    fn breaker(&self, target: &Target) -> Arc<Breaker> {
+        if let Some(b) = self.breakers.get(target) {
+            return b.clone();
+        }
+        self.breakers
+            .entry(target.clone())
+            .or_insert_with(|| Arc::new(Breaker::new(self.routing.breaker)))
+            .clone()
+    }
+
+    /// The state of one entry's breaker, for status views and tests.
+    pub fn breaker_state(&self, target: &Target) -> crate::breaker::BreakerState {
+        self.breaker(target).state(Instant::now())
+    }
+
+    /// Key states of one provider, for status views and tests.
+    pub fn key_states(
+        &self,
+        provider: &str,
+    ) -> Vec<(String, crate::auth::KeyState, Duration, u32)> {
+        self.providers
+            .get(provider)
+            .map_or_else(Vec::new, |p| p.profiles.snapshot(Instant::now()))
+    }
+
+    async fn walk(
+        &self,
+        chain: &[Target],
+        op: Op<'_>,
+        ctx: &CallContext,
+    ) -> Result<Routed<Reply>, RouteError> {
+        let mut last = Exhaustion::NoKey(None);
+        let mut attempts = 0u32;
+        for target in chain {
+            let Some(provider) = self.providers.get(&target.provider) else {
+                continue;
+            };
+            let breaker = self.breaker(target);
+            let mut retries = 0u32;
+            let mut rotations = 0usize;
+            loop {
+                let now = Instant::now();
+                let Some(permit) = breaker.try_acquire(now) else {
+                    last = Exhaustion::BreakerOpen(breaker.retry_in(now).unwrap_or_default());
+                    tracing::debug!(%target, "breaker open; skipping entry");
+                    break;
+                };
+                let key = match provider.profiles.pick(now) {
+                    Ok(key) => key,
+                    Err(NoKey::CoolingDown(wait))
+                        if wait <= self.routing.max_retry_after
+                            && retries < provider.cfg.max_retries =>
+                    {
+                        drop(permit);
+                        retries += 1;
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    Err(NoKey::CoolingDown(wait)) => {
+                        last = Exhaustion::NoKey(Some(wait));
+                        break;
+                    }
+                    Err(NoKey::AllDisabled) => {
+                        last = Exhaustion::NoKey(None);
+                        break;
+                    }
+                };
+                attempts += 1;
+                let result = call(provider, &op, &target.model, key.secret().expose(), ctx).await;
+                let now = Instant::now();
+                let failure = match result {
+                    Ok(value) => {
+                        breaker.record(permit, Verdict::Success, now);
+                        provider.profiles.succeeded(key);
+                        return Ok(Routed {
+                            value,
+                            target: target.clone(),
+                            attempts,
+                        });
+                    }
+                    Err(f) => f,
+                };
+                let verdict = if failure.class.counts_against_breaker() {
+                    Verdict::Failure
+                } else {
+                    Verdict::Neutral
+                };
+                breaker.record(permit, verdict, now);
+                match failure.class {
+                    FailureClass::RateLimited => provider.profiles.cool_down(
+                        key,
+                        now,
+                        failure
+                            .retry_after
+                            .unwrap_or(self.routing.rate_limit_cooldown),
+                    ),
+                    FailureClass::Auth => provider.profiles.disable(key),
+                    FailureClass::Billing => {
+                        provider
+                            .profiles
+                            .billing(key, now, self.routing.billing_cooldown)
+                    }
+                    _ => {}
+                }
+                tracing::info!(
+                    request_id = %ctx.request_id, %target, key = %key.id,
+                    class = failure.class.as_str(), status = failure.status,
+                    "provider call failed"
+                );
+                let action = failure.class.action();
+                let retry_after = failure.retry_after;
+                last = Exhaustion::Failure(failure);
+                match action {
+                    Action::Fail => {
+                        let Exhaustion::Failure(f) = last else {
+                            unreachable!()
+                        };
+                        return Err(RouteError::Rejected(f));
+                    }
+                    Action::NextEntry => break,
+                    // The next pick decides: another key at once, a wait for the first
+                    // key back (within `max_retry_after`), or the next entry.
+                    Action::RotateKey => {
+                        rotations += 1;
+                        if rotations > provider.profiles.len() + provider.cfg.max_retries as usize {
+                            break;
+                        }
+                    }
+                    Action::Retry => {
+                        if retries >= provider.cfg.max_retries {
+                            break;
+                        }
+                        let delay = match retry_after {
+                            Some(d) if d > self.routing.max_retry_after => break,
+                            Some(d) => d,
+                            None => full_jitter(
+                                self.routing.backoff_base,
+                                self.routing.backoff_max,
+                                retries,
+                            ),
+                        };
+                        retries += 1;
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
+        }
+        Err(RouteError::Exhausted {
+            entries: chain.len(),
+            last,
+        })
+    }
+}
+
+async fn call(
+    provider: &Provider,
+    op: &Op<'_>,
+    model: &str,
+    key: &str,
+    ctx: &CallContext,
+) -> Result<Reply, Failure> {
+    let cfg = &provider.cfg;
+    let meta = || ResponseMeta {
+        id: format!("chatcmpl-{}", ctx.request_id),
+        created: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        model: model.to_owned(),
+    };
+    if cfg.kind.wire() == Wire::Mock {
+        return Ok(match op {
+            Op::Chat(req) => Reply::Chat(mock::chat(req, meta(), cfg.mock).await),
+            Op::Embeddings(req) => {
+                Reply::Embeddings(Box::new(mock::embeddings(req, model, cfg.mock).await))
+            }
+        });
+    }
+    let http = Http {
+        cfg,
+        client: &provider.http,
+    };
+    match op {
+        Op::Chat(req) => http.chat(req, model, key, meta()).await.map(Reply::Chat),
+        Op::Embeddings(req) => http
+            .embeddings(req, model, key)
+            .await
+            .map(|r| Reply::Embeddings(Box::new(r))),
+    }
+}

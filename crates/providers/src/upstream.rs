@@ -1,0 +1,242 @@
+//! One HTTP call to one provider with one key: build the request in the provider's wire
+//! format, enforce the timeouts, classify a failure, decode the answer.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderName, HeaderValue};
+use sluice_config::{AuthStyle, ProviderConfig, ProviderKind, Wire};
+use sluice_llm::{
+    ChatRequest, DecodeError, EmbeddingsRequest, EmbeddingsResponse, ResponseMeta, StreamDecoder,
+    UpstreamError, anthropic, gemini, openai,
+};
+
+use crate::failure::{Failure, FailureClass, retry_after};
+use crate::stream::{commit_first, sse_chunks};
+use crate::{ChatReply, EmbeddingsReply};
+
+/// Error bodies are read up to this size; the rest is of no use for classifying.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+pub(crate) struct Http<'a> {
+    pub cfg: &'a ProviderConfig,
+    pub client: &'a reqwest::Client,
+}
+
+impl Http<'_> {
+    fn url(&self, model: &str, op: &str, stream: bool) -> String {
+        let base = &self.cfg.base_url;
+        match (self.cfg.kind, self.cfg.kind.wire()) {
+            (ProviderKind::Azure, _) => format!(
+                "{base}/openai/deployments/{model}/{op}?api-version={}",
+                self.cfg.api_version.as_deref().unwrap_or_default()
+            ),
+            (_, Wire::Anthropic) => format!("{base}/messages"),
+            (_, Wire::Gemini) => match (op, stream) {
+                ("embeddings", _) => format!("{base}/models/{model}:batchEmbedContents"),
+                (_, true) => format!("{base}/models/{model}:streamGenerateContent?alt=sse"),
+                (_, false) => format!("{base}/models/{model}:generateContent"),
+            },
+            _ => format!("{base}/{op}"),
+        }
+    }
+
+    fn request(&self, url: String, key: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
+        let mut rb = self
+            .client
+            .post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if !key.is_empty() {
+            rb = match self.cfg.kind.preset().auth {
+                AuthStyle::Bearer => rb.bearer_auth(key),
+                AuthStyle::AzureApiKey => rb.header("api-key", key),
+                AuthStyle::XApiKey => rb.header("x-api-key", key),
+                AuthStyle::GoogApiKey => rb.header("x-goog-api-key", key),
+            };
+        }
+        if self.cfg.kind.wire() == Wire::Anthropic {
+            rb = rb.header("anthropic-version", anthropic::API_VERSION);
+        }
+        for (name, value) in &self.cfg.headers {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::try_from(name.as_str()),
+                HeaderValue::try_from(value.as_str()),
+            ) {
+                rb = rb.header(n, v);
+            }
+        }
+        rb
+    }
+
+    /// Sends and waits for the response headers within the first-byte timeout; a non-2xx
+    /// answer becomes a classified [`Failure`].
+    async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response, Failure> {
+        let t = self.cfg.timeouts.first_byte;
+        let resp = match tokio::time::timeout(t, rb.send()).await {
+            Err(_) => {
+                return Err(Failure::new(
+                    FailureClass::Timeout,
+                    format!("no response headers within {t:?}"),
+                ));
+            }
+            Ok(Err(e)) => return Err(transport_failure(&e)),
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(resp);
+        }
+        let ra = retry_after(resp.headers(), SystemTime::now());
+        let body = read_capped(resp, MAX_ERROR_BODY, t).await;
+        let upstream = self.decode_error(&body);
+        Err(Failure::from_status(status, ra, upstream, &body))
+    }
+
+    fn decode_error(&self, body: &[u8]) -> Option<UpstreamError> {
+        match self.cfg.kind.wire() {
+            Wire::Anthropic => anthropic::decode_error(body),
+            Wire::Gemini => gemini::decode_error(body),
+            Wire::OpenAi | Wire::Mock => openai::decode_error(body),
+        }
+    }
+
+    pub async fn chat(
+        &self,
+        req: &ChatRequest,
+        model: &str,
+        key: &str,
+        meta: ResponseMeta,
+    ) -> Result<ChatReply, Failure> {
+        let stream = req.is_stream();
+        let wire = self.cfg.kind.wire();
+        let body = match wire {
+            Wire::Anthropic => anthropic::encode_request(req, model, self.cfg.default_max_tokens)
+                .and_then(|v| to_vec(&v)),
+            Wire::Gemini => gemini::encode_request(req).and_then(|v| to_vec(&v)),
+            Wire::OpenAi | Wire::Mock => {
+                to_vec(&openai::encode_request(req, model, self.cfg.stream_usage))
+            }
+        }
+        .map_err(|e| Failure::new(FailureClass::BadRequest, e.to_string()))?;
+        let rb = self.request(self.url(model, "chat/completions", stream), key, body);
+
+        if stream {
+            let resp = self.send(rb).await?;
+            let decoder: Box<dyn StreamDecoder> = match wire {
+                Wire::Anthropic => Box::new(anthropic::Stream::new(meta)),
+                Wire::Gemini => Box::new(gemini::Stream::new(meta)),
+                Wire::OpenAi | Wire::Mock => Box::new(openai::Stream),
+            };
+            let chunks = sse_chunks(resp.bytes_stream(), decoder, self.cfg.timeouts.idle);
+            return Ok(ChatReply::Stream(
+                commit_first(chunks, self.cfg.timeouts.first_byte).await?,
+            ));
+        }
+
+        let body = self.send_for_body(rb).await?;
+        let response = match wire {
+            Wire::Anthropic => anthropic::decode_response(&body, &meta),
+            Wire::Gemini => gemini::decode_response(&body, &meta),
+            Wire::OpenAi | Wire::Mock => openai::decode_response(&body),
+        }
+        .map_err(Failure::from_decode)?;
+        let raw = matches!(wire, Wire::OpenAi).then_some(body);
+        Ok(ChatReply::Complete {
+            response: Box::new(response),
+            raw,
+        })
+    }
+
+    pub async fn embeddings(
+        &self,
+        req: &EmbeddingsRequest,
+        model: &str,
+        key: &str,
+    ) -> Result<EmbeddingsReply, Failure> {
+        let wire = self.cfg.kind.wire();
+        let body = match wire {
+            Wire::Gemini => gemini::encode_embeddings(req, model)
+                .map_err(|e| Failure::new(FailureClass::BadRequest, e.to_string()))
+                .and_then(|v| {
+                    to_vec(&v).map_err(|e| Failure::new(FailureClass::BadRequest, e.to_string()))
+                })?,
+            Wire::Anthropic => {
+                return Err(Failure::new(
+                    FailureClass::ModelNotFound,
+                    "Anthropic has no embeddings API",
+                ));
+            }
+            Wire::OpenAi | Wire::Mock => {
+                let mut out = req.clone();
+                out.model = model.to_owned();
+                to_vec(&out).map_err(|e| Failure::new(FailureClass::BadRequest, e.to_string()))?
+            }
+        };
+        let rb = self.request(self.url(model, "embeddings", false), key, body);
+        let body = self.send_for_body(rb).await?;
+        let response = match wire {
+            Wire::Gemini => gemini::decode_embeddings(&body, model),
+            _ => {
+                serde_json::from_slice::<EmbeddingsResponse>(&body).map_err(DecodeError::malformed)
+            }
+        }
+        .map_err(Failure::from_decode)?;
+        let raw = matches!(wire, Wire::OpenAi).then_some(body);
+        Ok(EmbeddingsReply { response, raw })
+    }
+
+    /// Sends and reads the whole body, all within the provider's total timeout.
+    async fn send_for_body(&self, rb: reqwest::RequestBuilder) -> Result<Bytes, Failure> {
+        let total = self.cfg.timeouts.total;
+        let call = async {
+            let resp = self.send(rb).await?;
+            resp.bytes().await.map_err(|e| transport_failure(&e))
+        };
+        tokio::time::timeout(total, call).await.unwrap_or_else(|_| {
+            Err(Failure::new(
+                FailureClass::Timeout,
+                format!("no complete answer within {total:?}"),
+            ))
+        })
+    }
+}
+
+fn to_vec<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, sluice_llm::TranslateError> {
+    serde_json::to_vec(v).map_err(|e| sluice_llm::TranslateError::Unsupported(e.to_string()))
+}
+
+fn transport_failure(e: &reqwest::Error) -> Failure {
+    let class = if e.is_timeout() {
+        FailureClass::Timeout
+    } else {
+        FailureClass::Connect
+    };
+    // reqwest's Display names the URL but never our headers, so no key can leak here.
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    Failure::new(class, msg)
+}
+
+/// Reads at most `cap` bytes of a body within `timeout`; whatever arrived is returned.
+async fn read_capped(resp: reqwest::Response, cap: usize, timeout: Duration) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut body = resp.bytes_stream();
+    let _ = tokio::time::timeout(timeout, async {
+        while let Some(Ok(chunk)) = body.next().await {
+            let room = cap.saturating_sub(out.len());
+            out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if out.len() >= cap {
+                break;
+            }
+        }
+    })
+    .await;
+    out
+}
