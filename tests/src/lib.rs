@@ -1,1 +1,248 @@
-//! placeholder
+//! The harness for end-to-end tests: start the real gateway (router, middleware, handlers)
+//! in-process on 127.0.0.1:0 from a config text, and talk to it over real sockets.
+//! Mock providers come from `sluice-mock`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use eventsource_stream::Eventsource;
+use futures_util::StreamExt;
+use serde_json::Value;
+use sluice_config::Config;
+use sluice_gateway::AppState;
+use tokio::sync::oneshot;
+
+pub use sluice_mock::{MockProvider, Step, Wire};
+
+/// The gateway key every test config uses.
+pub const KEY: &str = "sk-test-gateway-key";
+
+/// A running gateway. Dropping it signals shutdown.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Gateway {
+    /// Starts a gateway from config text. `[server] listen` is ignored: it binds port 0.
+    /// A `[[keys]]` entry with [`KEY`] is added unless the text has its own.
+    pub async fn start(config: &str) -> Gateway {
+        let text = if config.contains("[[keys]]") {
+            config.to_owned()
+        } else {
+            format!("[[keys]]\nname = \"test\"\nkey = \"{KEY}\"\n\n{config}")
+        };
+        let cfg = Config::parse(&text, &|_| None)
+            .unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n---\n{text}"));
+        let state = Arc::new(AppState::new(&cfg).expect("state builds"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(sluice_gateway::run(listener, state.clone(), async {
+            let _ = rx.await;
+        }));
+        Gateway {
+            addr,
+            state,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `POST path` with the test key and a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(KEY)
+            .json(body)
+            .send()
+            .await
+            .expect("gateway answers")
+    }
+
+    /// A non-streamed chat call: status, headers and JSON body.
+    pub async fn chat(&self, body: Value) -> Reply {
+        let resp = self.post("/v1/chat/completions", &body).await;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("body");
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("gateway sent non-JSON ({e}): {text}"));
+        Reply {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    /// A streamed chat call read to its end.
+    pub async fn chat_stream(&self, mut body: Value) -> StreamReply {
+        body["stream"] = Value::Bool(true);
+        let resp = self.post("/v1/chat/completions", &body).await;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let mut events = Vec::new();
+        let mut done = false;
+        let mut stream = resp.bytes_stream().eventsource();
+        while let Some(ev) = stream.next().await {
+            let Ok(ev) = ev else { break };
+            if ev.data == "[DONE]" {
+                done = true;
+                continue;
+            }
+            events.push(serde_json::from_str(&ev.data).expect("each event is JSON"));
+        }
+        StreamReply {
+            status,
+            headers,
+            events,
+            done,
+        }
+    }
+
+    /// Stops accepting and waits for the server task (bounded by its grace period).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub json: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The stable error code of an error reply.
+    pub fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn text(&self) -> &str {
+        self.json["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or("")
+    }
+}
+
+pub struct StreamReply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    /// Every `data:` event but `[DONE]`, parsed.
+    pub events: Vec<Value>,
+    /// Whether `data: [DONE]` arrived.
+    pub done: bool,
+}
+
+impl StreamReply {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The streamed text, concatenated.
+    pub fn text(&self) -> String {
+        self.events
+            .iter()
+            .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+            .collect()
+    }
+
+    /// The error event that ended the stream, if any.
+    pub fn error(&self) -> Option<&Value> {
+        self.events.iter().find_map(|e| e.get("error"))
+    }
+
+    pub fn finish_reason(&self) -> Option<&str> {
+        self.events
+            .iter()
+            .find_map(|e| e["choices"][0]["finish_reason"].as_str())
+    }
+
+    pub fn usage(&self) -> Option<&Value> {
+        self.events
+            .iter()
+            .find_map(|e| e.get("usage").filter(|u| !u.is_null()))
+    }
+
+    /// Tool calls reassembled from their streamed pieces: (id, name, arguments).
+    pub fn tool_calls(&self) -> Vec<(String, String, String)> {
+        let mut calls: Vec<(String, String, String)> = Vec::new();
+        for e in &self.events {
+            let Some(pieces) = e["choices"][0]["delta"]["tool_calls"].as_array() else {
+                continue;
+            };
+            for p in pieces {
+                let i = p["index"].as_u64().expect("tool call index") as usize;
+                if calls.len() <= i {
+                    calls.resize(i + 1, Default::default());
+                }
+                if let Some(id) = p["id"].as_str() {
+                    calls[i].0 = id.to_owned();
+                }
+                if let Some(n) = p["function"]["name"].as_str() {
+                    calls[i].1.push_str(n);
+                }
+                if let Some(a) = p["function"]["arguments"].as_str() {
+                    calls[i].2.push_str(a);
+                }
+            }
+        }
+        calls
+    }
+}
+
+/// A `[providers.ID]` table pointing at a mock, with the wire's kind and the given keys.
+pub fn provider(id: &str, mock: &MockProvider, keys: &[&str], extra: &str) -> String {
+    let kind = match mock.wire() {
+        Wire::OpenAi => "openai",
+        Wire::Anthropic => "anthropic",
+        Wire::Gemini => "gemini",
+    };
+    let keys: Vec<String> = keys.iter().map(|k| format!("\"{k}\"")).collect();
+    format!(
+        "[providers.{id}]\nkind = \"{kind}\"\nbase_url = \"{}\"\napi_keys = [{}]\n{extra}\n",
+        mock.base_url(),
+        keys.join(", ")
+    )
+}
+
+/// Fast routing settings for tests: short backoffs so retries do not slow the suite.
+pub const FAST_ROUTING: &str = "[routing]\nbackoff_base_ms = 5\nbackoff_max_ms = 20\n";
+
+/// A user message body for `model`.
+pub fn ask(model: &str, text: &str) -> Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}

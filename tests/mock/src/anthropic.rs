@@ -1,0 +1,282 @@
+//! Anthropic Messages: `POST /v1/messages`, key in `x-api-key`, `anthropic-version` required.
+//!
+//! Everything is compact JSON; streams are `event: NAME\ndata: {…}\n\n` from `message_start`
+//! to `message_stop`.
+
+use crate::json::{self, J, obj};
+use crate::script::{Failure, Reply, settle};
+use crate::server::Conn;
+use crate::sse::{self, Pacing, Transcript};
+use crate::state::{Call, Received, Shared};
+use crate::tokens;
+use axum::Router;
+use axum::extract::{self, Extension};
+use axum::http::{HeaderMap, Uri};
+use axum::response::Response;
+use axum::routing::post;
+use bytes::Bytes;
+
+pub(crate) fn routes() -> Router<Shared> {
+    Router::new().route("/v1/messages", post(messages))
+}
+
+const JSON: &str = "application/json";
+const EVENT_STREAM: &str = "text/event-stream; charset=utf-8";
+
+async fn messages(
+    extract::State(state): extract::State<Shared>,
+    Extension(conn): Extension<Conn>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let received = Received {
+        uri: &uri,
+        headers: &headers,
+        body: &body,
+    };
+    let (body, is_json) = match received.json() {
+        Ok(body) => (body, true),
+        Err(raw) => (raw, false),
+    };
+    let api_key = received.header("x-api-key").unwrap_or_default().to_owned();
+    let model = body["model"].as_str().unwrap_or_default().to_owned();
+    let stream = body["stream"].as_bool().unwrap_or(false);
+    let has_version = received.header("anthropic-version").is_some();
+    let call = state.receive(&received, model, api_key, stream, body);
+    if call.api_key.is_empty() {
+        let message = "x-api-key header is required";
+        return error(&call, 401, "authentication_error", message);
+    }
+    if !has_version {
+        let message = "anthropic-version: header is required";
+        return error(&call, 400, "invalid_request_error", message);
+    }
+    if !is_json {
+        let message = "There was an error parsing the body of your request as JSON.";
+        return error(&call, 400, "invalid_request_error", message);
+    }
+    if call.model.is_empty() {
+        return error(&call, 400, "invalid_request_error", "model: Field required");
+    }
+
+    match settle(state.next_step(&call), &call.model, call.stream, &conn).await {
+        Reply::Fail(failure) => fail(&call, &failure),
+        Reply::Text(answer) => {
+            let block = Block::Text(&answer.text);
+            if call.stream {
+                return sse::response(
+                    EVENT_STREAM,
+                    transcript(&call, Some(block), "end_turn"),
+                    Pacing::of(&answer),
+                );
+            }
+            message(&call, Some(block), "end_turn")
+        }
+        Reply::ToolCall { name, arguments } => {
+            let block = Block::ToolUse {
+                name: &name,
+                arguments: &arguments,
+            };
+            if call.stream {
+                return sse::response(
+                    EVENT_STREAM,
+                    transcript(&call, Some(block), "tool_use"),
+                    Pacing::default(),
+                );
+            }
+            message(&call, Some(block), "tool_use")
+        }
+        // Claude's streaming classifiers stop a reply with `refusal`; nothing is said.
+        Reply::Filtered if call.stream => sse::response(
+            EVENT_STREAM,
+            transcript(&call, None, "refusal"),
+            Pacing::default(),
+        ),
+        Reply::Filtered => message(&call, None, "refusal"),
+    }
+}
+
+/// The one content block an answer has.
+#[derive(Clone, Copy)]
+enum Block<'a> {
+    Text(&'a str),
+    ToolUse {
+        name: &'a str,
+        arguments: &'a serde_json::Value,
+    },
+}
+
+impl Block<'_> {
+    fn output_tokens(self) -> u64 {
+        match self {
+            Block::Text(text) => tokens::words(text),
+            Block::ToolUse { arguments, .. } => tokens::tool_call_tokens(&arguments.to_string()),
+        }
+    }
+
+    /// The block whole, or as `content_block_start` opens it (empty text, empty input).
+    fn json(self, call: &Call, whole: bool) -> J {
+        match self {
+            Block::Text(text) => obj! { "type": "text", "text": if whole { text } else { "" } },
+            Block::ToolUse { name, arguments } => obj! {
+                "type": "tool_use",
+                "id": format!("toolu_mock{:06}", call.id),
+                "name": name,
+                "input": if whole { J::from(arguments.clone()) } else { obj! {} },
+            },
+        }
+    }
+
+    fn deltas(self) -> Vec<J> {
+        match self {
+            Block::Text(text) => tokens::pieces(text)
+                .into_iter()
+                .map(|piece| obj! { "type": "text_delta", "text": piece })
+                .collect(),
+            Block::ToolUse { arguments, .. } => tokens::argument_pieces(&arguments.to_string())
+                .into_iter()
+                .map(|piece| obj! { "type": "input_json_delta", "partial_json": piece })
+                .collect(),
+        }
+    }
+}
+
+fn usage(call: &Call, output_tokens: u64) -> J {
+    obj! {
+        "input_tokens": call.prompt.total - call.prompt.cached,
+        "cache_creation_input_tokens": 0u64,
+        "cache_read_input_tokens": call.prompt.cached,
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
+    }
+}
+
+fn message_json(call: &Call, content: Vec<J>, stop_reason: Option<&str>, output_tokens: u64) -> J {
+    obj! {
+        "id": format!("msg_mock{:06}", call.id),
+        "type": "message",
+        "role": "assistant",
+        "model": call.model.as_str(),
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": J::Null,
+        "usage": usage(call, output_tokens),
+    }
+}
+
+fn message(call: &Call, block: Option<Block<'_>>, stop_reason: &str) -> Response {
+    let content = block
+        .map(|block| block.json(call, true))
+        .into_iter()
+        .collect();
+    let output_tokens = block.map_or(0, Block::output_tokens);
+    let body = message_json(call, content, Some(stop_reason), output_tokens);
+    with_request_id(call, json::response(200, JSON, json::compact(&body)))
+}
+
+fn event(name: &str, data: &J) -> String {
+    format!("event: {name}\ndata: {}\n\n", json::compact(data))
+}
+
+/// The API really sends the ping with a space after the colon.
+const PING: &str = "event: ping\ndata: {\"type\": \"ping\"}\n\n";
+
+fn transcript(call: &Call, block: Option<Block<'_>>, stop_reason: &str) -> Transcript {
+    let start =
+        obj! { "type": "message_start", "message": message_json(call, Vec::new(), None, 1) };
+    let mut head = vec![event("message_start", &start)];
+    let mut content = Vec::new();
+    let mut tail = Vec::new();
+    if let Some(block) = block {
+        let open = obj! { "type": "content_block_start", "index": 0u64, "content_block": block.json(call, false) };
+        head.push(event("content_block_start", &open));
+        head.push(PING.to_owned());
+        content = block
+            .deltas()
+            .into_iter()
+            .map(|delta| {
+                let data = obj! { "type": "content_block_delta", "index": 0u64, "delta": delta };
+                event("content_block_delta", &data)
+            })
+            .collect();
+        let stop = obj! { "type": "content_block_stop", "index": 0u64 };
+        tail.push(event("content_block_stop", &stop));
+    } else {
+        head.push(PING.to_owned());
+    }
+    let output_tokens = block.map_or(0, Block::output_tokens);
+    let delta = obj! {
+        "type": "message_delta",
+        "delta": obj! { "stop_reason": stop_reason, "stop_sequence": J::Null },
+        "usage": obj! { "output_tokens": output_tokens },
+    };
+    tail.push(event("message_delta", &delta));
+    tail.push(event("message_stop", &obj! { "type": "message_stop" }));
+    Transcript {
+        head,
+        content,
+        tail,
+    }
+}
+
+fn fail(call: &Call, failure: &Failure) -> Response {
+    match failure {
+        Failure::RateLimited { retry_after_secs } => {
+            let message = "This request would exceed the rate limit for your organization of 50 \
+                requests per minute. For details, refer to: \
+                https://docs.claude.com/en/api/rate-limits. You can see the response headers for \
+                current usage. Please reduce the prompt length or the maximum tokens requested, \
+                or try again later. You may also contact sales at \
+                https://www.anthropic.com/contact-sales to discuss your options for a rate limit \
+                increase.";
+            let response = error(call, 429, "rate_limit_error", message);
+            let response = json::with_header(response, "anthropic-ratelimit-requests-limit", "50");
+            let response =
+                json::with_header(response, "anthropic-ratelimit-requests-remaining", "0");
+            match retry_after_secs {
+                Some(secs) => json::with_header(response, "retry-after", &secs.to_string()),
+                None => response,
+            }
+        }
+        Failure::Unauthorized => error(call, 401, "authentication_error", "invalid x-api-key"),
+        Failure::InsufficientQuota => {
+            let message = "Your credit balance is too low to access the Anthropic API. Please go \
+                to Plans & Billing to upgrade or purchase credits.";
+            error(call, 400, "invalid_request_error", message)
+        }
+        Failure::PaymentRequired => {
+            let message = "This request could not be billed. Please check the payment method in \
+                Plans & Billing.";
+            error(call, 402, "billing_error", message)
+        }
+        Failure::Server(529) => error(call, 529, "overloaded_error", "Overloaded"),
+        Failure::Server(504) => error(call, 504, "timeout_error", "Request timed out"),
+        Failure::Server(status) => error(call, *status, "api_error", "Internal server error"),
+        Failure::BadRequest(message) => error(call, 400, "invalid_request_error", message),
+        Failure::ContextOverflow => {
+            let message = format!(
+                "prompt is too long: {} tokens > 200000 maximum",
+                200_000 + call.prompt.total
+            );
+            error(call, 400, "invalid_request_error", &message)
+        }
+    }
+}
+
+fn error(call: &Call, status: u16, kind: &str, message: &str) -> Response {
+    let body = obj! {
+        "type": "error",
+        "error": obj! { "type": kind, "message": message },
+        "request_id": request_id(call),
+    };
+    with_request_id(call, json::response(status, JSON, json::compact(&body)))
+}
+
+fn request_id(call: &Call) -> String {
+    format!("req_mock{:06}", call.id)
+}
+
+fn with_request_id(call: &Call, response: Response) -> Response {
+    json::with_header(response, "request-id", &request_id(call))
+}
