@@ -233,6 +233,7 @@ impl Router {
             let breaker = self.breaker(target);
             let mut retries = 0u32;
             let mut rotations = 0usize;
+            let mut failed_here = false;
             loop {
                 let now = Instant::now();
                 let Some(permit) = breaker.try_acquire(now) else {
@@ -251,6 +252,8 @@ impl Router {
                         tokio::time::sleep(wait).await;
                         continue;
                     }
+                    // A key failure on this entry says more than "no key left".
+                    Err(_) if failed_here => break,
                     Err(NoKey::CoolingDown(wait)) => {
                         last = Exhaustion::NoKey(Some(wait));
                         break;
@@ -304,6 +307,7 @@ impl Router {
                 );
                 let action = failure.class.action();
                 let retry_after = failure.retry_after;
+                failed_here = true;
                 last = Exhaustion::Failure(failure);
                 match action {
                     Action::Fail => {
