@@ -1,0 +1,65 @@
+//! Every config file shipped in `config/` loads and validates.
+
+use std::path::Path;
+
+use sluice_config::{Config, ProviderKind};
+
+fn read(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../config")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn reference_config_loads_with_its_variables_set() {
+    // Every `${VAR}` without a default must be given; `${VAR:-…}` ones may be missing.
+    let env = |name: &str| {
+        (name.ends_with("_KEY") && !name.ends_with("_2")).then(|| format!("test-{name}"))
+    };
+    let cfg = Config::parse(&read("sluice.toml"), &env).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(
+        cfg.providers["openai"].api_keys.len(),
+        1,
+        "the unset optional key is dropped"
+    );
+    assert_eq!(
+        cfg.providers["azure"].base_url,
+        "https://example.openai.azure.com"
+    );
+    assert_eq!(cfg.models["smart"].chain.len(), 3);
+    assert_eq!(cfg.models["local"].chain[0].model, "llama3.1:8b");
+    assert_eq!(cfg.routing.breaker.failure_threshold, 5);
+}
+
+#[test]
+fn reference_config_names_its_missing_variables() {
+    let err = Config::parse(&read("sluice.toml"), &|_| None).unwrap_err();
+    let all = err.problems.join("\n");
+    assert!(
+        all.contains("keys[0].key") && all.contains("SLUICE_DEV_KEY"),
+        "{all}"
+    );
+    assert!(all.contains("OPENAI_API_KEY"), "{all}");
+}
+
+#[test]
+fn demo_config_loads_without_any_variable() {
+    let cfg = Config::parse(&read("demo.toml"), &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.providers.values().all(|p| p.kind == ProviderKind::Mock));
+    assert!(cfg.models.contains_key("demo"));
+}
+
+#[test]
+fn reference_config_documents_every_kind() {
+    let text = read("sluice.toml");
+    for kind in ProviderKind::ALL {
+        assert!(
+            text.contains(&format!("#   {}", kind.name())),
+            "kind `{}` is not documented",
+            kind.name()
+        );
+    }
+    assert!(ProviderKind::ALL.len() >= 15);
+}

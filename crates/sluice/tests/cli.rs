@@ -1,0 +1,236 @@
+//! The real `sluice` binary: `check-config`, `--help`, and `serve` with graceful shutdown.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sluice");
+
+fn config_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config")
+}
+
+fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_accepts_the_demo_and_summarises_it() {
+    let demo = config_dir().join("demo.toml");
+    let (code, out, _) = run(&["check-config", "--config", demo.to_str().unwrap()], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 1, "one line: {out}");
+    assert!(out.contains("ok:") && out.contains("provider"), "{out}");
+}
+
+#[test]
+fn check_config_accepts_the_reference_with_its_variables() {
+    let reference = config_dir().join("sluice.toml");
+    let vars = [
+        "SLUICE_DEV_KEY",
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "GEMINI_API_KEY",
+        "GROQ_API_KEY",
+        "AZURE_OPENAI_API_KEY",
+        "OPENROUTER_API_KEY",
+    ];
+    let envs: Vec<(&str, &str)> = vars.iter().map(|v| (*v, "test-value-123")).collect();
+    let (code, out, err) = run(
+        &["check-config", "--config", reference.to_str().unwrap()],
+        &envs,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn check_config_lists_every_problem_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"here\"\n[providers.a]\nkind = \"openai\"\napi_keys = [\"${SLUICE_TEST_UNSET_VAR}\"]\n[providers.b]\nkind = \"azure\"\napi_keys = [\"k\"]\n[models.x]\nchain = [\"zzz:m\"]\n",
+    )
+    .unwrap();
+    // The unset variable is reported first (interpolation happens before validation).
+    let (code, _, err) = run(&["check-config", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("providers.a.api_keys[0]") && err.contains("SLUICE_TEST_UNSET_VAR"),
+        "{err}"
+    );
+
+    let (code, _, err) = run(
+        &["check-config", "--config", path.to_str().unwrap()],
+        &[("SLUICE_TEST_UNSET_VAR", "sk-x")],
+    );
+    assert_eq!(code, 2);
+    for needle in [
+        "server.listen",
+        "providers.b.base_url",
+        "providers.b.api_version",
+        "models.x.chain[0]",
+    ] {
+        assert!(err.contains(needle), "missing {needle} in:\n{err}");
+    }
+
+    let (code, _, err) = run(
+        &["check-config", "--config", "/nonexistent/sluice.toml"],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read"), "{err}");
+}
+
+#[test]
+fn help_explains_each_command() {
+    let (code, out, _) = run(&["--help"], &[]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("serve") && out.contains("check-config"),
+        "{out}"
+    );
+    assert!(
+        out.contains("SIGTERM") && out.contains("exit 2"),
+        "each command is explained: {out}"
+    );
+    let (code, out, _) = run(&["serve", "--help"], &[]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("--config") && out.contains("config/sluice.toml"),
+        "{out}"
+    );
+}
+
+/// Starts `sluice serve` on the demo config at port 0 and returns it with its address.
+fn serve(extra_env: &[(&str, &str)]) -> (Child, String) {
+    let demo = config_dir().join("demo.toml");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", demo.to_str().unwrap()])
+        .env("SLUICE_LISTEN", "127.0.0.1:0")
+        .envs(extra_env.iter().copied())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent && let Some(addr) = line.split("sluice listening on ").nth(1) {
+                let _ = tx.send(addr.trim().to_owned());
+                sent = true;
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server reports its address");
+    (child, addr)
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_stream_finish_then_exits() {
+    let (mut child, addr) = serve(&[]);
+    let client = reqwest::Client::new();
+    // The demo's `mock` provider streams 16 words 30 ms apart: about half a second.
+    let resp = client
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth("sk-sluice-demo")
+        .json(&serde_json::json!({"model": "demo", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert!(first.starts_with(b"data: "));
+
+    sigterm(&child);
+    let mut rest = Vec::from(first.as_ref());
+    while let Some(chunk) = body.next().await {
+        rest.extend_from_slice(&chunk.expect("the stream is not cut by the shutdown"));
+    }
+    let text = String::from_utf8(rest).unwrap();
+    assert!(
+        text.ends_with("data: [DONE]\n\n"),
+        "the in-flight stream finished: {text}"
+    );
+
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "clean exit after the drain: {status:?}");
+    let refused = client.get(format!("http://{addr}/healthz")).send().await;
+    assert!(refused.is_err(), "no longer accepting");
+}
+
+#[tokio::test]
+async fn grace_period_bounds_the_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slow.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_ms = 200\n[[keys]]\nname = \"t\"\nkey = \"sk-test-1234\"\n[providers.slow]\nkind = \"mock\"\nchunk_delay_ms = 1000\nwords = 60\n[models.slow]\nchain = [\"slow:s\"]\n",
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("server output").unwrap();
+        if let Some(a) = line.split("sluice listening on ").nth(1) {
+            break a.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth("sk-test-1234")
+        .json(&serde_json::json!({"model": "slow", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    body.next().await.unwrap().unwrap();
+    sigterm(&child);
+    // A 60-second stream cannot finish; the process must still exit after the grace period.
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn serve_refuses_a_bad_config_with_exit_2() {
+    let (code, _, err) = run(&["serve", "--config", "/nonexistent.toml"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read"), "{err}");
+}
