@@ -23,10 +23,12 @@ pub fn encode_request(req: &ChatRequest, model: &str, inject_stream_usage: bool)
 }
 
 pub fn decode_response(body: &[u8]) -> Result<ChatResponse, DecodeError> {
-    if let Some(err) = decode_error(body) {
-        return Err(DecodeError::Upstream(err));
-    }
-    serde_json::from_slice(body).map_err(DecodeError::malformed)
+    // A 2xx body is almost always a completion: parse it as one first, and look for an
+    // error envelope only when that fails.
+    serde_json::from_slice(body).map_err(|e| match decode_error(body) {
+        Some(err) => DecodeError::Upstream(err),
+        None => DecodeError::malformed(e),
+    })
 }
 
 #[derive(Deserialize)]
