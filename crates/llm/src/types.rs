@@ -191,6 +191,46 @@ pub struct FunctionCall {
     pub arguments: String,
 }
 
+impl ToolCall {
+    /// The `arguments` string as the JSON object that Anthropic's `input` and Gemini's
+    /// `args` must be; empty arguments are `{}`. The error says what is wrong, naming
+    /// the call.
+    pub fn arguments_object(&self) -> Result<Value, String> {
+        let raw = self.function.arguments.trim();
+        if raw.is_empty() {
+            return Ok(Value::Object(Map::new()));
+        }
+        match serde_json::from_str::<Value>(raw) {
+            Ok(args @ Value::Object(_)) => Ok(args),
+            Ok(_) => Err(format!(
+                "tool call `{}` arguments are not a JSON object",
+                self.id
+            )),
+            Err(e) => Err(format!(
+                "tool call `{}` arguments are not valid JSON: {e}",
+                self.id
+            )),
+        }
+    }
+}
+
+/// Splits `data:<mime>[;params];base64,<data>` into the media type and the data. `None`
+/// for other URLs; an error for a data URL that is not base64 or names no media type.
+pub fn parse_data_url(url: &str) -> Option<Result<(&str, &str), &'static str>> {
+    let rest = url.strip_prefix("data:")?;
+    let Some((header, data)) = rest.split_once(',') else {
+        return Some(Err("image data URL has no ',' before its data"));
+    };
+    let Some(mime) = header.strip_suffix(";base64") else {
+        return Some(Err("image data URL is not base64-encoded"));
+    };
+    let mime = mime.split(';').next().unwrap_or_default();
+    if mime.is_empty() {
+        return Some(Err("image data URL has no media type"));
+    }
+    Some(Ok((mime, data)))
+}
+
 fn function_type() -> String {
     "function".to_owned()
 }

@@ -227,10 +227,8 @@ fn part_block(index: usize, part: &ContentPart) -> Result<Value, TranslateError>
 /// `data:<mime>;base64,<data>` becomes an inline image, an http(s) URL one Anthropic
 /// fetches itself.
 fn image_block(index: usize, url: &str) -> Result<Value, TranslateError> {
-    if let Some(data_url) = url.strip_prefix("data:") {
-        let Some((media_type, data)) = data_url.split_once(";base64,") else {
-            return Err(invalid(index, "image data URL is not base64-encoded"));
-        };
+    if let Some(parsed) = crate::types::parse_data_url(url) {
+        let (media_type, data) = parsed.map_err(|reason| invalid(index, reason))?;
         return Ok(json!({
             "type": "image",
             "source": { "type": "base64", "media_type": media_type, "data": data },
@@ -274,21 +272,8 @@ fn assistant_blocks(index: usize, msg: &Message) -> Result<Vec<Value>, Translate
 
 /// The tool call's `arguments` string as the JSON object Anthropic's `input` must be.
 fn tool_input(index: usize, call: &ToolCall) -> Result<Value, TranslateError> {
-    let arguments = call.function.arguments.trim();
-    if arguments.is_empty() {
-        return Ok(json!({}));
-    }
-    let input: Value = serde_json::from_str(arguments).map_err(|e| {
-        invalid(
-            index,
-            format!("tool call `{}` arguments are not valid JSON: {e}", call.id),
-        )
-    })?;
-    if !input.is_object() {
-        let reason = format!("tool call `{}` arguments are not a JSON object", call.id);
-        return Err(invalid(index, reason));
-    }
-    Ok(input)
+    call.arguments_object()
+        .map_err(|reason| invalid(index, reason))
 }
 
 fn tool_result(index: usize, msg: &Message) -> Result<Value, TranslateError> {

@@ -151,17 +151,8 @@ fn content_part(part: &ContentPart, index: usize) -> Result<Option<Value>, Trans
 
 /// A `data:` URL becomes inline bytes; any other URL is passed by reference.
 fn image_part(url: &str) -> Result<Value, String> {
-    if let Some(rest) = url.strip_prefix("data:") {
-        let Some((header, data)) = rest.split_once(',') else {
-            return Err("image data URL has no ',' before its data".into());
-        };
-        let Some(mime) = header.strip_suffix(";base64") else {
-            return Err("image data URL is not base64-encoded".into());
-        };
-        let mime = mime.split(';').next().unwrap_or_default();
-        if mime.is_empty() {
-            return Err("image data URL has no media type".into());
-        }
+    if let Some(parsed) = crate::types::parse_data_url(url) {
+        let (mime, data) = parsed?;
         return Ok(json!({"inlineData": {"mimeType": mime, "data": data}}));
     }
     let mut file = Map::new();
@@ -195,26 +186,9 @@ fn assistant_parts<'a>(
 ) -> Result<Vec<Value>, TranslateError> {
     let mut parts: Vec<Value> = text_part(&msg.text_content()).into_iter().collect();
     for (n, call) in msg.tool_calls.iter().flatten().enumerate() {
-        let raw = call.function.arguments.trim();
-        let args = if raw.is_empty() {
-            json!({})
-        } else {
-            match serde_json::from_str::<Value>(raw) {
-                Ok(args @ Value::Object(_)) => args,
-                Ok(_) => {
-                    return Err(invalid(
-                        index,
-                        format!("tool call {}: arguments are not a JSON object", call.id),
-                    ));
-                }
-                Err(e) => {
-                    return Err(invalid(
-                        index,
-                        format!("tool call {}: arguments are not valid JSON: {e}", call.id),
-                    ));
-                }
-            }
-        };
+        let args = call
+            .arguments_object()
+            .map_err(|reason| invalid(index, reason))?;
         let mut part = json!({"functionCall": {"name": call.function.name, "args": args}});
         // Gemini signs only the first call of a parallel batch.
         if n == 0 {
