@@ -267,8 +267,14 @@ async fn lone_entry_with_open_breaker_answers_503() {
 }
 
 #[tokio::test]
-async fn hang_times_out_at_first_byte_and_falls_back() {
-    let (a, b, gw) = pair("max_retries = 0", "first_byte_timeout_ms = 200").await;
+async fn hang_times_out_and_falls_back() {
+    // Non-streamed calls wait up to `timeout_ms` for their answer, streams up to
+    // `first_byte_timeout_ms` for the first token.
+    let (a, b, gw) = pair(
+        "max_retries = 0",
+        "first_byte_timeout_ms = 200\ntimeout_ms = 200",
+    )
+    .await;
     a.script("model-a", vec![Step::Hang]);
     let r = gw.chat(ask("m", "hi")).await;
     assert_eq!(r.status, 200);
@@ -285,7 +291,7 @@ async fn lone_hanging_entry_answers_504() {
     a.script("g", vec![Step::Hang]);
     let config = format!(
         "{}[models.m]\nchain = [\"a:g\"]\n[routing]\nmax_retries = 0\n",
-        provider("a", &a, &["k"], "first_byte_timeout_ms = 150")
+        provider("a", &a, &["k"], "timeout_ms = 150")
     );
     let gw = Gateway::start(&config).await;
     let r = gw.chat(ask("m", "hi")).await;
@@ -389,4 +395,244 @@ async fn chunk_spacing_within_the_idle_limit_streams_through() {
     let s = gw.chat_stream(ask("m", "hi")).await;
     assert_eq!(s.text(), "five words in slow motion");
     assert!(s.done);
+}
+
+#[tokio::test]
+async fn a_slow_first_token_is_bounded_by_first_byte_not_idle() {
+    for wire in [Wire::OpenAi, Wire::Anthropic] {
+        let a = MockProvider::start(wire).await;
+        let b = MockProvider::start(Wire::OpenAi).await;
+        a.script(
+            "model-a",
+            vec![Step::SlowFirstToken {
+                ms: 400,
+                text: "thought about it".into(),
+            }],
+        );
+        let config = format!(
+            "{}{}[models.m]\nchain = [\"a:model-a\", \"b:model-b\"]\n[routing]\nmax_retries = 0\n",
+            provider(
+                "a",
+                &a,
+                &["k"],
+                "idle_timeout_ms = 100\nfirst_byte_timeout_ms = 5000"
+            ),
+            provider("b", &b, &["k"], "")
+        );
+        let gw = Gateway::start(&config).await;
+        let s = gw.chat_stream(ask("m", "think first")).await;
+        assert_eq!(
+            s.header("x-sluice-provider"),
+            "a",
+            "{wire:?}: no failover for a thinking model"
+        );
+        assert_eq!(s.text(), "thought about it", "{wire:?}");
+        assert!(s.done, "{wire:?}: {:?}", s.events);
+        assert_eq!(b.calls(), 0, "{wire:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_first_token_past_first_byte_fails_over() {
+    let (a, b, gw) = pair("max_retries = 0", "first_byte_timeout_ms = 150").await;
+    a.script(
+        "model-a",
+        vec![Step::SlowFirstToken {
+            ms: 1000,
+            text: "too late".into(),
+        }],
+    );
+    let s = gw.chat_stream(ask("m", "hi")).await;
+    assert_eq!(s.header("x-sluice-provider"), "b");
+    assert!(s.done);
+    assert_eq!((a.calls(), b.calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn non_streamed_answers_are_bounded_by_total_not_first_byte() {
+    let (a, b, gw) = pair(
+        "max_retries = 0",
+        "first_byte_timeout_ms = 100\ntimeout_ms = 3000",
+    )
+    .await;
+    a.script(
+        "model-a",
+        vec![Step::Delay {
+            ms: 400,
+            then: Box::new(Step::Text("slow but whole".into())),
+        }],
+    );
+    let r = gw.chat(ask("m", "hi")).await;
+    assert_eq!(
+        r.text(),
+        "slow but whole",
+        "headers come with the whole answer: {}",
+        r.json
+    );
+    assert_eq!(b.calls(), 0);
+
+    let solo_mock = MockProvider::start(Wire::OpenAi).await;
+    solo_mock.script(
+        "m1",
+        vec![Step::Delay {
+            ms: 800,
+            then: Box::new(Step::Text("x".into())),
+        }],
+    );
+    let config = format!(
+        "{}[models.solo]\nchain = [\"s:m1\"]\n[routing]\nmax_retries = 0\n",
+        provider("s", &solo_mock, &["k"], "timeout_ms = 200")
+    );
+    let solo = Gateway::start(&config).await;
+    let r = solo.chat(ask("solo", "hi")).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (504, "upstream_timeout"),
+        "{}",
+        r.json
+    );
+    drop((a, gw));
+}
+
+#[tokio::test]
+async fn request_deadline_bounds_all_retries() {
+    let (a, b, gw) = pair(
+        "max_retries = 5\nrequest_timeout_ms = 300",
+        "first_byte_timeout_ms = 10000",
+    )
+    .await;
+    a.script("model-a", vec![Step::Hang]);
+    let r = gw.chat(ask("m", "hi")).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (504, "upstream_timeout"),
+        "{}",
+        r.json
+    );
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("request deadline")
+    );
+    assert_eq!((a.calls(), b.calls()), (1, 0));
+}
+
+#[tokio::test]
+async fn a_rate_limited_key_rotates_to_the_next_without_waiting() {
+    let a = MockProvider::start(Wire::OpenAi).await;
+    a.script_key(
+        "sk-busy",
+        vec![Step::RateLimited {
+            retry_after_secs: Some(60),
+        }],
+    );
+    let config = format!(
+        "{}[models.m]\nchain = [\"a:model-a\"]\n",
+        provider("a", &a, &["sk-busy", "sk-free"], "")
+    );
+    let gw = Gateway::start(&config).await;
+    for _ in 0..3 {
+        let r = gw.chat(ask("m", "hi")).await;
+        assert_eq!(r.status, 200, "{}", r.json);
+    }
+    let keys: Vec<String> = a.requests().iter().map(|r| r.api_key.clone()).collect();
+    assert_eq!(
+        keys,
+        ["sk-busy", "sk-free", "sk-free", "sk-free"],
+        "the busy key sits out its Retry-After"
+    );
+    let states = gw.state.router.key_states("a");
+    assert!(
+        states.iter().any(|s| s.1.as_str() == "cooling_down"),
+        "{states:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_429_without_retry_after_still_tells_the_client_when() {
+    let a = MockProvider::start(Wire::Anthropic).await;
+    a.script(
+        "claude",
+        vec![Step::RateLimited {
+            retry_after_secs: None,
+        }],
+    );
+    let config = format!(
+        "{}[models.m]\nchain = [\"a:claude\"]\n[routing]\nrate_limit_cooldown_ms = 20000\n",
+        provider("a", &a, &["k"], "")
+    );
+    let gw = Gateway::start(&config).await;
+    let r = gw.chat(ask("m", "hi")).await;
+    assert_eq!((r.status, r.code()), (429, "rate_limited"));
+    assert_eq!(r.header("retry-after"), "20", "the key's cool-down");
+}
+
+#[tokio::test]
+async fn streamed_bad_request_is_not_retried_either() {
+    let (a, b, gw) = pair("max_retries = 3", "").await;
+    a.script(
+        "model-a",
+        vec![Step::BadRequest("unknown parameter".into())],
+    );
+    let resp = gw.post("/v1/chat/completions", &serde_json::json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "x"}]})).await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!((a.calls(), b.calls()), (1, 0));
+}
+
+#[tokio::test]
+async fn an_entry_that_cannot_express_the_request_is_skipped() {
+    let an = MockProvider::start(Wire::Anthropic).await;
+    let oa = MockProvider::start(Wire::OpenAi).await;
+    let config = format!(
+        "{}{}[models.m]\nchain = [\"an:claude\", \"oa:gpt\"]\n",
+        provider("an", &an, &["k"], ""),
+        provider("oa", &oa, &["k"], "")
+    );
+    let gw = Gateway::start(&config).await;
+    let body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "transcribe"},
+        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+    ]}]});
+    let r = gw.chat(body).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.header("x-sluice-provider"), "oa");
+    assert_eq!(
+        an.calls(),
+        0,
+        "nothing was sent to the provider that cannot take it"
+    );
+    assert_eq!(
+        oa.requests()[0].body["messages"][0]["content"][1]["type"],
+        "input_audio",
+        "passed through whole"
+    );
+}
+
+#[tokio::test]
+async fn streams_that_break_after_commit_count_against_the_breaker() {
+    let (a, b, gw) = pair(
+        "max_retries = 0\n[routing.breaker]\nfailure_threshold = 2\nopen_ms = 60000",
+        "",
+    )
+    .await;
+    a.script("model-a", vec![Step::CutAfter(2)]);
+    for _ in 0..2 {
+        let s = gw.chat_stream(ask("m", "hi")).await;
+        assert_eq!(s.error().unwrap()["code"], "upstream_stream_cut");
+    }
+    let target = sluice_config::Target {
+        provider: "a".into(),
+        model: "model-a".into(),
+    };
+    assert_eq!(gw.state.router.breaker_state(&target).as_str(), "open");
+    let s = gw.chat_stream(ask("m", "hi")).await;
+    assert_eq!(
+        s.header("x-sluice-provider"),
+        "b",
+        "the broken entry is skipped now"
+    );
+    assert!(s.done);
+    assert_eq!(a.calls(), 2);
+    drop(b);
 }

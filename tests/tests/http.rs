@@ -315,7 +315,7 @@ async fn embeddings_through_openai_and_gemini_and_refused_for_anthropic() {
     let (s, b) = error_of(resp).await;
     assert_eq!(
         (s, b["error"]["code"].as_str()),
-        (502, Some("upstream_model_not_found")),
+        (400, Some("unsupported_by_provider")),
         "{b}"
     );
     assert_eq!(
@@ -350,4 +350,34 @@ async fn upstream_errors_never_leak_provider_keys() {
         r.json
     );
     assert_eq!(mock.calls(), 1, "the disabled key is not tried again");
+}
+
+#[tokio::test]
+async fn direct_model_names_cannot_rewrite_provider_urls() {
+    let g = MockProvider::start(Wire::Gemini).await;
+    let config = format!(
+        "[server]\nallow_direct_models = true\n{}[models.m]\nchain = [\"g:gemini-2.5-flash\"]\n",
+        provider("g", &g, &["k"], "")
+    );
+    let gw = Gateway::start(&config).await;
+    for model in [
+        "g:../../v1/files",
+        "g:x?alt=media",
+        "g:a/b",
+        "g:x#frag",
+        "g:%2e%2e",
+    ] {
+        let r = gw.chat(ask(model, "hi")).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (400, "unsupported_by_provider"),
+            "{model}: {}",
+            r.json
+        );
+    }
+    let r = gw.chat(ask("g:with space", "hi")).await;
+    assert_eq!(r.status, 404, "whitespace is not a model name");
+    assert_eq!(g.calls(), 0, "no crafted path reached the provider");
+    let r = gw.chat(ask("g:gemini-2.0-flash-001", "hi")).await;
+    assert_eq!(r.status, 200, "ordinary names work: {}", r.json);
 }

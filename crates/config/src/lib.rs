@@ -132,6 +132,8 @@ pub struct RoutingConfig {
     pub rate_limit_cooldown: Duration,
     /// How long a key refused for billing/quota stays out before it is tried again.
     pub billing_cooldown: Duration,
+    /// Routing one request, all retries and fallbacks, until an answer is committed.
+    pub request_timeout: Duration,
     pub breaker: BreakerConfig,
 }
 

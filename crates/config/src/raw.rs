@@ -122,6 +122,9 @@ pub struct RawRouting {
     pub max_retry_after_ms: u64,
     pub rate_limit_cooldown_ms: u64,
     pub billing_cooldown_ms: u64,
+    /// The whole routing of one request, retries and fallbacks included, until an answer
+    /// is committed (a stream's later duration is bounded by the idle timeout instead).
+    pub request_timeout_ms: u64,
     pub breaker: RawBreaker,
 }
 
@@ -134,6 +137,7 @@ impl Default for RawRouting {
             max_retry_after_ms: 10_000,
             rate_limit_cooldown_ms: 30_000,
             billing_cooldown_ms: 3_600_000,
+            request_timeout_ms: 300_000,
             breaker: RawBreaker::default(),
         }
     }

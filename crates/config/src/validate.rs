@@ -83,6 +83,9 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     if r.backoff_base_ms > r.backoff_max_ms {
         p.push("routing.backoff_base_ms: must not exceed routing.backoff_max_ms".into());
     }
+    if r.request_timeout_ms == 0 {
+        p.push("routing.request_timeout_ms: must be greater than 0".into());
+    }
     if r.breaker.failure_threshold == 0 {
         p.push("routing.breaker.failure_threshold: must be at least 1".into());
     }
@@ -95,6 +98,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         max_retry_after: ms(r.max_retry_after_ms),
         rate_limit_cooldown: ms(r.rate_limit_cooldown_ms),
         billing_cooldown: ms(r.billing_cooldown_ms),
+        request_timeout: ms(r.request_timeout_ms),
         breaker: BreakerConfig {
             failure_threshold: r.breaker.failure_threshold,
             open_for: ms(r.breaker.open_ms),

@@ -213,6 +213,18 @@ fn exhausted(last: &Exhaustion) -> Parts {
             "upstream_bad_request",
             f.message.clone(),
         ),
+        FailureClass::Forbidden => (
+            S::BAD_GATEWAY,
+            "api_error",
+            "upstream_forbidden",
+            upstream("the provider does not allow this model for the gateway's key"),
+        ),
+        FailureClass::Untranslatable => (
+            S::BAD_REQUEST,
+            "invalid_request_error",
+            "unsupported_by_provider",
+            f.message.clone(),
+        ),
         FailureClass::ModelNotFound => (
             S::BAD_GATEWAY,
             "api_error",

@@ -38,6 +38,7 @@ pub async fn run(
     let grace = state.shutdown_grace;
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let draining = state.clone();
+    let cutter = state.clone();
     let serve = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
         shutdown.await;
         draining.start_draining();
@@ -50,6 +51,9 @@ pub async fn run(
     let deadline = async move {
         let _ = rx.wait_for(|started| *started).await;
         tokio::time::sleep(grace).await;
+        // Open streams get an error event rather than a silent cut; give it a moment out.
+        cutter.cut_streams();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     tokio::select! {
         r = serve => r,

@@ -1,6 +1,7 @@
 //! Canonical chunks → `text/event-stream`, one `data:` event per chunk as it arrives, then
 //! `data: [DONE]`. A stream that breaks ends with an error event and no `[DONE]`, which
-//! OpenAI SDKs raise as an error: a cut answer never looks finished.
+//! OpenAI SDKs raise as an error: a cut answer never looks finished. That includes streams
+//! still running when the shutdown grace period ends.
 
 use axum::body::Body;
 use axum::response::Response;
@@ -8,48 +9,72 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::HeaderValue;
 use sluice_providers::{ChunkStream, StreamError};
+use tokio::sync::watch;
 
 use crate::error::error_body;
 
-pub fn response(stream: ChunkStream, include_usage: bool, request_id: String) -> Response {
-    let events = futures_util::stream::unfold(Some(stream), move |state| {
-        let request_id = request_id.clone();
-        async move {
-            let mut stream = state?;
-            loop {
-                match stream.next().await {
-                    None => {
-                        return Some((
-                            Ok::<_, std::convert::Infallible>(Bytes::from_static(
-                                b"data: [DONE]\n\n",
-                            )),
-                            None,
-                        ));
-                    }
-                    Some(Ok(mut chunk)) => {
-                        if !include_usage {
-                            // The usage chunk was asked for by Sluice, not by the client.
-                            if chunk.choices.is_empty() && chunk.usage.is_some() {
-                                continue;
-                            }
-                            chunk.usage = None;
+struct State {
+    stream: ChunkStream,
+    include_usage: bool,
+    request_id: String,
+    /// Turns true when the shutdown grace period is over.
+    cut: watch::Receiver<bool>,
+}
+
+pub fn response(
+    stream: ChunkStream,
+    include_usage: bool,
+    request_id: String,
+    cut: watch::Receiver<bool>,
+) -> Response {
+    let state = State {
+        stream,
+        include_usage,
+        request_id,
+        cut,
+    };
+    let events = futures_util::stream::unfold(Some(state), |st| async move {
+        let mut st = st?;
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = st.cut.wait_for(|cut| *cut) => {
+                    tracing::warn!(request_id = %st.request_id, "stream cut: shutdown grace period over");
+                    let body = error_body("the gateway is shutting down; the answer is incomplete", "api_error", "shutting_down");
+                    return Some((Ok(event(&body)), None));
+                }
+                next = st.stream.next() => next,
+            };
+            match next {
+                None => {
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(Bytes::from_static(b"data: [DONE]\n\n")),
+                        None,
+                    ));
+                }
+                Some(Ok(mut chunk)) => {
+                    if !st.include_usage {
+                        // The usage chunk was asked for by Sluice, not by the client.
+                        if chunk.choices.is_empty() && chunk.usage.is_some() {
+                            continue;
                         }
-                        return Some((Ok(event(&chunk)), Some(stream)));
+                        chunk.usage = None;
                     }
-                    Some(Err(e)) => {
-                        let code = match e {
-                            StreamError::Idle(_) => "upstream_idle_timeout",
-                            StreamError::Cut => "upstream_stream_cut",
-                            StreamError::Upstream(_) => "upstream_stream_error",
-                        };
-                        tracing::warn!(%request_id, code, "stream broke after it was committed: {e}");
-                        let body = error_body(
-                            &format!("the provider's stream broke: {e}"),
-                            "api_error",
-                            code,
-                        );
-                        return Some((Ok(event(&body)), None));
-                    }
+                    return Some((Ok(event(&chunk)), Some(st)));
+                }
+                Some(Err(e)) => {
+                    let code = match e {
+                        StreamError::Idle(_) | StreamError::NoFirstToken => "upstream_idle_timeout",
+                        StreamError::Cut => "upstream_stream_cut",
+                        StreamError::Upstream(_) => "upstream_stream_error",
+                    };
+                    tracing::warn!(request_id = %st.request_id, code, "stream broke after it was committed: {e}");
+                    let body = error_body(
+                        &format!("the provider's stream broke: {e}"),
+                        "api_error",
+                        code,
+                    );
+                    return Some((Ok(event(&body)), None));
                 }
             }
         }

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use sluice_config::Config;
 use sluice_providers::{BuildError, Router};
+use tokio::sync::watch;
 
 use crate::auth::KeyRing;
 
@@ -14,6 +15,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
     draining: AtomicBool,
+    /// Set when the shutdown grace period ends: open streams end with an error event.
+    cut_streams: watch::Sender<bool>,
 }
 
 impl AppState {
@@ -25,6 +28,7 @@ impl AppState {
             max_body_bytes: cfg.server.max_body_bytes,
             shutdown_grace: cfg.server.shutdown_grace,
             draining: AtomicBool::new(false),
+            cut_streams: watch::channel(false).0,
         })
     }
 
@@ -35,5 +39,14 @@ impl AppState {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// Ends every open stream with an error event (the grace period is over).
+    pub fn cut_streams(&self) {
+        self.cut_streams.send_replace(true);
+    }
+
+    pub(crate) fn stream_cut_signal(&self) -> watch::Receiver<bool> {
+        self.cut_streams.subscribe()
     }
 }

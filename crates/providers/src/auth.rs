@@ -134,22 +134,23 @@ impl AuthProfiles {
         }
     }
 
-    /// The key answered: clear its failure state.
+    /// The key answered. Only the failure count is cleared: a request that started before
+    /// another one got this key cooled down or disabled must not put it back in rotation.
+    /// An expired cool-down needs no clearing; [`AuthProfiles::pick`] already skips past it.
     pub fn succeeded(&self, p: &Profile) {
-        if p.reason.load(Ordering::Relaxed) != READY {
-            p.reason.store(READY, Ordering::Release);
+        if p.failures.load(Ordering::Relaxed) != 0 {
+            p.failures.store(0, Ordering::Relaxed);
         }
-        p.failures.store(0, Ordering::Relaxed);
     }
 
     /// Rate limited: out until `now + for_`.
     pub fn cool_down(&self, p: &Profile, now: Instant, for_: Duration) {
-        self.sit_out(p, COOLING, now + for_);
+        self.sit_out(p, COOLING, later(now, for_));
     }
 
     /// Refused for billing or quota: out for the (long) billing cool-down.
     pub fn billing(&self, p: &Profile, now: Instant, for_: Duration) {
-        self.sit_out(p, BILLING, now + for_);
+        self.sit_out(p, BILLING, later(now, for_));
     }
 
     /// Refused credentials: out until [`AuthProfiles::reset`].
@@ -205,6 +206,12 @@ impl AuthProfiles {
     }
 }
 
+/// `now + d`, saturating far in the future instead of overflowing.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+}
+
 fn key_id(secret: &str) -> String {
     let digest = Sha256::digest(secret.as_bytes());
     let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
@@ -258,6 +265,27 @@ mod tests {
         assert_eq!(a.pick(later).unwrap_err(), NoKey::AllDisabled);
         a.reset();
         assert!(a.pick(later).is_ok());
+    }
+
+    #[test]
+    fn a_late_success_does_not_revive_a_refused_key() {
+        let a = profiles(1);
+        let now = Instant::now();
+        let key = a.pick(now).unwrap();
+        a.disable(key);
+        a.succeeded(key); // a request that started before the refusal comes back fine
+        assert_eq!(a.pick(now).unwrap_err(), NoKey::AllDisabled);
+
+        let b = profiles(1);
+        let key = b.pick(now).unwrap();
+        b.cool_down(key, now, Duration::from_secs(30));
+        b.succeeded(key);
+        assert!(b.pick(now).is_err(), "still cooling down");
+        b.cool_down(key, now, Duration::MAX);
+        assert!(
+            b.pick(now + Duration::from_secs(3600)).is_err(),
+            "a huge wait saturates"
+        );
     }
 
     #[test]

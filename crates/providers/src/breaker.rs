@@ -2,7 +2,7 @@
 //! (after `open_for`) → half-open, where a few trial requests decide: one success closes
 //! it, a failure opens it again.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sluice_config::BreakerConfig;
@@ -39,14 +39,22 @@ pub struct Breaker {
     inner: Mutex<Inner>,
 }
 
-/// Leave to send one request. Report how it went with [`Breaker::record`]; a permit
-/// dropped without a verdict (a bad request, a cancelled client) frees its probe slot.
+/// Leave to send one request. Report how it went with [`Permit::record`]; a permit
+/// dropped without a verdict (a bad request, a client gone mid-stream) frees its probe
+/// slot. It owns its breaker so a stream can carry it until it ends.
 #[derive(Debug)]
 #[must_use]
-pub struct Permit<'a> {
-    breaker: &'a Breaker,
+pub struct Permit {
+    breaker: Arc<Breaker>,
     probe: bool,
     done: bool,
+}
+
+impl Permit {
+    pub fn record(mut self, verdict: Verdict, now: Instant) {
+        self.done = true;
+        self.breaker.apply(self.probe, verdict, now);
+    }
 }
 
 /// The outcome of one request as far as the provider's health goes.
@@ -94,12 +102,12 @@ impl Breaker {
     }
 
     /// A permit to call, or `None` while open (or half-open with all probes out).
-    pub fn try_acquire(&self, now: Instant) -> Option<Permit<'_>> {
+    pub fn try_acquire(self: &Arc<Self>, now: Instant) -> Option<Permit> {
         let mut g = self.lock();
         Self::tick(&mut g, self.cfg.open_for, now);
         match g.state {
             BreakerState::Closed => Some(Permit {
-                breaker: self,
+                breaker: self.clone(),
                 probe: false,
                 done: false,
             }),
@@ -107,7 +115,7 @@ impl Breaker {
             BreakerState::HalfOpen if g.probes_in_flight < self.cfg.half_open_probes => {
                 g.probes_in_flight += 1;
                 Some(Permit {
-                    breaker: self,
+                    breaker: self.clone(),
                     probe: true,
                     done: false,
                 })
@@ -127,23 +135,22 @@ impl Breaker {
         }
     }
 
-    pub fn record(&self, mut permit: Permit<'_>, verdict: Verdict, now: Instant) {
-        permit.done = true;
+    fn apply(&self, probe: bool, verdict: Verdict, now: Instant) {
         let mut g = self.lock();
-        if permit.probe {
+        if probe {
             g.probes_in_flight = g.probes_in_flight.saturating_sub(1);
         }
         match verdict {
             Verdict::Success => {
                 g.consecutive_failures = 0;
-                if g.state == BreakerState::HalfOpen || permit.probe {
+                if g.state == BreakerState::HalfOpen || probe {
                     g.state = BreakerState::Closed;
                     g.opened_at = None;
                 }
             }
             Verdict::Failure => {
                 g.consecutive_failures += 1;
-                let trip = permit.probe
+                let trip = probe
                     || g.state == BreakerState::HalfOpen
                     || g.consecutive_failures >= self.cfg.failure_threshold;
                 if trip && g.state != BreakerState::Open {
@@ -157,7 +164,7 @@ impl Breaker {
     }
 }
 
-impl Drop for Permit<'_> {
+impl Drop for Permit {
     fn drop(&mut self) {
         if !self.done && self.probe {
             let mut g = self.breaker.lock();
@@ -170,12 +177,12 @@ impl Drop for Permit<'_> {
 mod tests {
     use super::*;
 
-    fn breaker() -> Breaker {
-        Breaker::new(BreakerConfig {
+    fn breaker() -> Arc<Breaker> {
+        Arc::new(Breaker::new(BreakerConfig {
             failure_threshold: 3,
             open_for: Duration::from_secs(10),
             half_open_probes: 1,
-        })
+        }))
     }
 
     #[test]
@@ -184,7 +191,7 @@ mod tests {
         let t0 = Instant::now();
         for _ in 0..2 {
             let p = b.try_acquire(t0).unwrap();
-            b.record(p, Verdict::Failure, t0);
+            p.record(Verdict::Failure, t0);
         }
         assert_eq!(
             b.state(t0),
@@ -192,7 +199,7 @@ mod tests {
             "two failures are under the threshold"
         );
         let p = b.try_acquire(t0).unwrap();
-        b.record(p, Verdict::Failure, t0);
+        p.record(Verdict::Failure, t0);
         assert_eq!(b.state(t0), BreakerState::Open);
         assert!(
             b.try_acquire(t0 + Duration::from_secs(9)).is_none(),
@@ -202,7 +209,7 @@ mod tests {
         let t1 = t0 + Duration::from_secs(10);
         let probe = b.try_acquire(t1).expect("half-open lets one probe through");
         assert!(b.try_acquire(t1).is_none(), "only one probe at a time");
-        b.record(probe, Verdict::Success, t1);
+        probe.record(Verdict::Success, t1);
         assert_eq!(b.state(t1), BreakerState::Closed);
     }
 
@@ -212,14 +219,14 @@ mod tests {
         let t0 = Instant::now();
         for _ in 0..3 {
             let p = b.try_acquire(t0).unwrap();
-            b.record(p, Verdict::Failure, t0);
+            p.record(Verdict::Failure, t0);
         }
         let t1 = t0 + Duration::from_secs(10);
         drop(b.try_acquire(t1).unwrap());
         let probe = b
             .try_acquire(t1)
             .expect("the dropped probe gave its slot back");
-        b.record(probe, Verdict::Failure, t1);
+        probe.record(Verdict::Failure, t1);
         assert_eq!(
             b.state(t1),
             BreakerState::Open,
@@ -240,7 +247,7 @@ mod tests {
             Verdict::Failure,
         ] {
             let p = b.try_acquire(t).unwrap();
-            b.record(p, v, t);
+            p.record(v, t);
         }
         assert_eq!(
             b.state(t),

@@ -28,6 +28,12 @@ pub enum FailureClass {
     BadRequest,
     /// 404: this provider does not serve the model. Fall back.
     ModelNotFound,
+    /// 403: this key may not use this model or region. The key stays in rotation (it may
+    /// serve other models); the entry is given up.
+    Forbidden,
+    /// The request cannot be expressed in this provider's format (e.g. a content part it
+    /// lacks). Another entry may take it; no call was made.
+    Untranslatable,
 }
 
 /// What the router does next after a failure.
@@ -50,7 +56,10 @@ impl FailureClass {
                 Action::RotateKey
             }
             FailureClass::Timeout | FailureClass::Connect | FailureClass::Server => Action::Retry,
-            FailureClass::ContextOverflow | FailureClass::ModelNotFound => Action::NextEntry,
+            FailureClass::ContextOverflow
+            | FailureClass::ModelNotFound
+            | FailureClass::Forbidden
+            | FailureClass::Untranslatable => Action::NextEntry,
             FailureClass::ContentFilter | FailureClass::BadRequest => Action::Fail,
         }
     }
@@ -77,6 +86,8 @@ impl FailureClass {
             FailureClass::ContentFilter => "content_filter",
             FailureClass::BadRequest => "bad_request",
             FailureClass::ModelNotFound => "model_not_found",
+            FailureClass::Forbidden => "forbidden",
+            FailureClass::Untranslatable => "untranslatable",
         }
     }
 }
@@ -120,11 +131,29 @@ impl Failure {
                     .collect(),
             ),
         };
-        let text = format!("{kind} {message}").to_ascii_lowercase();
+        let kind_l = kind.to_ascii_lowercase();
+        let text = format!("{kind_l} {}", message.to_ascii_lowercase());
+        // Structured details (Gemini's QuotaFailure, ErrorInfo) live beside the message.
+        let raw =
+            String::from_utf8_lossy(&raw_body[..raw_body.len().min(8192)]).to_ascii_lowercase();
         let class = match status {
-            429 if is_billing(&text) => FailureClass::Billing,
+            // A 429 is a rate limit unless its code says the money ran out, or the quota it
+            // names is a daily one. Messages are not trusted here: ordinary rate-limit
+            // messages mention "quota", "plan and billing" or "payment method".
+            429 if kind_l == "insufficient_quota"
+                || kind_l.contains("billing")
+                || raw.contains("perday") =>
+            {
+                FailureClass::Billing
+            }
             429 => FailureClass::RateLimited,
-            401 | 403 => FailureClass::Auth,
+            300..=399 => FailureClass::Server,
+            401 => FailureClass::Auth,
+            // Gemini answers a bad key with 400 API_KEY_INVALID.
+            400 if raw.contains("api_key_invalid") || text.contains("api key not valid") => {
+                FailureClass::Auth
+            }
+            403 => FailureClass::Forbidden,
             402 => FailureClass::Billing,
             404 => FailureClass::ModelNotFound,
             408 => FailureClass::Timeout,
@@ -135,6 +164,7 @@ impl Failure {
             500..=599 => FailureClass::Server,
             _ => FailureClass::BadRequest,
         };
+        let retry_after = retry_after.or_else(|| gemini_retry_delay(&raw));
         let message = if message.is_empty() {
             format!("upstream answered {status}")
         } else {
@@ -154,12 +184,11 @@ impl Failure {
             DecodeError::Malformed(m) => Failure::new(FailureClass::Server, m),
             DecodeError::Upstream(e) => {
                 let text = format!("{} {}", e.kind, e.message).to_ascii_lowercase();
-                let class = if text.contains("rate_limit") || text.contains("resource_exhausted") {
-                    if is_billing(&text) {
-                        FailureClass::Billing
-                    } else {
-                        FailureClass::RateLimited
-                    }
+                let kind = e.kind.to_ascii_lowercase();
+                let class = if kind == "insufficient_quota" {
+                    FailureClass::Billing
+                } else if kind.contains("rate_limit") || kind == "resource_exhausted" {
+                    FailureClass::RateLimited
                 } else if is_context_overflow(&text) {
                     FailureClass::ContextOverflow
                 } else if text.contains("authentication") || text.contains("permission") {
@@ -175,16 +204,11 @@ impl Failure {
     }
 }
 
+/// Billing words in a 400 (Anthropic: "Your credit balance is too low…").
 fn is_billing(text: &str) -> bool {
-    [
-        "insufficient_quota",
-        "billing",
-        "credit balance",
-        "exceeded your current quota",
-        "payment",
-    ]
-    .iter()
-    .any(|n| text.contains(n))
+    ["insufficient_quota", "credit balance", "billing_hard_limit"]
+        .iter()
+        .any(|n| text.contains(n))
 }
 
 fn is_context_overflow(text: &str) -> bool {
@@ -218,7 +242,9 @@ pub fn retry_after(headers: &http::HeaderMap, now: std::time::SystemTime) -> Opt
         && ms.is_finite()
         && ms >= 0.0
     {
-        return Some(Duration::from_millis(ms as u64));
+        return Some(Duration::from_millis(
+            ms.min(MAX_RETRY_AFTER.as_millis() as f64) as u64,
+        ));
     }
     let v = headers
         .get(http::header::RETRY_AFTER)?
@@ -226,10 +252,30 @@ pub fn retry_after(headers: &http::HeaderMap, now: std::time::SystemTime) -> Opt
         .ok()?
         .trim();
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())));
     }
     let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
+}
+
+/// The longest wait a provider can impose through `Retry-After`: a day. Anything longer is
+/// taken as a day, so a hostile or broken header cannot overflow a clock or bench a key
+/// for ever.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
+/// Gemini puts its wait in the body: `"retryDelay": "12s"` in a RetryInfo detail.
+fn gemini_retry_delay(raw_lower: &str) -> Option<Duration> {
+    let at = raw_lower.find("\"retrydelay\"")?;
+    let rest = raw_lower[at + 12..].trim_start_matches([':', ' ', '"']);
+    let end = rest.find('s')?;
+    let secs: f64 = rest[..end].parse().ok()?;
+    (secs.is_finite() && secs >= 0.0)
+        .then(|| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())))
 }
 
 #[cfg(test)]
@@ -307,6 +353,73 @@ mod tests {
         assert_eq!(FailureClass::ContextOverflow.action(), Action::NextEntry);
         assert!(!FailureClass::RateLimited.counts_against_breaker());
         assert!(FailureClass::Timeout.counts_against_breaker());
+    }
+
+    #[test]
+    fn rate_limits_with_billing_words_stay_rate_limits() {
+        // OpenAI's per-minute 429 and Gemini's per-minute 429 both talk about quota,
+        // billing or payment; only the structured code or a daily quota means billing.
+        let openai = br#"{"error":{"message":"Rate limit reached for gpt-4o in organization org-x on requests per min (RPM): Limit 3. Please add a payment method to your account to increase your rate limit. Visit https://platform.openai.com/account/billing to add a payment method.","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
+        let f = Failure::from_status(429, None, sluice_llm::openai::decode_error(openai), openai);
+        assert_eq!(f.class, FailureClass::RateLimited);
+
+        let per_minute = br#"{"error":{"code":429,"message":"You exceeded your current quota, please check your plan and billing details.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}]},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"17s"}]}}"#;
+        let f = Failure::from_status(
+            429,
+            None,
+            sluice_llm::gemini::decode_error(per_minute),
+            per_minute,
+        );
+        assert_eq!(f.class, FailureClass::RateLimited);
+        assert_eq!(
+            f.retry_after,
+            Some(Duration::from_secs(17)),
+            "Gemini's retryDelay is honoured"
+        );
+
+        let per_day = String::from_utf8_lossy(per_minute).replace("PerMinute", "PerDay");
+        let f = Failure::from_status(
+            429,
+            None,
+            sluice_llm::gemini::decode_error(per_day.as_bytes()),
+            per_day.as_bytes(),
+        );
+        assert_eq!(
+            f.class,
+            FailureClass::Billing,
+            "a daily quota is out until it resets"
+        );
+
+        let gemini_bad_key = br#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID"}]}}"#;
+        let f = Failure::from_status(
+            400,
+            None,
+            sluice_llm::gemini::decode_error(gemini_bad_key),
+            gemini_bad_key,
+        );
+        assert_eq!(f.class, FailureClass::Auth);
+
+        assert_eq!(
+            Failure::from_status(403, None, None, b"").class,
+            FailureClass::Forbidden
+        );
+        assert_eq!(
+            Failure::from_status(302, None, None, b"").class,
+            FailureClass::Server
+        );
+    }
+
+    #[test]
+    fn huge_retry_after_is_clamped_not_a_panic() {
+        let now = std::time::SystemTime::UNIX_EPOCH;
+        for v in ["1e20", "1e300", "99999999999999999999"] {
+            let mut h = http::HeaderMap::new();
+            h.insert("retry-after", v.parse().unwrap());
+            assert_eq!(retry_after(&h, now), Some(MAX_RETRY_AFTER), "{v}");
+            let mut h = http::HeaderMap::new();
+            h.insert("retry-after-ms", v.parse().unwrap());
+            assert_eq!(retry_after(&h, now), Some(MAX_RETRY_AFTER), "{v}");
+        }
     }
 
     #[test]

@@ -11,8 +11,9 @@ use sluice_llm::{ChatRequest, EmbeddingsRequest, ResponseMeta};
 
 use crate::auth::{AuthProfiles, NoKey};
 use crate::backoff::full_jitter;
-use crate::breaker::{Breaker, Verdict};
+use crate::breaker::{Breaker, Permit, Verdict};
 use crate::failure::{Action, Failure, FailureClass};
+use crate::stream::{ChunkStream, StreamError};
 use crate::upstream::Http;
 use crate::{ChatReply, EmbeddingsReply, mock};
 
@@ -74,6 +75,8 @@ enum Reply {
     Embeddings(Box<EmbeddingsReply>),
 }
 
+const MAX_BREAKERS: usize = 10_000;
+
 pub struct Router {
     providers: HashMap<String, Provider>,
     aliases: HashMap<String, Arc<[Target]>>,
@@ -98,6 +101,8 @@ impl Router {
                 .connect_timeout(p.timeouts.connect)
                 .pool_idle_timeout(Duration::from_secs(90))
                 .tcp_nodelay(true)
+                // A redirect could carry a provider key (x-api-key, api-key) to another host.
+                .redirect(reqwest::redirect::Policy::none())
                 .build()?;
             let profiles = AuthProfiles::new(&p.api_keys);
             providers.insert(
@@ -149,6 +154,8 @@ impl Router {
         if self.allow_direct
             && let Some((p, m)) = model.split_once(':')
             && !m.is_empty()
+            && m.len() <= 256
+            && !m.chars().any(|c| c.is_control() || c.is_whitespace())
             && self.providers.contains_key(p)
         {
             return Ok(Arc::from([Target {
@@ -165,7 +172,9 @@ impl Router {
         ctx: &CallContext,
     ) -> Result<Routed<ChatReply>, RouteError> {
         let chain = self.resolve(&req.model)?;
-        let routed = self.walk(&chain, Op::Chat(req), ctx).await?;
+        let routed = self
+            .walk_within_deadline(&chain, Op::Chat(req), ctx)
+            .await?;
         match routed.value {
             Reply::Chat(value) => Ok(Routed {
                 value,
@@ -182,7 +191,9 @@ impl Router {
         ctx: &CallContext,
     ) -> Result<Routed<EmbeddingsReply>, RouteError> {
         let chain = self.resolve(&req.model)?;
-        let routed = self.walk(&chain, Op::Embeddings(req), ctx).await?;
+        let routed = self
+            .walk_within_deadline(&chain, Op::Embeddings(req), ctx)
+            .await?;
         match routed.value {
             Reply::Embeddings(value) => Ok(Routed {
                 value: *value,
@@ -196,6 +207,11 @@ impl Router {
     fn breaker(&self, target: &Target) -> Arc<Breaker> {
         if let Some(b) = self.breakers.get(target) {
             return b.clone();
+        }
+        // Direct model names come from clients: past this many entries, a new name gets a
+        // breaker of its own that is not kept, so memory stays bounded.
+        if self.breakers.len() >= MAX_BREAKERS {
+            return Arc::new(Breaker::new(self.routing.breaker));
         }
         self.breakers
             .entry(target.clone())
@@ -216,6 +232,25 @@ impl Router {
         self.providers
             .get(provider)
             .map_or_else(Vec::new, |p| p.profiles.snapshot(Instant::now()))
+    }
+
+    async fn walk_within_deadline(
+        &self,
+        chain: &[Target],
+        op: Op<'_>,
+        ctx: &CallContext,
+    ) -> Result<Routed<Reply>, RouteError> {
+        let limit = self.routing.request_timeout;
+        match tokio::time::timeout(limit, self.walk(chain, op, ctx)).await {
+            Ok(result) => result,
+            Err(_) => Err(RouteError::Exhausted {
+                entries: chain.len(),
+                last: Exhaustion::Failure(Failure::new(
+                    FailureClass::Timeout,
+                    format!("no answer within the request deadline of {limit:?}"),
+                )),
+            }),
+        }
     }
 
     async fn walk(
@@ -268,8 +303,17 @@ impl Router {
                 let now = Instant::now();
                 let failure = match result {
                     Ok(value) => {
-                        breaker.record(permit, Verdict::Success, now);
                         provider.profiles.succeeded(key);
+                        let value = match value {
+                            Reply::Chat(ChatReply::Stream(inner)) => {
+                                let permit = Some(permit);
+                                Reply::Chat(ChatReply::Stream(Box::pin(Watched { inner, permit })))
+                            }
+                            other => {
+                                permit.record(Verdict::Success, now);
+                                other
+                            }
+                        };
                         return Ok(Routed {
                             value,
                             target: target.clone(),
@@ -283,15 +327,16 @@ impl Router {
                 } else {
                     Verdict::Neutral
                 };
-                breaker.record(permit, verdict, now);
+                permit.record(verdict, now);
+                let mut failure = failure;
                 match failure.class {
-                    FailureClass::RateLimited => provider.profiles.cool_down(
-                        key,
-                        now,
-                        failure
+                    FailureClass::RateLimited => {
+                        // The client's Retry-After, when this ends the chain, is the key's.
+                        let wait = *failure
                             .retry_after
-                            .unwrap_or(self.routing.rate_limit_cooldown),
-                    ),
+                            .get_or_insert(self.routing.rate_limit_cooldown);
+                        provider.profiles.cool_down(key, now, wait);
+                    }
                     FailureClass::Auth => provider.profiles.disable(key),
                     FailureClass::Billing => {
                         provider
@@ -303,6 +348,7 @@ impl Router {
                 tracing::info!(
                     request_id = %ctx.request_id, %target, key = %key.id,
                     class = failure.class.as_str(), status = failure.status,
+                    detail = %failure.message,
                     "provider call failed"
                 );
                 let action = failure.class.action();
@@ -348,6 +394,39 @@ impl Router {
             entries: chain.len(),
             last,
         })
+    }
+}
+
+/// A committed stream carries its breaker permit to its end: a clean end is the entry's
+/// success, a break (cut, idle, provider error) its failure, a client that goes away says
+/// nothing. So a provider that opens streams and then drops them trips its breaker.
+struct Watched {
+    inner: ChunkStream,
+    permit: Option<Permit>,
+}
+
+impl futures_util::Stream for Watched {
+    type Item = <ChunkStream as futures_util::Stream>::Item;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let item = std::task::ready!(self.inner.as_mut().poll_next(cx));
+        let verdict = match &item {
+            None => Some(Verdict::Success),
+            Some(Err(StreamError::Upstream(f))) if !f.class.counts_against_breaker() => {
+                Some(Verdict::Neutral)
+            }
+            Some(Err(_)) => Some(Verdict::Failure),
+            Some(Ok(_)) => None,
+        };
+        if let Some(v) = verdict
+            && let Some(permit) = self.permit.take()
+        {
+            permit.record(v, Instant::now());
+        }
+        std::task::Poll::Ready(item)
     }
 }
 

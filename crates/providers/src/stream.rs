@@ -19,6 +19,8 @@ pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, StreamError>>
 pub enum StreamError {
     #[error("the provider sent nothing for {0:?}")]
     Idle(Duration),
+    #[error("no first token before the first-byte deadline")]
+    NoFirstToken,
     #[error("the provider's stream ended before the answer was complete")]
     Cut,
     #[error("{}", .0.message)]
@@ -31,6 +33,9 @@ impl StreamError {
         match self {
             StreamError::Idle(d) => {
                 Failure::new(FailureClass::Timeout, format!("no stream data for {d:?}"))
+            }
+            StreamError::NoFirstToken => {
+                Failure::new(FailureClass::Timeout, StreamError::NoFirstToken.to_string())
             }
             StreamError::Cut => Failure::new(FailureClass::Connect, StreamError::Cut.to_string()),
             StreamError::Upstream(f) => f,
@@ -45,14 +50,19 @@ struct SseState<S> {
     scratch: Vec<ChatChunk>,
     done: bool,
     finished: bool,
+    /// Until the first substantive chunk, the first-byte deadline applies; after it, the
+    /// idle gap. A model that thinks a while before its first token is not cut by `idle`.
+    first_deadline: Option<tokio::time::Instant>,
     idle: Duration,
 }
 
 /// Decodes an SSE byte stream. Ends with `Err(Cut)` if the bytes stop before the format's
-/// end marker, `Err(Idle)` if a gap exceeds `idle`.
+/// end marker, `Err(NoFirstToken)` if nothing substantive came by `first_deadline`, and
+/// `Err(Idle)` if a later gap exceeds `idle`.
 pub(crate) fn sse_chunks<B, E>(
     bytes: B,
     decoder: Box<dyn StreamDecoder>,
+    first_deadline: tokio::time::Instant,
     idle: Duration,
 ) -> ChunkStream
 where
@@ -66,18 +76,26 @@ where
         scratch: Vec::new(),
         done: false,
         finished: false,
+        first_deadline: Some(first_deadline),
         idle,
     };
     Box::pin(futures_util::stream::unfold(state, |mut st| async move {
         loop {
             if let Some(chunk) = st.pending.pop_front() {
+                if is_substantive(&chunk) {
+                    st.first_deadline = None;
+                }
                 return Some((Ok(chunk), st));
             }
             if st.finished || st.done {
                 return None;
             }
-            let next = tokio::time::timeout(st.idle, st.events.next()).await;
+            let next = match st.first_deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, st.events.next()).await,
+                None => tokio::time::timeout(st.idle, st.events.next()).await,
+            };
             let err = match next {
+                Err(_) if st.first_deadline.is_some() => StreamError::NoFirstToken,
                 Err(_) => StreamError::Idle(st.idle),
                 Ok(None) => StreamError::Cut,
                 Ok(Some(Err(e))) => {
@@ -118,39 +136,24 @@ pub(crate) fn is_substantive(chunk: &ChatChunk) -> bool {
         })
 }
 
-/// Waits (up to `first_byte`) until the stream yields something substantive, so that a
-/// provider which fails right after opening its stream can still be failed over. Returns
-/// the whole stream, held-back chunks first.
-pub(crate) async fn commit_first(
-    mut stream: ChunkStream,
-    first_byte: Duration,
-) -> Result<ChunkStream, Failure> {
+/// Waits until the stream yields something substantive (the stream itself enforces the
+/// first-byte deadline), so that a provider which fails right after opening its stream
+/// can still be failed over. Returns the whole stream, held-back chunks first.
+pub(crate) async fn commit_first(mut stream: ChunkStream) -> Result<ChunkStream, Failure> {
     let mut held = Vec::new();
-    let waited = tokio::time::timeout(first_byte, async {
-        loop {
-            match stream.next().await {
-                Some(Ok(chunk)) => {
-                    let done = is_substantive(&chunk);
-                    held.push(chunk);
-                    if done {
-                        return Ok(());
-                    }
+    loop {
+        match stream.next().await {
+            Some(Ok(chunk)) => {
+                let substantive = is_substantive(&chunk);
+                held.push(chunk);
+                if substantive {
+                    break;
                 }
-                Some(Err(e)) => return Err(e.into_failure()),
-                None => return Ok(()),
             }
-        }
-    })
-    .await;
-    match waited {
-        Err(_) => Err(Failure::new(
-            FailureClass::Timeout,
-            format!("no first token within {first_byte:?}"),
-        )),
-        Ok(Err(f)) => Err(f),
-        Ok(Ok(())) => {
-            let head = futures_util::stream::iter(held.into_iter().map(Ok));
-            Ok(Box::pin(head.chain(stream)))
+            Some(Err(e)) => return Err(e.into_failure()),
+            None => break,
         }
     }
+    let head = futures_util::stream::iter(held.into_iter().map(Ok));
+    Ok(Box::pin(head.chain(stream)))
 }

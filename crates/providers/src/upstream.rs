@@ -3,6 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use tokio::time::Instant;
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderName, HeaderValue};
@@ -25,6 +27,23 @@ pub(crate) struct Http<'a> {
 }
 
 impl Http<'_> {
+    /// Azure and Gemini put the model in the URL path; a name that could change the path
+    /// (`/`, `..`, `?`, `#`, `%`) is refused rather than escaped.
+    fn check_model_in_path(&self, model: &str) -> Result<(), Failure> {
+        let in_path = self.cfg.kind == ProviderKind::Azure || self.cfg.kind.wire() == Wire::Gemini;
+        let safe = model
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._@".contains(&b))
+            && !model.contains("..");
+        if in_path && !safe {
+            return Err(Failure::new(
+                FailureClass::Untranslatable,
+                format!("model name `{model}` is not valid for this provider"),
+            ));
+        }
+        Ok(())
+    }
+
     fn url(&self, model: &str, op: &str, stream: bool) -> String {
         let base = &self.cfg.base_url;
         match (self.cfg.kind, self.cfg.kind.wire()) {
@@ -70,15 +89,19 @@ impl Http<'_> {
         rb
     }
 
-    /// Sends and waits for the response headers within the first-byte timeout; a non-2xx
-    /// answer becomes a classified [`Failure`].
-    async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response, Failure> {
-        let t = self.cfg.timeouts.first_byte;
-        let resp = match tokio::time::timeout(t, rb.send()).await {
+    /// Sends and waits for the response headers until `deadline`; a non-2xx answer becomes
+    /// a classified [`Failure`].
+    async fn send(
+        &self,
+        rb: reqwest::RequestBuilder,
+        deadline: Instant,
+        limit: Duration,
+    ) -> Result<reqwest::Response, Failure> {
+        let resp = match tokio::time::timeout_at(deadline, rb.send()).await {
             Err(_) => {
                 return Err(Failure::new(
                     FailureClass::Timeout,
-                    format!("no response headers within {t:?}"),
+                    format!("no response within {limit:?}"),
                 ));
             }
             Ok(Err(e)) => return Err(transport_failure(&e)),
@@ -89,7 +112,7 @@ impl Http<'_> {
             return Ok(resp);
         }
         let ra = retry_after(resp.headers(), SystemTime::now());
-        let body = read_capped(resp, MAX_ERROR_BODY, t).await;
+        let body = read_capped(resp, MAX_ERROR_BODY, deadline).await;
         let upstream = self.decode_error(&body);
         Err(Failure::from_status(status, ra, upstream, &body))
     }
@@ -109,6 +132,7 @@ impl Http<'_> {
         key: &str,
         meta: ResponseMeta,
     ) -> Result<ChatReply, Failure> {
+        self.check_model_in_path(model)?;
         let stream = req.is_stream();
         let wire = self.cfg.kind.wire();
         let body = match wire {
@@ -119,20 +143,26 @@ impl Http<'_> {
                 to_vec(&openai::encode_request(req, model, self.cfg.stream_usage))
             }
         }
-        .map_err(|e| Failure::new(FailureClass::BadRequest, e.to_string()))?;
+        .map_err(|e| Failure::new(FailureClass::Untranslatable, e.to_string()))?;
         let rb = self.request(self.url(model, "chat/completions", stream), key, body);
 
         if stream {
-            let resp = self.send(rb).await?;
+            // One deadline for the headers and the first token together.
+            let first_byte = self.cfg.timeouts.first_byte;
+            let deadline = Instant::now() + first_byte;
+            let resp = self.send(rb, deadline, first_byte).await?;
             let decoder: Box<dyn StreamDecoder> = match wire {
                 Wire::Anthropic => Box::new(anthropic::Stream::new(meta)),
                 Wire::Gemini => Box::new(gemini::Stream::new(meta)),
                 Wire::OpenAi | Wire::Mock => Box::new(openai::Stream),
             };
-            let chunks = sse_chunks(resp.bytes_stream(), decoder, self.cfg.timeouts.idle);
-            return Ok(ChatReply::Stream(
-                commit_first(chunks, self.cfg.timeouts.first_byte).await?,
-            ));
+            let chunks = sse_chunks(
+                resp.bytes_stream(),
+                decoder,
+                deadline,
+                self.cfg.timeouts.idle,
+            );
+            return Ok(ChatReply::Stream(commit_first(chunks).await?));
         }
 
         let body = self.send_for_body(rb).await?;
@@ -155,16 +185,15 @@ impl Http<'_> {
         model: &str,
         key: &str,
     ) -> Result<EmbeddingsReply, Failure> {
+        self.check_model_in_path(model)?;
         let wire = self.cfg.kind.wire();
         let body = match wire {
             Wire::Gemini => gemini::encode_embeddings(req, model)
-                .map_err(|e| Failure::new(FailureClass::BadRequest, e.to_string()))
-                .and_then(|v| {
-                    to_vec(&v).map_err(|e| Failure::new(FailureClass::BadRequest, e.to_string()))
-                })?,
+                .and_then(|v| to_vec(&v))
+                .map_err(|e| Failure::new(FailureClass::Untranslatable, e.to_string()))?,
             Wire::Anthropic => {
                 return Err(Failure::new(
-                    FailureClass::ModelNotFound,
+                    FailureClass::Untranslatable,
                     "Anthropic has no embeddings API",
                 ));
             }
@@ -187,11 +216,14 @@ impl Http<'_> {
         Ok(EmbeddingsReply { response, raw })
     }
 
-    /// Sends and reads the whole body, all within the provider's total timeout.
+    /// Sends and reads the whole body, all within the provider's total timeout (a
+    /// non-streamed answer's headers come only when the whole answer is ready, so the
+    /// first-byte timeout does not apply).
     async fn send_for_body(&self, rb: reqwest::RequestBuilder) -> Result<Bytes, Failure> {
         let total = self.cfg.timeouts.total;
+        let deadline = Instant::now() + total;
         let call = async {
-            let resp = self.send(rb).await?;
+            let resp = self.send(rb, deadline, total).await?;
             resp.bytes().await.map_err(|e| transport_failure(&e))
         };
         tokio::time::timeout(total, call).await.unwrap_or_else(|_| {
@@ -224,11 +256,11 @@ fn transport_failure(e: &reqwest::Error) -> Failure {
     Failure::new(class, msg)
 }
 
-/// Reads at most `cap` bytes of a body within `timeout`; whatever arrived is returned.
-async fn read_capped(resp: reqwest::Response, cap: usize, timeout: Duration) -> Vec<u8> {
+/// Reads at most `cap` bytes of a body until `deadline`; whatever arrived is returned.
+async fn read_capped(resp: reqwest::Response, cap: usize, deadline: Instant) -> Vec<u8> {
     let mut out = Vec::new();
     let mut body = resp.bytes_stream();
-    let _ = tokio::time::timeout(timeout, async {
+    let _ = tokio::time::timeout_at(deadline, async {
         while let Some(Ok(chunk)) = body.next().await {
             let room = cap.saturating_sub(out.len());
             out.extend_from_slice(&chunk[..chunk.len().min(room)]);

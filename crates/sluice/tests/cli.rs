@@ -1,5 +1,10 @@
 //! The real `sluice` binary: `check-config`, `--help`, and `serve` with graceful shutdown.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test helper that fails is a failed test"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -220,7 +225,15 @@ async fn grace_period_bounds_the_drain() {
     let mut body = resp.bytes_stream();
     body.next().await.unwrap().unwrap();
     sigterm(&child);
-    // A 60-second stream cannot finish; the process must still exit after the grace period.
+    // A 60-second stream cannot finish; the process must still exit after the grace period,
+    // and the stream must end with an error event, not look finished.
+    let mut rest = Vec::new();
+    while let Some(Ok(chunk)) = body.next().await {
+        rest.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.contains("\"code\":\"shutting_down\""), "{text}");
+    assert!(!text.contains("[DONE]"), "{text}");
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()

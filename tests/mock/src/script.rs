@@ -47,6 +47,10 @@ pub enum Step {
     /// Streaming: the first chunk at once, then one chunk every `ms`. Not streaming: the whole
     /// text after the time the chunks would have taken.
     ChunkGap { ms: u64, text: String },
+    /// Streaming: the opening events (role chunk, `message_start`) at once, then a pause of
+    /// `ms` before the first content chunk, then the rest at once: a model that thinks
+    /// before it answers. Not streaming: the whole text after `ms`.
+    SlowFirstToken { ms: u64, text: String },
 }
 
 /// A step after its timing has been played out: what the format module has to print.
@@ -69,6 +73,8 @@ pub(crate) struct Answer {
     pub(crate) gap: Option<Duration>,
     /// Drop the connection after this many content chunks, before the end marker.
     pub(crate) cut_after: Option<usize>,
+    /// Pause before the first content chunk.
+    pub(crate) first_gap: Option<Duration>,
 }
 
 /// An error answer, printed by each format in its own words.
@@ -89,6 +95,7 @@ impl Reply {
             text,
             gap: None,
             cut_after: None,
+            first_gap: None,
         })
     }
 }
@@ -116,6 +123,7 @@ pub(crate) async fn settle(mut step: Step, model: &str, stream: bool, conn: &Con
                     text: long_answer(model, n),
                     gap: None,
                     cut_after: Some(n),
+                    first_gap: None,
                 });
             }
             Step::ChunkGap { ms, text } if !stream => {
@@ -128,6 +136,19 @@ pub(crate) async fn settle(mut step: Step, model: &str, stream: bool, conn: &Con
                     text,
                     gap: Some(Duration::from_millis(ms)),
                     cut_after: None,
+                    first_gap: None,
+                });
+            }
+            Step::SlowFirstToken { ms, text } if !stream => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                return Reply::text(text);
+            }
+            Step::SlowFirstToken { ms, text } => {
+                return Reply::Text(Answer {
+                    text,
+                    gap: None,
+                    cut_after: None,
+                    first_gap: Some(Duration::from_millis(ms)),
                 });
             }
             Step::Text(text) => return Reply::text(text),

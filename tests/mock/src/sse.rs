@@ -25,6 +25,7 @@ pub(crate) struct Transcript {
 pub(crate) struct Pacing {
     gap: Option<Duration>,
     cut_after: Option<usize>,
+    first_gap: Option<Duration>,
 }
 
 impl Pacing {
@@ -32,6 +33,7 @@ impl Pacing {
         Pacing {
             gap: answer.gap,
             cut_after: answer.cut_after,
+            first_gap: answer.first_gap,
         }
     }
 }
@@ -58,7 +60,7 @@ pub(crate) fn response(
     );
     let keep = pacing.cut_after.unwrap_or(usize::MAX);
     for (i, event) in transcript.content.into_iter().take(keep).enumerate() {
-        let wait = if i == 0 { None } else { pacing.gap };
+        let wait = if i == 0 { pacing.first_gap } else { pacing.gap };
         items.push_back((wait, Ok(Bytes::from(event))));
     }
     if pacing.cut_after.is_some() {

@@ -47,7 +47,9 @@ pub async fn completions(
             };
             json_response(bytes)
         }
-        ChatReply::Stream(stream) => sse::response(stream, include_usage, request_id),
+        ChatReply::Stream(stream) => {
+            sse::response(stream, include_usage, request_id, state.stream_cut_signal())
+        }
     };
     served_by(&mut resp, &routed.target, routed.attempts);
     Ok(resp)
