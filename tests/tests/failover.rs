@@ -316,6 +316,24 @@ async fn unreachable_provider_falls_back() {
         "two tries on the dead entry, then b"
     );
     assert_eq!(b.calls(), 1);
+
+    let config = format!(
+        "{}[models.solo]\nchain = [\"a:model-a\"]\n[routing]\nmax_retries = 0\n",
+        provider("a", &a, &["k"], "")
+    );
+    let solo = Gateway::start(&config).await;
+    let r = solo.chat(ask("solo", "hi")).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (502, "upstream_unreachable"),
+        "{}",
+        r.json
+    );
+    assert!(
+        !r.json.to_string().contains("127.0.0.1"),
+        "the upstream URL stays in the log: {}",
+        r.json
+    );
 }
 
 #[tokio::test]

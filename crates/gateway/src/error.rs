@@ -187,7 +187,9 @@ fn exhausted(last: &Exhaustion) -> Parts {
             S::BAD_GATEWAY,
             "api_error",
             "upstream_unreachable",
-            upstream("the provider could not be reached"),
+            // The transport error names the upstream URL (an internal host, an Azure
+            // resource): it goes to the log, not to the client.
+            "the provider could not be reached".to_owned(),
         ),
         FailureClass::Server => (
             S::BAD_GATEWAY,
