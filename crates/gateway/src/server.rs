@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::{ApiError, AppState, auth, request_id, routes};
@@ -39,6 +40,13 @@ pub async fn run(
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let draining = state.clone();
     let cutter = state.clone();
+    // Without TCP_NODELAY, Nagle's algorithm and the client's delayed ACK hold small SSE
+    // chunks back ~40 ms: the chunk spacing of a stream would not survive the proxy.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     let serve = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
         shutdown.await;
         draining.start_draining();

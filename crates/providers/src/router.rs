@@ -14,7 +14,7 @@ use crate::backoff::full_jitter;
 use crate::breaker::{Breaker, Permit, Verdict};
 use crate::failure::{Action, Failure, FailureClass};
 use crate::stream::{ChunkStream, StreamError};
-use crate::upstream::Http;
+use crate::upstream::{FixedUrls, Http};
 use crate::{ChatReply, EmbeddingsReply, mock};
 
 /// The HTTP client for a provider could not be built (TLS backend trouble).
@@ -62,6 +62,7 @@ pub enum RouteError {
 struct Provider {
     cfg: ProviderConfig,
     http: reqwest::Client,
+    urls: Option<FixedUrls>,
     profiles: AuthProfiles,
 }
 
@@ -110,6 +111,7 @@ impl Router {
                 Provider {
                     cfg: p.clone(),
                     http,
+                    urls: FixedUrls::for_provider(p),
                     profiles,
                 },
             );
@@ -456,6 +458,7 @@ async fn call(
     let http = Http {
         cfg,
         client: &provider.http,
+        urls: &provider.urls,
     };
     match op {
         Op::Chat(req) => http.chat(req, model, key, meta()).await.map(Reply::Chat),

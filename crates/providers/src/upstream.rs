@@ -24,6 +24,27 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 pub(crate) struct Http<'a> {
     pub cfg: &'a ProviderConfig,
     pub client: &'a reqwest::Client,
+    pub urls: &'a Option<FixedUrls>,
+}
+
+/// URLs parsed once for providers whose URL does not name the model (parsing a URL per
+/// request, IDNA included, showed up in profiles).
+#[derive(Debug)]
+pub(crate) struct FixedUrls {
+    chat: reqwest::Url,
+    embeddings: reqwest::Url,
+}
+
+impl FixedUrls {
+    pub(crate) fn for_provider(cfg: &ProviderConfig) -> Option<FixedUrls> {
+        let base = &cfg.base_url;
+        let (chat, embeddings) = match (cfg.kind, cfg.kind.wire()) {
+            (ProviderKind::Azure, _) | (_, Wire::Gemini | Wire::Mock) => return None,
+            (_, Wire::Anthropic) => (format!("{base}/messages"), format!("{base}/embeddings")),
+            (_, Wire::OpenAi) => (format!("{base}/chat/completions"), format!("{base}/embeddings")),
+        };
+        Some(FixedUrls { chat: chat.parse().ok()?, embeddings: embeddings.parse().ok()? })
+    }
 }
 
 impl Http<'_> {
@@ -44,9 +65,12 @@ impl Http<'_> {
         Ok(())
     }
 
-    fn url(&self, model: &str, op: &str, stream: bool) -> String {
+    fn url(&self, model: &str, op: &str, stream: bool) -> Result<reqwest::Url, Failure> {
+        if let Some(urls) = self.urls {
+            return Ok(if op == "embeddings" { urls.embeddings.clone() } else { urls.chat.clone() });
+        }
         let base = &self.cfg.base_url;
-        match (self.cfg.kind, self.cfg.kind.wire()) {
+        let url = match (self.cfg.kind, self.cfg.kind.wire()) {
             (ProviderKind::Azure, _) => format!(
                 "{base}/openai/deployments/{model}/{op}?api-version={}",
                 self.cfg.api_version.as_deref().unwrap_or_default()
@@ -58,10 +82,11 @@ impl Http<'_> {
                 (_, false) => format!("{base}/models/{model}:generateContent"),
             },
             _ => format!("{base}/{op}"),
-        }
+        };
+        url.parse().map_err(|e| Failure::new(FailureClass::Untranslatable, format!("invalid provider URL: {e}")))
     }
 
-    fn request(&self, url: String, key: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
+    fn request(&self, url: reqwest::Url, key: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
         let mut rb = self
             .client
             .post(url)
@@ -144,7 +169,7 @@ impl Http<'_> {
             }
         }
         .map_err(|e| Failure::new(FailureClass::Untranslatable, e.to_string()))?;
-        let rb = self.request(self.url(model, "chat/completions", stream), key, body);
+        let rb = self.request(self.url(model, "chat/completions", stream)?, key, body);
 
         if stream {
             // One deadline for the headers and the first token together.
@@ -203,7 +228,7 @@ impl Http<'_> {
                 to_vec(&out).map_err(|e| Failure::new(FailureClass::BadRequest, e.to_string()))?
             }
         };
-        let rb = self.request(self.url(model, "embeddings", false), key, body);
+        let rb = self.request(self.url(model, "embeddings", false)?, key, body);
         let body = self.send_for_body(rb).await?;
         let response = match wire {
             Wire::Gemini => gemini::decode_embeddings(&body, model),

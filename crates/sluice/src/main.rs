@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+
+/// glibc's malloc took a tenth of the proxy's CPU under load, much of it contending on arena
+/// locks between the runtime's threads (measured with perf; see docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sluice_config::Config;
 use sluice_gateway::AppState;
 
