@@ -2,6 +2,11 @@
 //! request, encoding it for each wire format, decoding and re-encoding stream chunks, and
 //! the lock-free key pick and breaker permit. Run: `cargo bench -p sluice-providers`.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a bench input that fails to parse is a broken bench"
+)]
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +20,9 @@ use sluice_providers::breaker::{Breaker, Verdict};
 const SMALL: &str = r#"{"model":"mock","max_tokens":64,"messages":[{"role":"user","content":"Write one short sentence."}]}"#;
 
 fn conversation() -> String {
-    let mut messages = vec![serde_json::json!({"role": "system", "content": "You are a helpful assistant. ".repeat(20)})];
+    let mut messages = vec![
+        serde_json::json!({"role": "system", "content": "You are a helpful assistant. ".repeat(20)}),
+    ];
     for i in 0..10 {
         messages.push(serde_json::json!({"role": "user", "content": format!("Question {i}: what is the weather like in city number {i} today?")}));
         messages.push(serde_json::json!({"role": "assistant", "content": null, "tool_calls": [{"id": format!("call_{i}"), "type": "function", "function": {"name": "get_weather", "arguments": format!("{{\"city\":\"City {i}\"}}")}}]}));
@@ -31,10 +38,15 @@ fn conversation() -> String {
 }
 
 const OPENAI_CHUNK: &str = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":" word"},"finish_reason":null}],"usage":null}"#;
-const ANTHROPIC_DELTA: &str = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" word"}}"#;
+const ANTHROPIC_DELTA: &str =
+    r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" word"}}"#;
 
 fn meta() -> ResponseMeta {
-    ResponseMeta { id: "chatcmpl-x".into(), created: 1_700_000_000, model: "m".into() }
+    ResponseMeta {
+        id: "chatcmpl-x".into(),
+        created: 1_700_000_000,
+        model: "m".into(),
+    }
 }
 
 fn requests(c: &mut Criterion) {
@@ -48,13 +60,20 @@ fn requests(c: &mut Criterion) {
     let small: ChatRequest = serde_json::from_str(SMALL).unwrap();
     let req: ChatRequest = serde_json::from_str(&long).unwrap();
     c.bench_function("encode openai (1 message)", |b| {
-        b.iter(|| serde_json::to_vec(&openai::encode_request(black_box(&small), "gpt-4o", true)).unwrap())
+        b.iter(|| {
+            serde_json::to_vec(&openai::encode_request(black_box(&small), "gpt-4o", true)).unwrap()
+        })
     });
     c.bench_function("encode openai (31 messages, tools)", |b| {
-        b.iter(|| serde_json::to_vec(&openai::encode_request(black_box(&req), "gpt-4o", true)).unwrap())
+        b.iter(|| {
+            serde_json::to_vec(&openai::encode_request(black_box(&req), "gpt-4o", true)).unwrap()
+        })
     });
     c.bench_function("encode anthropic (31 messages, tools)", |b| {
-        b.iter(|| serde_json::to_vec(&anthropic::encode_request(black_box(&req), "claude", 4096).unwrap()).unwrap())
+        b.iter(|| {
+            serde_json::to_vec(&anthropic::encode_request(black_box(&req), "claude", 4096).unwrap())
+                .unwrap()
+        })
     });
     c.bench_function("encode gemini (31 messages, tools)", |b| {
         b.iter(|| serde_json::to_vec(&gemini::encode_request(black_box(&req)).unwrap()).unwrap())
@@ -75,7 +94,8 @@ fn chunks(c: &mut Criterion) {
         let mut dec = anthropic::Stream::new(meta());
         b.iter(|| {
             out.clear();
-            dec.decode("content_block_delta", black_box(ANTHROPIC_DELTA), &mut out).unwrap();
+            dec.decode("content_block_delta", black_box(ANTHROPIC_DELTA), &mut out)
+                .unwrap();
             serde_json::to_vec(&out[0]).unwrap()
         })
     });
@@ -85,7 +105,9 @@ fn state(c: &mut Criterion) {
     let keys: Vec<Secret> = (0..4).map(|i| Secret::new(format!("sk-key-{i}"))).collect();
     let profiles = AuthProfiles::new(&keys);
     let now = Instant::now();
-    c.bench_function("key pick (4 keys)", |b| b.iter(|| profiles.pick(black_box(now)).is_ok()));
+    c.bench_function("key pick (4 keys)", |b| {
+        b.iter(|| profiles.pick(black_box(now)).is_ok())
+    });
     let breaker = Arc::new(Breaker::new(BreakerConfig {
         failure_threshold: 5,
         open_for: Duration::from_secs(30),

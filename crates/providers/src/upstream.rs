@@ -41,9 +41,15 @@ impl FixedUrls {
         let (chat, embeddings) = match (cfg.kind, cfg.kind.wire()) {
             (ProviderKind::Azure, _) | (_, Wire::Gemini | Wire::Mock) => return None,
             (_, Wire::Anthropic) => (format!("{base}/messages"), format!("{base}/embeddings")),
-            (_, Wire::OpenAi) => (format!("{base}/chat/completions"), format!("{base}/embeddings")),
+            (_, Wire::OpenAi) => (
+                format!("{base}/chat/completions"),
+                format!("{base}/embeddings"),
+            ),
         };
-        Some(FixedUrls { chat: chat.parse().ok()?, embeddings: embeddings.parse().ok()? })
+        Some(FixedUrls {
+            chat: chat.parse().ok()?,
+            embeddings: embeddings.parse().ok()?,
+        })
     }
 }
 
@@ -67,7 +73,11 @@ impl Http<'_> {
 
     fn url(&self, model: &str, op: &str, stream: bool) -> Result<reqwest::Url, Failure> {
         if let Some(urls) = self.urls {
-            return Ok(if op == "embeddings" { urls.embeddings.clone() } else { urls.chat.clone() });
+            return Ok(if op == "embeddings" {
+                urls.embeddings.clone()
+            } else {
+                urls.chat.clone()
+            });
         }
         let base = &self.cfg.base_url;
         let url = match (self.cfg.kind, self.cfg.kind.wire()) {
@@ -83,7 +93,12 @@ impl Http<'_> {
             },
             _ => format!("{base}/{op}"),
         };
-        url.parse().map_err(|e| Failure::new(FailureClass::Untranslatable, format!("invalid provider URL: {e}")))
+        url.parse().map_err(|e| {
+            Failure::new(
+                FailureClass::Untranslatable,
+                format!("invalid provider URL: {e}"),
+            )
+        })
     }
 
     fn request(&self, url: reqwest::Url, key: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
