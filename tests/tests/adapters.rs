@@ -258,3 +258,67 @@ async fn provider_specific_auth_reaches_the_mock() {
         }
     }
 }
+
+#[tokio::test]
+async fn azure_layout_and_api_key_header() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    let root = mock.base_url().trim_end_matches("/v1").to_owned();
+    let config = format!(
+        "[providers.az]\nkind = \"azure\"\nbase_url = \"{root}\"\napi_version = \"2024-10-21\"\napi_keys = [\"az-key-1\"]\n[models.m]\nchain = [\"az:gpt4o-prod\"]\n[models.e]\nchain = [\"az:embed-prod\"]\n"
+    );
+    let gw = Gateway::start(&config).await;
+    mock.script("gpt4o-prod", vec![Step::Text("from azure".into())]);
+    let r = gw.chat(ask("m", "hi")).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.text(), "from azure");
+    let s = gw.chat_stream(ask("m", "hi")).await;
+    assert_eq!(s.text(), "from azure");
+    let resp = gw
+        .post("/v1/embeddings", &json!({"model": "e", "input": "x"}))
+        .await;
+    assert_eq!(resp.status(), 200);
+
+    let calls = mock.requests();
+    assert_eq!(
+        calls[0].path,
+        "/openai/deployments/gpt4o-prod/chat/completions"
+    );
+    assert_eq!(calls[0].query, "api-version=2024-10-21");
+    assert_eq!(calls[0].api_key, "az-key-1", "the key travels in `api-key`");
+    assert!(
+        !calls[0]
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization")),
+        "no bearer header for Azure"
+    );
+    assert_eq!(calls[2].path, "/openai/deployments/embed-prod/embeddings");
+}
+
+#[tokio::test]
+async fn stream_usage_is_injected_only_where_the_preset_allows() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    let base = mock.base_url();
+    let config = format!(
+        "[providers.oa]\nkind = \"openai\"\nbase_url = \"{base}\"\napi_keys = [\"k1\"]\n\
+         [providers.mi]\nkind = \"mistral\"\nbase_url = \"{base}\"\napi_keys = [\"k2\"]\n\
+         [models.o]\nchain = [\"oa:gpt\"]\n[models.x]\nchain = [\"mi:mistral-large\"]\n"
+    );
+    let gw = Gateway::start(&config).await;
+    let s = gw.chat_stream(ask("o", "hi")).await;
+    assert!(
+        s.done && s.usage().is_none(),
+        "injected usage is not shown to a client that did not ask"
+    );
+    let s = gw.chat_stream(ask("x", "hi")).await;
+    assert!(s.done);
+    let calls = mock.requests();
+    assert_eq!(
+        calls[0].body["stream_options"]["include_usage"], true,
+        "openai: injected"
+    );
+    assert!(
+        calls[1].body.get("stream_options").is_none(),
+        "mistral: left alone"
+    );
+}

@@ -171,6 +171,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn presets_fill_url_and_auth() {
+        for kind in ProviderKind::ALL {
+            let p = kind.preset();
+            match kind {
+                ProviderKind::Azure => {
+                    assert!(p.base_url.is_none(), "azure's URL names the resource");
+                    assert_eq!(p.auth, AuthStyle::AzureApiKey);
+                }
+                ProviderKind::Mock => assert_eq!(p.wire, Wire::Mock),
+                _ => {
+                    let url = p.base_url.expect("a preset URL");
+                    assert!(
+                        url.starts_with("https://") || url.starts_with("http://127.0.0.1"),
+                        "{url}"
+                    );
+                    assert!(!url.ends_with('/'), "{url}");
+                }
+            }
+        }
+        assert_eq!(ProviderKind::Anthropic.preset().auth, AuthStyle::XApiKey);
+        assert_eq!(ProviderKind::Gemini.preset().auth, AuthStyle::GoogApiKey);
+        assert_eq!(ProviderKind::Groq.preset().wire, Wire::OpenAi);
+        assert!(!ProviderKind::Ollama.preset().needs_key);
+        assert!(ProviderKind::DeepSeek.preset().needs_key);
+    }
+
+    #[test]
     fn names_round_trip_through_serde() {
         for kind in ProviderKind::ALL {
             let parsed: ProviderKind =

@@ -21,6 +21,24 @@ pub(crate) fn routes() -> Router<Shared> {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
+        // Azure OpenAI's layout: the deployment in the path, `?api-version=` required,
+        // the key in an `api-key` header.
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(chat),
+        )
+        .route(
+            "/openai/deployments/{deployment}/embeddings",
+            post(embeddings),
+        )
+}
+
+/// For an Azure path, the deployment name (Azure ignores the body's `model`).
+fn azure_deployment(uri: &Uri) -> Option<&str> {
+    uri.path()
+        .strip_prefix("/openai/deployments/")?
+        .split('/')
+        .next()
 }
 
 const JSON: &str = "application/json";
@@ -36,14 +54,37 @@ async fn accept(
         Ok(body) => (body, true),
         Err(raw) => (raw, false),
     };
-    let api_key = received
-        .header("authorization")
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .unwrap_or_default()
-        .to_owned();
-    let model = body["model"].as_str().unwrap_or_default().to_owned();
+    let azure = azure_deployment(received.uri);
+    let api_key = match azure {
+        Some(_) => received.header("api-key"),
+        None => received
+            .header("authorization")
+            .and_then(|value| value.strip_prefix("Bearer ")),
+    }
+    .unwrap_or_default()
+    .to_owned();
+    let model = azure
+        .map(str::to_owned)
+        .unwrap_or_else(|| body["model"].as_str().unwrap_or_default().to_owned());
+    let api_version_missing = azure.is_some()
+        && !received
+            .uri
+            .query()
+            .unwrap_or_default()
+            .contains("api-version=");
     let stream = body["stream"].as_bool().unwrap_or(false);
     let call = state.receive(received, model, api_key, stream, body);
+    if api_version_missing {
+        let message = "Missing required query parameter: api-version";
+        return Err(error(
+            &call,
+            404,
+            message,
+            "invalid_request_error",
+            None,
+            J::Null,
+        ));
+    }
     if call.api_key.is_empty() {
         return Err(error(
             &call,
