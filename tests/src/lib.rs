@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use sluice_config::Config;
 use sluice_gateway::AppState;
+use sluice_store::Store;
 use tokio::sync::oneshot;
 
 pub use sluice_mock::{MockProvider, Step, Wire};
@@ -24,6 +25,8 @@ pub struct Gateway {
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// The SQLite file's directory, removed with the gateway.
+    _data: tempfile::TempDir,
 }
 
 impl Gateway {
@@ -35,9 +38,21 @@ impl Gateway {
         } else {
             format!("[[keys]]\nname = \"test\"\nkey = \"{KEY}\"\n\n{config}")
         };
+        let data = tempfile::tempdir().expect("temp dir");
+        let text = if text.contains("[database]") {
+            text
+        } else {
+            format!(
+                "{text}\n[database]\nurl = \"sqlite://{}/sluice.db\"\n",
+                data.path().display()
+            )
+        };
         let cfg = Config::parse(&text, &|_| None)
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n---\n{text}"));
-        let state = Arc::new(AppState::new(&cfg).expect("state builds"));
+        let store = Store::open(cfg.database.url.expose())
+            .await
+            .expect("store opens");
+        let state = Arc::new(AppState::new(&cfg, store).await.expect("state builds"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind port 0");
@@ -52,6 +67,7 @@ impl Gateway {
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             task: Some(task),
+            _data: data,
         }
     }
 

@@ -44,6 +44,7 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelAlias>,
     pub routing: RoutingConfig,
+    pub database: DatabaseConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +55,16 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long in-flight requests and streams may run after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Bearer token of the `/admin` API; `None`: the API is off.
+    pub admin_token: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: Secret,
+    pub key_refresh: Duration,
+    pub ledger_flush: Duration,
+    pub ledger_batch: usize,
 }
 
 /// A bearer token clients present to the gateway.

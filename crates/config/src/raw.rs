@@ -20,6 +20,8 @@ pub struct RawConfig {
     pub models: BTreeMap<String, RawModel>,
     #[serde(default)]
     pub routing: RawRouting,
+    #[serde(default)]
+    pub database: RawDatabase,
 }
 
 #[derive(Debug, Deserialize)]
@@ -29,6 +31,8 @@ pub struct RawServer {
     pub allow_direct_models: bool,
     pub max_body_bytes: u64,
     pub shutdown_grace_ms: u64,
+    /// Bearer token of the `/admin` API; the API is off when unset or empty.
+    pub admin_token: Option<String>,
 }
 
 impl Default for RawServer {
@@ -38,6 +42,7 @@ impl Default for RawServer {
             allow_direct_models: false,
             max_body_bytes: 4 * 1024 * 1024,
             shutdown_grace_ms: 30_000,
+            admin_token: None,
         }
     }
 }
@@ -157,6 +162,29 @@ impl Default for RawBreaker {
             failure_threshold: 5,
             open_ms: 30_000,
             half_open_probes: 1,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDatabase {
+    /// `sqlite://PATH` (created on first start) or `postgres://…`.
+    pub url: String,
+    /// How often each instance reloads changed API keys (revocations take effect within it).
+    pub key_refresh_ms: u64,
+    /// The spend ledger writes a batch at least this often.
+    pub ledger_flush_ms: u64,
+    pub ledger_batch: u64,
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        RawDatabase {
+            url: "sqlite://data/sluice.db".into(),
+            key_refresh_ms: 1_000,
+            ledger_flush_ms: 500,
+            ledger_batch: 500,
         }
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::raw::{RawConfig, RawProvider};
 use crate::{
-    BreakerConfig, Config, ConfigError, GatewayKey, MockSettings, ModelAlias, ProviderConfig,
-    ProviderKind, RoutingConfig, Secret, ServerConfig, Target, Timeouts,
+    BreakerConfig, Config, ConfigError, DatabaseConfig, GatewayKey, MockSettings, ModelAlias,
+    ProviderConfig, ProviderKind, RoutingConfig, Secret, ServerConfig, Target, Timeouts,
 };
 
 pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
@@ -106,6 +106,30 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         },
     };
 
+    let db = raw.database;
+    if !(db.url.starts_with("sqlite://")
+        || db.url.starts_with("postgres://")
+        || db.url.starts_with("postgresql://"))
+    {
+        p.push("database.url: must start with sqlite:// or postgres://".into());
+    }
+    if db.key_refresh_ms == 0 || db.ledger_flush_ms == 0 || db.ledger_batch == 0 {
+        p.push(
+            "database: key_refresh_ms, ledger_flush_ms and ledger_batch must be greater than 0"
+                .into(),
+        );
+    }
+    let admin_token = raw.server.admin_token.filter(|t| !t.is_empty());
+    if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+        p.push("server.admin_token: must be at least 16 characters".into());
+    }
+    let database = DatabaseConfig {
+        url: Secret::new(db.url),
+        key_refresh: ms(db.key_refresh_ms),
+        ledger_flush: ms(db.ledger_flush_ms),
+        ledger_batch: usize::try_from(db.ledger_batch).unwrap_or(usize::MAX),
+    };
+
     if !p.is_empty() {
         return Err(ConfigError { problems: p });
     }
@@ -115,7 +139,9 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             allow_direct_models: raw.server.allow_direct_models,
             max_body_bytes: usize::try_from(raw.server.max_body_bytes).unwrap_or(usize::MAX),
             shutdown_grace: ms(raw.server.shutdown_grace_ms),
+            admin_token: admin_token.map(Secret::new),
         },
+        database,
         keys,
         providers,
         models,

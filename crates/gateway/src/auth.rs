@@ -1,53 +1,164 @@
-//! Gateway keys: clients present `Authorization: Bearer <key>`. Keys are held as SHA-256
-//! digests and compared in constant time against every configured key, so neither the
-//! comparison nor which key matched leaks through timing.
+//! Gateway keys. Clients present `Authorization: Bearer <key>`, checked against:
+//! - the bootstrap `[[keys]]` of the config, held as SHA-256 digests and compared in
+//!   constant time against every one of them;
+//! - the keys in the store (`sluice keys create`, the admin API), held in memory as a map
+//!   from SHA-256 digest to key, swapped atomically by a refresh task. Looking a digest up
+//!   reveals nothing usable about a secret (finding a key from its digest is a preimage
+//!   attack), and no request waits on the database.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use arc_swap::ArcSwap;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use sha2::{Digest, Sha256};
 use sluice_config::GatewayKey;
-use std::sync::Arc;
+use sluice_store::Store;
+use sluice_store::keys::ApiKey;
 use subtle::ConstantTimeEq;
 
 use crate::{ApiError, AppState};
 
+type Digest32 = [u8; 32];
+
 #[derive(Debug)]
 pub struct KeyRing {
-    keys: Vec<([u8; 32], String)>,
+    bootstrap: Vec<(Digest32, String)>,
+    stored: ArcSwap<HashMap<Digest32, Arc<ApiKey>>>,
+    /// The largest `updated_at_ms` seen, where the next refresh starts (with an overlap).
+    seen_ms: AtomicI64,
 }
 
-/// The key a request authenticated with, for handlers and logs.
+/// Who a request authenticated as, for handlers, limits and the ledger.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub key_name: String,
+    /// The stored key's id; `None` for a bootstrap key from the config.
+    pub key_id: Option<String>,
+    pub user_id: Option<String>,
+    /// Models the key may ask for; `None`: all.
+    pub allowed_models: Option<Arc<[String]>>,
 }
+
+impl Caller {
+    pub fn may_use(&self, model: &str) -> bool {
+        self.allowed_models
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|a| a == model))
+    }
+}
+
+/// Re-fetch this much before the newest change seen, so that rows written by another
+/// instance whose clock lags a little are not missed.
+const REFRESH_OVERLAP_MS: i64 = 5_000;
 
 impl KeyRing {
     pub fn new(keys: &[GatewayKey]) -> Self {
         KeyRing {
-            keys: keys
+            bootstrap: keys
                 .iter()
                 .map(|k| (digest(k.key.expose()), k.name.clone()))
                 .collect(),
+            stored: ArcSwap::from_pointee(HashMap::new()),
+            seen_ms: AtomicI64::new(i64::MIN),
         }
     }
 
-    /// The name of the matching key. Checks every key whatever happens.
-    pub fn check(&self, presented: &str) -> Option<&str> {
+    /// The caller a presented token authenticates, or why not.
+    pub fn check(&self, presented: &str, now_ms: i64) -> Result<Caller, ApiError> {
         let d = digest(presented);
         let mut found: Option<&str> = None;
-        for (k, name) in &self.keys {
+        for (k, name) in &self.bootstrap {
             if bool::from(k.ct_eq(&d)) {
                 found = Some(name);
             }
         }
-        found
+        if let Some(name) = found {
+            return Ok(Caller {
+                key_name: name.to_owned(),
+                key_id: None,
+                user_id: None,
+                allowed_models: None,
+            });
+        }
+        let stored = self.stored.load();
+        let Some(key) = stored.get(&d) else {
+            return Err(ApiError::InvalidApiKey);
+        };
+        if key.revoked_at_ms.is_some() {
+            return Err(ApiError::KeyRevoked);
+        }
+        if key.expires_at_ms.is_some_and(|e| e <= now_ms) {
+            return Err(ApiError::KeyExpired);
+        }
+        Ok(Caller {
+            key_name: key.name.clone(),
+            key_id: Some(key.id.clone()),
+            user_id: key.user_id.clone(),
+            allowed_models: key.allowed_models.as_ref().map(|m| Arc::from(m.as_slice())),
+        })
+    }
+
+    /// Loads keys changed since the last refresh (all of them the first time) and swaps
+    /// the map. Returns how many changed.
+    pub async fn refresh(&self, store: &Store) -> Result<usize, sluice_store::StoreError> {
+        let seen = self.seen_ms.load(Ordering::Acquire);
+        let changed = if seen == i64::MIN {
+            store.list_keys().await?
+        } else {
+            store
+                .keys_changed_since(seen.saturating_sub(REFRESH_OVERLAP_MS))
+                .await?
+        };
+        let current = self.stored.load();
+        let fresh: Vec<&ApiKey> = changed
+            .iter()
+            .filter(|k| {
+                hex_digest(&k.key_hash)
+                    .is_some_and(|d| current.get(&d).is_none_or(|old| **old != **k))
+            })
+            .collect();
+        if let Some(max) = changed.iter().map(|k| k.updated_at_ms).max() {
+            self.seen_ms.fetch_max(max, Ordering::AcqRel);
+        } else if seen == i64::MIN {
+            self.seen_ms.store(0, Ordering::Release);
+        }
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let mut next = HashMap::clone(&current);
+        for k in &fresh {
+            if let Some(d) = hex_digest(&k.key_hash) {
+                next.insert(d, Arc::new((*k).clone()));
+            }
+        }
+        self.stored.store(Arc::new(next));
+        Ok(fresh.len())
     }
 }
 
-fn digest(s: &str) -> [u8; 32] {
+fn digest(s: &str) -> Digest32 {
     Sha256::digest(s.as_bytes()).into()
+}
+
+fn hex_digest(hex: &str) -> Option<Digest32> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Middleware for authenticated routes.
@@ -56,21 +167,22 @@ pub async fn require_key(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let header = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .ok_or(ApiError::MissingApiKey)?;
+    let token = bearer(&req)?.ok_or(ApiError::MissingApiKey)?;
+    let caller = state.keys.check(token, now_ms())?;
+    req.extensions_mut().insert(caller);
+    Ok(next.run(req).await)
+}
+
+/// The bearer token of a request: `Ok(None)` when there is none.
+pub(crate) fn bearer(req: &Request) -> Result<Option<&str>, ApiError> {
+    let Some(header) = req.headers().get(http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
     let value = header.to_str().map_err(|_| ApiError::InvalidApiKey)?;
-    let token = value
+    Ok(value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
-        .ok_or(ApiError::MissingApiKey)?
-        .trim();
-    let name = state.keys.check(token).ok_or(ApiError::InvalidApiKey)?;
-    req.extensions_mut().insert(Caller {
-        key_name: name.to_owned(),
-    });
-    Ok(next.run(req).await)
+        .map(str::trim))
 }
 
 #[cfg(test)]
@@ -90,8 +202,19 @@ mod tests {
                 key: Secret::new("key-bbbbbbbb"),
             },
         ]);
-        assert_eq!(ring.check("key-bbbbbbbb"), Some("b"));
-        assert_eq!(ring.check("key-bbbbbbb"), None, "a prefix is not the key");
-        assert_eq!(ring.check(""), None);
+        assert_eq!(ring.check("key-bbbbbbbb", 0).unwrap().key_name, "b");
+        assert!(
+            ring.check("key-bbbbbbb", 0).is_err(),
+            "a prefix is not the key"
+        );
+        assert!(ring.check("", 0).is_err());
+    }
+
+    #[test]
+    fn hex_digests_parse() {
+        let d = digest("x");
+        let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex_digest(&hex), Some(d));
+        assert_eq!(hex_digest("zz"), None);
     }
 }

@@ -16,6 +16,20 @@ pub enum ApiError {
     MissingApiKey,
     #[error("invalid API key")]
     InvalidApiKey,
+    #[error("this API key has been revoked")]
+    KeyRevoked,
+    #[error("this API key has expired")]
+    KeyExpired,
+    #[error("this API key may not use the model `{0}`")]
+    ModelNotAllowed(String),
+    #[error("missing or wrong admin token")]
+    AdminUnauthorized,
+    #[error("the admin API is off: set [server] admin_token to turn it on")]
+    AdminDisabled,
+    #[error("{0}")]
+    NotFoundEntity(String),
+    #[error("the store failed: {0}")]
+    Store(#[from] sluice_store::StoreError),
     #[error("request body is larger than the limit of {0} bytes")]
     BodyTooLarge(usize),
     #[error("could not read the request body: {0}")]
@@ -64,6 +78,29 @@ impl ApiError {
                 "authentication_error",
                 "invalid_api_key",
                 msg,
+            ),
+            ApiError::KeyRevoked => p(S::UNAUTHORIZED, "authentication_error", "key_revoked", msg),
+            ApiError::KeyExpired => p(S::UNAUTHORIZED, "authentication_error", "key_expired", msg),
+            ApiError::ModelNotAllowed(_) => {
+                p(S::FORBIDDEN, "permission_error", "model_not_allowed", msg)
+            }
+            ApiError::AdminUnauthorized => p(
+                S::UNAUTHORIZED,
+                "authentication_error",
+                "invalid_admin_token",
+                msg,
+            ),
+            ApiError::AdminDisabled => {
+                p(S::NOT_FOUND, "invalid_request_error", "admin_disabled", msg)
+            }
+            ApiError::NotFoundEntity(_) => {
+                p(S::NOT_FOUND, "invalid_request_error", "not_found", msg)
+            }
+            ApiError::Store(_) => p(
+                S::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "store_error",
+                "the gateway's store failed; see its log".into(),
             ),
             ApiError::BodyTooLarge(_) => p(
                 S::PAYLOAD_TOO_LARGE,
@@ -251,6 +288,9 @@ pub fn error_body(message: &str, kind: &str, code: &str) -> serde_json::Value {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let parts = self.parts();
+        if let ApiError::Store(e) = &self {
+            tracing::error!("store: {e}");
+        }
         if parts.status.is_server_error() {
             tracing::warn!(code = parts.code, "{}", parts.message);
         }

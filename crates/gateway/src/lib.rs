@@ -11,6 +11,7 @@ pub mod error;
 mod request_id;
 pub mod routes;
 pub mod server;
+mod spend;
 mod sse;
 pub mod state;
 

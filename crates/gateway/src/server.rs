@@ -13,7 +13,8 @@ use tokio::net::TcpListener;
 use crate::{ApiError, AppState, auth, request_id, routes};
 
 /// The whole app, middleware order readable top to bottom: request id (outermost, so every
-/// response carries one) → auth (authenticated routes only) → body limit → handler.
+/// response carries one) → auth (the gateway key for `/v1`, the admin token for `/admin`)
+/// → body limit → handler.
 pub fn app(state: Arc<AppState>) -> Router {
     let api = routes::authenticated()
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
@@ -21,8 +22,15 @@ pub fn app(state: Arc<AppState>) -> Router {
             state.clone(),
             auth::require_key,
         ));
+    let admin = routes::admin::routes()
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            routes::admin::require_admin,
+        ));
     routes::public()
         .merge(api)
+        .merge(admin)
         .fallback(|uri: http::Uri| async move { ApiError::NotFound(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(request_id::assign))
@@ -37,6 +45,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = state.shutdown_grace;
+    let refresher = tokio::spawn(refresh_keys(state.clone()));
+    let ledger = state.ledger.clone();
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let draining = state.clone();
     let cutter = state.clone();
@@ -63,11 +73,30 @@ pub async fn run(
         cutter.cut_streams();
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
-    tokio::select! {
+    let result = tokio::select! {
         r = serve => r,
         () = deadline => {
             tracing::warn!("grace period over; dropping the requests still running");
             Ok(())
+        }
+    };
+    refresher.abort();
+    // Every spend row of the requests that finished is written before we return.
+    ledger.shutdown().await;
+    result
+}
+
+/// Reloads changed API keys every `key_refresh`, so a key revoked on any instance stops
+/// working on this one within that time.
+async fn refresh_keys(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(state.key_refresh);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match state.keys.refresh(&state.store).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(changed = n, "API keys reloaded"),
+            Err(e) => tracing::warn!("cannot reload API keys (keeping the ones loaded): {e}"),
         }
     }
 }

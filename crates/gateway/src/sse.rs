@@ -8,10 +8,35 @@ use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::HeaderValue;
+use sluice_llm::Usage;
 use sluice_providers::{ChunkStream, StreamError};
 use tokio::sync::watch;
 
 use crate::error::error_body;
+
+/// Called once when the stream ends, with the usage it reported and how it ended (`ok`,
+/// an error code, or `client_closed` when the client went away first).
+pub type OnEnd = Box<dyn FnOnce(Option<Usage>, &str) + Send>;
+
+/// Calls [`OnEnd`] exactly once: at the end, or on drop when the client disconnects.
+struct EndGuard {
+    on_end: Option<OnEnd>,
+    usage: Option<Usage>,
+}
+
+impl EndGuard {
+    fn finish(&mut self, status: &str) {
+        if let Some(f) = self.on_end.take() {
+            f(self.usage.take(), status);
+        }
+    }
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.finish("client_closed");
+    }
+}
 
 struct State {
     stream: ChunkStream,
@@ -19,6 +44,7 @@ struct State {
     request_id: String,
     /// Turns true when the shutdown grace period is over.
     cut: watch::Receiver<bool>,
+    end: EndGuard,
 }
 
 pub fn response(
@@ -26,12 +52,18 @@ pub fn response(
     include_usage: bool,
     request_id: String,
     cut: watch::Receiver<bool>,
+    on_end: OnEnd,
 ) -> Response {
+    let end = EndGuard {
+        on_end: Some(on_end),
+        usage: None,
+    };
     let state = State {
         stream,
         include_usage,
         request_id,
         cut,
+        end,
     };
     let events = futures_util::stream::unfold(Some(state), |st| async move {
         let mut st = st?;
@@ -40,19 +72,26 @@ pub fn response(
                 biased;
                 _ = st.cut.wait_for(|cut| *cut) => {
                     tracing::warn!(request_id = %st.request_id, "stream cut: shutdown grace period over");
-                    let body = error_body("the gateway is shutting down; the answer is incomplete", "api_error", "shutting_down");
+                    st.end.finish("shutting_down");
+                    let body = error_body(
+                        "the gateway is shutting down; the answer is incomplete",
+                        "api_error",
+                        "shutting_down",
+                    );
                     return Some((Ok(event(&body)), None));
                 }
                 next = st.stream.next() => next,
             };
             match next {
                 None => {
-                    return Some((
-                        Ok::<_, std::convert::Infallible>(Bytes::from_static(b"data: [DONE]\n\n")),
-                        None,
-                    ));
+                    st.end.finish("ok");
+                    let done = Bytes::from_static(b"data: [DONE]\n\n");
+                    return Some((Ok::<_, std::convert::Infallible>(done), None));
                 }
                 Some(Ok(mut chunk)) => {
+                    if let Some(u) = &chunk.usage {
+                        st.end.usage = Some(u.clone());
+                    }
                     if !st.include_usage {
                         // The usage chunk was asked for by Sluice, not by the client.
                         if chunk.choices.is_empty() && chunk.usage.is_some() {
@@ -69,6 +108,7 @@ pub fn response(
                         StreamError::Upstream(_) => "upstream_stream_error",
                     };
                     tracing::warn!(request_id = %st.request_id, code, "stream broke after it was committed: {e}");
+                    st.end.finish(code);
                     let body = error_body(
                         &format!("the provider's stream broke: {e}"),
                         "api_error",

@@ -1,8 +1,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use sluice_config::Config;
-use sluice_providers::{BuildError, Router};
+use sluice_providers::Router;
+use sluice_store::Store;
+use sluice_store::ledger::{Ledger, LedgerConfig};
 use tokio::sync::watch;
 
 use crate::auth::KeyRing;
@@ -12,21 +15,54 @@ use crate::auth::KeyRing;
 pub struct AppState {
     pub router: Router,
     pub keys: KeyRing,
+    pub store: Store,
+    pub ledger: Ledger,
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
+    pub key_refresh: Duration,
+    /// SHA-256 of the admin token; `None`: the admin API is off.
+    pub(crate) admin_token: Option<[u8; 32]>,
     draining: AtomicBool,
     /// Set when the shutdown grace period ends: open streams end with an error event.
     cut_streams: watch::Sender<bool>,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Providers(#[from] sluice_providers::BuildError),
+    #[error("cannot load API keys from the store: {0}")]
+    Store(#[from] sluice_store::StoreError),
+}
+
 impl AppState {
-    pub fn new(cfg: &Config) -> Result<AppState, BuildError> {
+    /// Builds the state on an open (migrated) store: loads its keys and starts the spend
+    /// ledger's writer. Call within the runtime that will serve.
+    pub async fn new(cfg: &Config, store: Store) -> Result<AppState, StartError> {
         let router = Router::new(cfg)?;
+        let keys = KeyRing::new(&cfg.keys);
+        keys.refresh(&store).await?;
+        let ledger = Ledger::start(
+            store.clone(),
+            LedgerConfig {
+                batch_size: cfg.database.ledger_batch,
+                flush_interval: cfg.database.ledger_flush,
+                ..LedgerConfig::default()
+            },
+        );
         Ok(AppState {
             router,
-            keys: KeyRing::new(&cfg.keys),
+            keys,
+            store,
+            ledger,
             max_body_bytes: cfg.server.max_body_bytes,
             shutdown_grace: cfg.server.shutdown_grace,
+            key_refresh: cfg.database.key_refresh,
+            admin_token: cfg
+                .server
+                .admin_token
+                .as_ref()
+                .map(|t| Sha256::digest(t.expose().as_bytes()).into()),
             draining: AtomicBool::new(false),
             cut_streams: watch::channel(false).0,
         })

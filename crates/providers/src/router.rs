@@ -23,9 +23,34 @@ use crate::{ChatReply, EmbeddingsReply, mock};
 pub struct BuildError(#[from] reqwest::Error);
 
 /// Per-request facts the router needs from the caller.
-#[derive(Debug, Clone)]
+#[derive(Debug, Default)]
 pub struct CallContext {
     pub request_id: String,
+    /// Every provider call that failed, in order, for the spend ledger (one row per
+    /// provider call). Per request: never shared, so the lock is never contended.
+    pub failed_calls: std::sync::Mutex<Vec<FailedCall>>,
+}
+
+impl CallContext {
+    pub fn new(request_id: String) -> Self {
+        CallContext {
+            request_id,
+            failed_calls: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The failed calls recorded so far, taken out.
+    pub fn take_failed_calls(&self) -> Vec<FailedCall> {
+        std::mem::take(&mut *self.failed_calls.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// One provider call that failed.
+#[derive(Debug, Clone)]
+pub struct FailedCall {
+    pub target: Target,
+    pub class: FailureClass,
+    pub latency: Duration,
 }
 
 /// A committed reply and the chain entry that produced it.
@@ -236,6 +261,22 @@ impl Router {
             .map_or_else(Vec::new, |p| p.profiles.snapshot(Instant::now()))
     }
 
+    /// Configured provider ids, sorted.
+    pub fn provider_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.providers.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Puts every key of a provider back in rotation (an operator's reset). `false` for an
+    /// unknown provider.
+    pub fn reset_keys(&self, provider: &str) -> bool {
+        self.providers
+            .get(provider)
+            .map(|p| p.profiles.reset())
+            .is_some()
+    }
+
     async fn walk_within_deadline(
         &self,
         chain: &[Target],
@@ -301,6 +342,7 @@ impl Router {
                     }
                 };
                 attempts += 1;
+                let started = Instant::now();
                 let result = call(provider, &op, &target.model, key.secret().expose(), ctx).await;
                 let now = Instant::now();
                 let failure = match result {
@@ -330,6 +372,14 @@ impl Router {
                     Verdict::Neutral
                 };
                 permit.record(verdict, now);
+                ctx.failed_calls
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(FailedCall {
+                        target: target.clone(),
+                        class: failure.class,
+                        latency: now.duration_since(started),
+                    });
                 let mut failure = failure;
                 match failure.class {
                     FailureClass::RateLimited => {

@@ -14,6 +14,18 @@ use futures_util::StreamExt;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sluice");
 
+/// A SQLite URL in a fresh directory of its own (left for the OS to clean up).
+fn temp_db() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "sluice-cli-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    format!("sqlite://{}/sluice.db", dir.display())
+}
+
 fn config_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config")
 }
@@ -125,6 +137,7 @@ fn serve(extra_env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(BIN)
         .args(["serve", "--config", demo.to_str().unwrap()])
         .env("SLUICE_LISTEN", "127.0.0.1:0")
+        .env("SLUICE_DATABASE_URL", temp_db())
         .envs(extra_env.iter().copied())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -198,7 +211,7 @@ async fn grace_period_bounds_the_drain() {
     let path = dir.path().join("slow.toml");
     std::fs::write(
         &path,
-        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_ms = 200\n[[keys]]\nname = \"t\"\nkey = \"sk-test-1234\"\n[providers.slow]\nkind = \"mock\"\nchunk_delay_ms = 1000\nwords = 60\n[models.slow]\nchain = [\"slow:s\"]\n",
+        format!("[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_ms = 200\n[[keys]]\nname = \"t\"\nkey = \"sk-test-1234\"\n[providers.slow]\nkind = \"mock\"\nchunk_delay_ms = 1000\nwords = 60\n[models.slow]\nchain = [\"slow:s\"]\n[database]\nurl = \"sqlite://{}/s.db\"\n", dir.path().display()),
     )
     .unwrap();
     let mut child = Command::new(BIN)
@@ -246,4 +259,165 @@ fn serve_refuses_a_bad_config_with_exit_2() {
     let (code, _, err) = run(&["serve", "--config", "/nonexistent.toml"], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("cannot read"), "{err}");
+}
+
+fn demo() -> String {
+    config_dir().join("demo.toml").to_str().unwrap().to_owned()
+}
+
+#[test]
+fn migrate_then_keys_lifecycle_through_the_cli() {
+    let db = temp_db();
+    let env = [("SLUICE_DATABASE_URL", db.as_str())];
+    let (code, out, err) = run(&["migrate", "--config", &demo()], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("migrations applied"), "{out}");
+
+    let (code, out, err) = run(
+        &[
+            "keys",
+            "create",
+            "--name",
+            "ci",
+            "--user",
+            "bob",
+            "--models",
+            "demo,fast",
+            "--expires",
+            "30d",
+            "--config",
+            &demo(),
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    let secret = out
+        .lines()
+        .find_map(|l| l.split("store it now): ").nth(1))
+        .expect("the secret is printed")
+        .trim()
+        .to_owned();
+    assert!(secret.starts_with("sk-sluice-"), "{out}");
+    let id = out.split_whitespace().nth(2).unwrap().to_owned();
+    assert!(id.starts_with("key_"), "{out}");
+
+    let (_, out, _) = run(&["keys", "list", "--config", &demo()], &env);
+    assert!(
+        out.contains(&id) && out.contains("active") && out.contains("bob"),
+        "{out}"
+    );
+    assert!(!out.contains(&secret), "list never prints secrets");
+    let (code, out, _) = run(&["keys", "show", &id, "--config", &demo()], &env);
+    assert_eq!(code, 0);
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["allowed_models"], serde_json::json!(["demo", "fast"]));
+    assert!(
+        shown.get("key_hash").is_none(),
+        "the hash is not shown either"
+    );
+
+    let (code, out, _) = run(&["keys", "revoke", &id, "--config", &demo()], &env);
+    assert_eq!(code, 0);
+    assert!(out.contains("revoked"), "{out}");
+    let (_, out, _) = run(&["keys", "list", "--config", &demo()], &env);
+    assert!(out.contains("revoked"), "{out}");
+    let (code, _, err) = run(&["keys", "revoke", "key_nope", "--config", &demo()], &env);
+    assert_eq!(code, 1, "{err}");
+
+    let (code, _, err) = run(
+        &[
+            "keys",
+            "create",
+            "--name",
+            "x",
+            "--expires",
+            "soon",
+            "--config",
+            &demo(),
+        ],
+        &env,
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("--expires"), "{err}");
+    let (code, _, err) = run(
+        &["keys", "create", "--name", " ", "--config", &demo()],
+        &env,
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("name"), "{err}");
+    let (code, _, err) = run(&["spend", "--by", "colour", "--config", &demo()], &env);
+    assert_eq!(code, 2);
+    assert!(err.contains("--by"), "{err}");
+}
+
+#[tokio::test]
+async fn stored_keys_work_and_a_revocation_reaches_a_running_gateway() {
+    let db = temp_db();
+    let env = [("SLUICE_DATABASE_URL", db.as_str())];
+    let (_, out, err) = run(
+        &["keys", "create", "--name", "live", "--config", &demo()],
+        &env,
+    );
+    let secret = out
+        .lines()
+        .find_map(|l| l.split("store it now): ").nth(1))
+        .unwrap_or_else(|| panic!("{err}"))
+        .trim()
+        .to_owned();
+    let id = out.split_whitespace().nth(2).unwrap().to_owned();
+
+    let (mut child, addr) = serve(&env);
+    let client = reqwest::Client::new();
+    let ask = || {
+        client
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .bearer_auth(&secret)
+            .json(&serde_json::json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+    assert_eq!(
+        ask().await.unwrap().status(),
+        200,
+        "a key made by the CLI works"
+    );
+
+    let (code, _, _) = run(&["keys", "revoke", &id, "--config", &demo()], &env);
+    assert_eq!(code, 0);
+    // The gateway reloads changed keys every second (key_refresh_ms); give it a few.
+    let mut refused = None;
+    let mut answered = 1;
+    for _ in 0..50 {
+        let resp = ask().await.unwrap();
+        if resp.status() == 401 {
+            refused = Some(resp.json::<serde_json::Value>().await.unwrap());
+            break;
+        }
+        answered += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let body = refused.expect("the revoked key is refused within the refresh interval");
+    assert_eq!(body["error"]["code"], "key_revoked");
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+
+    // The ledger was flushed on the clean stop: every answered call is in the report.
+    let (code, out, err) = run(
+        &["spend", "--by", "key", "--since", "1h", "--config", &demo()],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .unwrap_or_else(|| panic!("{out}"));
+    let calls = answered.to_string();
+    assert_eq!(
+        line.split_whitespace().nth(1),
+        Some(calls.as_str()),
+        "{answered} calls: {line}"
+    );
 }

@@ -200,3 +200,137 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 }
+
+/// What a caller asks for when issuing a key (admin API body, `sluice keys create`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySpec {
+    pub name: String,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub allowed_models: Option<Vec<String>>,
+    #[serde(default)]
+    pub expires_at_ms: Option<i64>,
+    #[serde(default)]
+    pub limits: KeyLimits,
+}
+
+impl KeySpec {
+    /// Every problem with the spec, each naming its field.
+    pub fn problems(&self, now_ms: i64) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.name.trim().is_empty() || self.name.len() > 200 {
+            p.push("name: must be 1 to 200 characters".to_owned());
+        }
+        if self.user_id.as_ref().is_some_and(|u| u.trim().is_empty()) {
+            p.push("user_id: must not be empty when given".to_owned());
+        }
+        if let Some(models) = &self.allowed_models {
+            if models.is_empty() {
+                p.push(
+                    "allowed_models: an empty list would allow nothing; omit it to allow all"
+                        .to_owned(),
+                );
+            }
+            if models.iter().any(|m| m.trim().is_empty()) {
+                p.push("allowed_models: names must not be empty".to_owned());
+            }
+        }
+        if self.expires_at_ms.is_some_and(|e| e <= now_ms) {
+            p.push("expires_at_ms: must be in the future".to_owned());
+        }
+        let l = &self.limits;
+        for (field, v) in [
+            ("limits.rpm", l.rpm),
+            ("limits.tpm", l.tpm),
+            ("limits.budget_usd_day_nanos", l.budget_usd_day_nanos),
+            ("limits.budget_usd_month_nanos", l.budget_usd_month_nanos),
+            ("limits.budget_usd_total_nanos", l.budget_usd_total_nanos),
+            ("limits.budget_tokens_day", l.budget_tokens_day),
+            ("limits.budget_tokens_month", l.budget_tokens_month),
+        ] {
+            if v.is_some_and(|v| v < 0) {
+                p.push(format!("{field}: must not be negative"));
+            }
+        }
+        p
+    }
+
+    /// A new key for this spec: a fresh secret (returned once) and the record to store.
+    pub fn issue(self, now_ms: i64) -> (String, ApiKey) {
+        let secret = NewSecret::generate();
+        let key = ApiKey {
+            id: format!("key_{}", uuid::Uuid::now_v7().simple()),
+            name: self.name,
+            key_prefix: secret.prefix,
+            key_hash: secret.hash,
+            user_id: self.user_id,
+            allowed_models: self.allowed_models,
+            limits: self.limits,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            expires_at_ms: self.expires_at_ms,
+            revoked_at_ms: None,
+        };
+        (secret.secret, key)
+    }
+}
+
+/// `30d`, `12h`, `90m`, `45s` as milliseconds; `None` for anything else.
+pub fn parse_span(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let unit = s.chars().last()?;
+    let n: i64 = s[..s.len() - unit.len_utf8()]
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)?;
+    let ms = match unit {
+        's' => 1_000,
+        'm' => 60_000,
+        'h' => 3_600_000,
+        'd' => 86_400_000,
+        'w' => 7 * 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_parse() {
+        assert_eq!(parse_span("30d"), Some(30 * 86_400_000));
+        assert_eq!(parse_span("12h"), Some(12 * 3_600_000));
+        assert_eq!(parse_span("0d"), None);
+        assert_eq!(parse_span("-1d"), None);
+        assert_eq!(parse_span("7"), None);
+        assert_eq!(parse_span("d"), None);
+        assert_eq!(parse_span("9999999999999999d"), None);
+    }
+
+    #[test]
+    fn spec_problems_name_their_fields() {
+        let spec = KeySpec {
+            name: " ".into(),
+            allowed_models: Some(vec![]),
+            expires_at_ms: Some(5),
+            limits: KeyLimits {
+                budget_usd_day_nanos: Some(-1),
+                ..KeyLimits::default()
+            },
+            ..KeySpec::default()
+        };
+        let p = spec.problems(10).join("\n");
+        for field in [
+            "name",
+            "allowed_models",
+            "expires_at_ms",
+            "limits.budget_usd_day_nanos",
+        ] {
+            assert!(p.contains(field), "{field} in {p}");
+        }
+    }
+}

@@ -10,34 +10,50 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::HeaderValue;
 use sluice_config::Target;
-use sluice_llm::ChatRequest;
+use std::time::Instant;
+
+use sluice_llm::{ChatRequest, Usage};
 use sluice_providers::{CallContext, ChatReply};
 
+use crate::auth::Caller;
 use crate::request_id::RequestId;
+use crate::spend::Spend;
 use crate::{ApiError, AppState, sse};
 
 pub async fn completions(
     State(state): State<Arc<AppState>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
     let req: ChatRequest = super::body::parse(body, state.max_body_bytes)?;
     if req.messages.is_empty() {
         return Err(ApiError::InvalidRequest(
             "`messages` must contain at least one message".into(),
         ));
     }
+    if !caller.may_use(&req.model) {
+        return Err(ApiError::ModelNotAllowed(req.model));
+    }
     let include_usage = req
         .stream_options
         .as_ref()
         .and_then(|o| o.include_usage)
         .unwrap_or(false);
-    let ctx = CallContext {
+    let ctx = CallContext::new(request_id.clone());
+    let spend = Spend {
+        ledger: state.ledger.clone(),
         request_id: request_id.clone(),
+        caller,
+        started,
     };
-    let routed = state.router.chat(&req, &ctx).await?;
+    let result = state.router.chat(&req, &ctx).await;
+    let seq = spend.failed_calls(&ctx);
+    let routed = result?;
     let mut resp = match routed.value {
         ChatReply::Complete { response, raw } => {
+            spend.answered(seq, &routed.target, response.usage.as_ref(), "ok");
             let bytes = match raw {
                 Some(raw) => raw,
                 None => Bytes::from(
@@ -48,7 +64,17 @@ pub async fn completions(
             json_response(bytes)
         }
         ChatReply::Stream(stream) => {
-            sse::response(stream, include_usage, request_id, state.stream_cut_signal())
+            let target = routed.target.clone();
+            let on_end = Box::new(move |usage: Option<Usage>, status: &str| {
+                spend.answered(seq, &target, usage.as_ref(), status);
+            });
+            sse::response(
+                stream,
+                include_usage,
+                request_id,
+                state.stream_cut_signal(),
+                on_end,
+            )
         }
     };
     served_by(&mut resp, &routed.target, routed.attempts);

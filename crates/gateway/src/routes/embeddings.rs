@@ -11,15 +11,22 @@ use sluice_llm::EmbeddingsRequest;
 use sluice_providers::CallContext;
 
 use super::chat::{json_response, served_by};
+use crate::auth::Caller;
 use crate::request_id::RequestId;
+use crate::spend::Spend;
 use crate::{ApiError, AppState};
 
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let req: EmbeddingsRequest = super::body::parse(body, state.max_body_bytes)?;
+    if !caller.may_use(&req.model) {
+        return Err(ApiError::ModelNotAllowed(req.model));
+    }
     let empty = match &req.input {
         serde_json::Value::String(s) => s.is_empty(),
         serde_json::Value::Array(a) => a.is_empty(),
@@ -30,10 +37,22 @@ pub async fn create(
             "`input` must be a non-empty string or array".into(),
         ));
     }
-    let routed = state
-        .router
-        .embeddings(&req, &CallContext { request_id })
-        .await?;
+    let ctx = CallContext::new(request_id.clone());
+    let spend = Spend {
+        ledger: state.ledger.clone(),
+        request_id,
+        caller,
+        started,
+    };
+    let result = state.router.embeddings(&req, &ctx).await;
+    let seq = spend.failed_calls(&ctx);
+    let routed = result?;
+    spend.answered(
+        seq,
+        &routed.target,
+        routed.value.response.usage.as_ref(),
+        "ok",
+    );
     let bytes = match routed.value.raw {
         Some(raw) => raw,
         None => Bytes::from(

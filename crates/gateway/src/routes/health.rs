@@ -1,4 +1,5 @@
-//! Probes. `/healthz`: the process answers. `/readyz`: config loaded and not draining.
+//! Probes. `/healthz`: the process answers. `/readyz`: the store answers and the gateway is
+//! not draining.
 
 use std::sync::Arc;
 
@@ -15,11 +16,17 @@ pub async fn healthz() -> Json<Value> {
 
 pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
     if state.is_draining() {
-        (
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "draining"})),
-        )
-    } else {
-        (StatusCode::OK, Json(json!({"status": "ready"})))
+        );
     }
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
+    if !matches!(ping, Ok(Ok(()))) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "store_unreachable"})),
+        );
+    }
+    (StatusCode::OK, Json(json!({"status": "ready"})))
 }

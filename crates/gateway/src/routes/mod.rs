@@ -1,5 +1,6 @@
 //! The route table. Routes in [`public`] skip auth; everything else needs a gateway key.
 
+pub mod admin;
 mod body;
 mod chat;
 mod embeddings;

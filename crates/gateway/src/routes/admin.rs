@@ -1,0 +1,262 @@
+//! `/admin/*`: keys, spend reports, auth-profile state. Behind `[server] admin_token`, its
+//! own bearer token; the whole API answers 404 `admin_disabled` when no token is set.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sluice_store::keys::{KeySpec, parse_span};
+use sluice_store::spend::{GroupBy, SpendLine};
+use subtle::ConstantTimeEq;
+
+use crate::auth::{bearer, now_ms};
+use crate::{ApiError, AppState};
+
+pub fn routes() -> axum::Router<Arc<AppState>> {
+    axum::Router::new()
+        .route("/admin/keys", get(list_keys).post(create_key))
+        .route("/admin/keys/{id}", get(show_key).delete(revoke_key))
+        .route("/admin/spend", get(spend))
+        .route("/admin/auth-profiles", get(auth_profiles))
+        .route(
+            "/admin/auth-profiles/{provider}/reset",
+            post(reset_profiles),
+        )
+}
+
+/// Middleware: the admin token, compared in constant time.
+pub async fn require_admin(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let Some(expected) = state.admin_token else {
+        return Err(ApiError::AdminDisabled);
+    };
+    let token = bearer(&req)?.ok_or(ApiError::AdminUnauthorized)?;
+    let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    if !bool::from(presented.ct_eq(&expected)) {
+        return Err(ApiError::AdminUnauthorized);
+    }
+    Ok(next.run(req).await)
+}
+
+async fn list_keys(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let keys = state.store.list_keys().await?;
+    Ok(Json(json!({"object": "list", "data": keys})))
+}
+
+async fn create_key(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let spec: KeySpec = super::body::parse(body, state.max_body_bytes)?;
+    let now = now_ms();
+    let problems = spec.problems(now);
+    if !problems.is_empty() {
+        return Err(ApiError::InvalidRequest(problems.join("; ")));
+    }
+    let (secret, key) = spec.issue(now);
+    state.store.insert_key(&key).await?;
+    // This instance knows the key at once; the others within their refresh interval.
+    if let Err(e) = state.keys.refresh(&state.store).await {
+        tracing::warn!("key created but not reloaded yet: {e}");
+    }
+    tracing::info!(key_id = %key.id, name = %key.name, "API key created");
+    let body =
+        json!({"key": key, "secret": secret, "note": "the secret is shown once; store it now"});
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn show_key(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = state
+        .store
+        .get_key(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFoundEntity(format!("no key `{id}`")))?;
+    Ok(Json(json!(key)))
+}
+
+async fn revoke_key(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(key) = state.store.get_key(&id).await? else {
+        return Err(ApiError::NotFoundEntity(format!("no key `{id}`")));
+    };
+    let revoked = state.store.revoke_key(&id, now_ms()).await?;
+    if let Err(e) = state.keys.refresh(&state.store).await {
+        tracing::warn!("key revoked but not reloaded yet: {e}");
+    }
+    if revoked {
+        tracing::info!(key_id = %key.id, "API key revoked");
+    }
+    Ok(Json(
+        json!({"id": id, "revoked": true, "already_revoked": !revoked}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpendQuery {
+    by: Option<String>,
+    /// A span back from now: `7d`, `24h`.
+    since: Option<String>,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+}
+
+async fn spend(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<SpendQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let by_name = q.by.as_deref().unwrap_or("model");
+    let by = GroupBy::parse(by_name).ok_or_else(|| {
+        ApiError::InvalidRequest(format!(
+            "by: `{by_name}` is not one of key, user, model, provider, day"
+        ))
+    })?;
+    let now = now_ms();
+    let from = match (&q.since, q.from_ms) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::InvalidRequest(
+                "give since or from_ms, not both".into(),
+            ));
+        }
+        (Some(s), None) => {
+            now - parse_span(s).ok_or_else(|| {
+                ApiError::InvalidRequest(format!("since: `{s}` is not a span like 7d, 24h or 30m"))
+            })?
+        }
+        (None, Some(f)) => f,
+        (None, None) => now - 7 * 86_400_000,
+    };
+    let to = q.to_ms.unwrap_or(now + 1);
+    if to <= from {
+        return Err(ApiError::InvalidRequest(
+            "the range is empty: to_ms must be after the start".into(),
+        ));
+    }
+    let rows = state.store.spend_report(by, from, to).await?;
+    let wants_csv = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/csv"));
+    if wants_csv {
+        let mut resp = csv(by_name, &rows).into_response();
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/csv; charset=utf-8"),
+        );
+        return Ok(resp);
+    }
+    Ok(Json(json!({"by": by_name, "from_ms": from, "to_ms": to, "data": rows})).into_response())
+}
+
+/// The report as CSV (RFC 4180: fields with a comma, quote or newline are quoted).
+pub fn csv(by: &str, rows: &[SpendLine]) -> String {
+    let mut out = format!(
+        "{by},calls,prompt_tokens,completion_tokens,cached_tokens,cost_usd,estimated_calls\r\n"
+    );
+    for r in rows {
+        let group = if r.group.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", r.group.replace('"', "\"\""))
+        } else {
+            r.group.clone()
+        };
+        out.push_str(&format!(
+            "{group},{},{},{},{},{},{}\r\n",
+            r.calls,
+            r.prompt_tokens,
+            r.completion_tokens,
+            r.cached_tokens,
+            usd(r.cost_nanos),
+            r.estimated_calls
+        ));
+    }
+    out
+}
+
+/// Nano-dollars as a decimal USD string, exactly.
+pub fn usd(nanos: i64) -> String {
+    let sign = if nanos < 0 { "-" } else { "" };
+    let n = nanos.unsigned_abs();
+    format!("{sign}{}.{:09}", n / 1_000_000_000, n % 1_000_000_000)
+}
+
+async fn auth_profiles(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let data: Vec<Value> = state
+        .router
+        .provider_ids()
+        .into_iter()
+        .map(|provider| {
+            let keys: Vec<Value> = state
+                .router
+                .key_states(&provider)
+                .into_iter()
+                .map(|(id, st, left, failures)| {
+                    json!({"profile_id": id, "state": st.as_str(), "retry_in_ms": left.as_millis() as u64, "failures": failures})
+                })
+                .collect();
+            json!({"provider": provider, "keys": keys})
+        })
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+async fn reset_profiles(
+    State(state): State<Arc<AppState>>,
+    Path(provider): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if !state.router.reset_keys(&provider) {
+        return Err(ApiError::NotFoundEntity(format!(
+            "no provider `{provider}`"
+        )));
+    }
+    tracing::info!(%provider, "auth profiles reset by an operator");
+    Ok(Json(json!({"provider": provider, "reset": true})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usd_is_exact() {
+        assert_eq!(usd(1_500), "0.000001500");
+        assert_eq!(usd(12_345_000_000), "12.345000000");
+        assert_eq!(usd(-5), "-0.000000005");
+    }
+
+    #[test]
+    fn csv_quotes_awkward_groups() {
+        let line = SpendLine {
+            group: "a,\"b\"".into(),
+            calls: 1,
+            prompt_tokens: 2,
+            completion_tokens: 3,
+            cached_tokens: 0,
+            cost_nanos: 0,
+            estimated_calls: 0,
+        };
+        let out = csv("key", &[line]);
+        assert!(
+            out.contains("\"a,\"\"b\"\"\",1,2,3,0,0.000000000,0\r\n"),
+            "{out}"
+        );
+    }
+}

@@ -1,0 +1,75 @@
+//! Spend rows for the ledger: one per provider call of a request, failed calls included,
+//! queued (never awaited) once the call's outcome is known. For a stream that is its end,
+//! so the row carries the usage the stream reported.
+
+use std::time::Instant;
+
+use sluice_config::Target;
+use sluice_llm::Usage;
+use sluice_providers::CallContext;
+use sluice_store::ledger::{Ledger, SpendRow};
+
+use crate::auth::{Caller, now_ms};
+
+/// What a request's rows share.
+pub(crate) struct Spend {
+    pub ledger: Ledger,
+    pub request_id: String,
+    pub caller: Caller,
+    pub started: Instant,
+}
+
+impl Spend {
+    fn row(&self, seq: usize, target: &Target, status: &str, latency_ms: i64) -> SpendRow {
+        SpendRow {
+            request_id: self.request_id.clone(),
+            call_seq: i64::try_from(seq).unwrap_or(i64::MAX),
+            key_id: self
+                .caller
+                .key_id
+                .clone()
+                .or_else(|| Some(format!("config:{}", self.caller.key_name))),
+            user_id: self.caller.user_id.clone(),
+            agent_id: None,
+            run_id: None,
+            provider: target.provider.clone(),
+            model: target.model.clone(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cached_tokens: 0,
+            // Prices arrive with the limits issue; until then every row costs 0.
+            cost_nanos: 0,
+            estimated: false,
+            status: status.to_owned(),
+            latency_ms,
+            created_at_ms: now_ms(),
+        }
+    }
+
+    /// Rows for the calls that failed; returns how many.
+    pub fn failed_calls(&self, ctx: &CallContext) -> usize {
+        let failed = ctx.take_failed_calls();
+        for (seq, f) in failed.iter().enumerate() {
+            let latency = i64::try_from(f.latency.as_millis()).unwrap_or(i64::MAX);
+            self.ledger
+                .record(self.row(seq, &f.target, f.class.as_str(), latency));
+        }
+        failed.len()
+    }
+
+    /// The row of the call that answered. Without usage from the provider, tokens are 0
+    /// and the row is marked estimated (token counting comes with the limits issue).
+    pub fn answered(&self, seq: usize, target: &Target, usage: Option<&Usage>, status: &str) {
+        let latency = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let mut row = self.row(seq, target, status, latency);
+        match usage {
+            Some(u) => {
+                row.prompt_tokens = i64::try_from(u.prompt_tokens).unwrap_or(i64::MAX);
+                row.completion_tokens = i64::try_from(u.completion_tokens).unwrap_or(i64::MAX);
+                row.cached_tokens = i64::try_from(u.cached_tokens()).unwrap_or(i64::MAX);
+            }
+            None => row.estimated = true,
+        }
+        self.ledger.record(row);
+    }
+}
