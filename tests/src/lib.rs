@@ -262,3 +262,73 @@ pub const FAST_ROUTING: &str = "[routing]\nbackoff_base_ms = 5\nbackoff_max_ms =
 pub fn ask(model: &str, text: &str) -> Value {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
 }
+
+/// A fresh, empty PostgreSQL database on the server of `SLUICE_TEST_DATABASE_URL`, dropped
+/// by [`TestDatabase::drop_now`]. Panics when the variable is unset, unless
+/// `SLUICE_TEST_SKIP_POSTGRES` is set (then `None`): scripts/test always sets it.
+pub struct TestDatabase {
+    pub url: String,
+    admin: Store,
+    name: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Option<TestDatabase> {
+        let admin_url = match std::env::var("SLUICE_TEST_DATABASE_URL") {
+            Ok(url) => url,
+            Err(_) if std::env::var("SLUICE_TEST_SKIP_POSTGRES").is_ok() => return None,
+            Err(_) => panic!(
+                "SLUICE_TEST_DATABASE_URL is not set: run scripts/test, or set it (or SLUICE_TEST_SKIP_POSTGRES=1)"
+            ),
+        };
+        let name =
+            format!("sluice_e2e_{}", std::process::id()) + &format!("_{}", fastrand_suffix());
+        let admin = Store::connect(&admin_url)
+            .await
+            .expect("postgres reachable");
+        admin
+            .execute_raw(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        let (base, query) = admin_url
+            .split_once('?')
+            .map_or((admin_url.as_str(), None), |(b, q)| (b, Some(q)));
+        let server = &base[..base
+            .rfind('/')
+            .filter(|i| *i > base.find("://").map_or(0, |s| s + 2))
+            .unwrap_or(base.len())];
+        let url = match query {
+            Some(q) => format!("{server}/{name}?{q}"),
+            None => format!("{server}/{name}"),
+        };
+        Some(TestDatabase { url, admin, name })
+    }
+
+    pub async fn drop_now(self) {
+        let _ = self
+            .admin
+            .execute_raw(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .await;
+        self.admin.close().await;
+    }
+}
+
+fn fastrand_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{nanos}_{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Polls `check` every 50 ms for up to `secs` seconds; true once it holds.
+pub async fn eventually(secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..secs * 20 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}

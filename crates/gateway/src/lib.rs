@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod profiles;
 mod request_id;
 pub mod routes;
 pub mod server;

@@ -46,6 +46,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let grace = state.shutdown_grace;
     let refresher = tokio::spawn(refresh_keys(state.clone()));
+    let persister = crate::profiles::spawn_persister(&state);
     let ledger = state.ledger.clone();
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let draining = state.clone();
@@ -81,13 +82,17 @@ pub async fn run(
         }
     };
     refresher.abort();
+    if let Some(p) = persister {
+        p.abort();
+    }
     // Every spend row of the requests that finished is written before we return.
     ledger.shutdown().await;
     result
 }
 
-/// Reloads changed API keys every `key_refresh`, so a key revoked on any instance stops
-/// working on this one within that time.
+/// Reloads changed API keys and auth-profile states every `key_refresh`, so a key revoked
+/// (or a provider key refused, or reset) on any instance counts on this one within that
+/// time.
 async fn refresh_keys(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(state.key_refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -97,6 +102,9 @@ async fn refresh_keys(state: Arc<AppState>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(changed = n, "API keys reloaded"),
             Err(e) => tracing::warn!("cannot reload API keys (keeping the ones loaded): {e}"),
+        }
+        if let Err(e) = state.profiles.pull(&state.store, &state.router).await {
+            tracing::warn!("cannot read shared auth-profile state: {e}");
         }
     }
 }

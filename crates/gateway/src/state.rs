@@ -9,12 +9,14 @@ use sluice_store::ledger::{Ledger, LedgerConfig};
 use tokio::sync::watch;
 
 use crate::auth::KeyRing;
+use crate::profiles::ProfileSync;
 
 /// Everything a handler needs, built once from the config.
 #[derive(Debug)]
 pub struct AppState {
     pub router: Router,
     pub keys: KeyRing,
+    pub profiles: ProfileSync,
     pub store: Store,
     pub ledger: Ledger,
     pub max_body_bytes: usize,
@@ -42,6 +44,8 @@ impl AppState {
         let router = Router::new(cfg)?;
         let keys = KeyRing::new(&cfg.keys);
         keys.refresh(&store).await?;
+        let profiles = ProfileSync::new();
+        profiles.pull(&store, &router).await?;
         let ledger = Ledger::start(
             store.clone(),
             LedgerConfig {
@@ -53,6 +57,7 @@ impl AppState {
         Ok(AppState {
             router,
             keys,
+            profiles,
             store,
             ledger,
             max_body_bytes: cfg.server.max_body_bytes,

@@ -54,11 +54,33 @@ impl Profile {
     }
 }
 
-#[derive(Debug)]
 pub struct AuthProfiles {
     epoch: Instant,
     profiles: Vec<Profile>,
     next: AtomicUsize,
+    /// Told of every local state change (not of changes applied from elsewhere), so they
+    /// can be persisted and shared with other instances.
+    observer: Option<Observer>,
+}
+
+/// One key's new state, as an observer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileChange {
+    pub profile_id: String,
+    pub state: KeyState,
+    /// How long until the key is back (zero for ready or disabled).
+    pub retry_in: Duration,
+    pub failures: u32,
+}
+
+pub type Observer = std::sync::Arc<dyn Fn(ProfileChange) + Send + Sync>;
+
+impl std::fmt::Debug for AuthProfiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthProfiles")
+            .field("profiles", &self.profiles)
+            .finish_non_exhaustive()
+    }
 }
 
 /// No key can be used right now.
@@ -93,6 +115,58 @@ impl AuthProfiles {
             epoch: Instant::now(),
             profiles,
             next: AtomicUsize::new(0),
+            observer: None,
+        }
+    }
+
+    /// Calls `observer` after every local state change.
+    pub fn observe(&mut self, observer: Observer) {
+        self.observer = Some(observer);
+    }
+
+    fn notify(&self, p: &Profile, now: Instant) {
+        if let Some(observer) = &self.observer {
+            let (state, retry_in) = self.state_of(p, self.ms(now));
+            observer(ProfileChange {
+                profile_id: p.id.clone(),
+                state,
+                retry_in,
+                failures: p.failures.load(Ordering::Relaxed),
+            });
+        }
+    }
+
+    fn state_of(&self, p: &Profile, now_ms: u64) -> (KeyState, Duration) {
+        let until = p.until_ms.load(Ordering::Acquire);
+        let state = match p.reason.load(Ordering::Acquire) {
+            DISABLED => KeyState::Disabled,
+            _ if until <= now_ms => KeyState::Ready,
+            BILLING => KeyState::Billing,
+            COOLING => KeyState::CoolingDown,
+            _ => KeyState::Ready,
+        };
+        let left = match state {
+            KeyState::CoolingDown | KeyState::Billing => Duration::from_millis(until - now_ms),
+            _ => Duration::ZERO,
+        };
+        (state, left)
+    }
+
+    /// Applies a state decided elsewhere (another instance, or this one before a
+    /// restart), without telling the observer. `Ready` means an operator reset.
+    pub fn apply(&self, profile_id: &str, state: KeyState, retry_in: Duration, now: Instant) {
+        let Some(p) = self.profiles.iter().find(|p| p.id == profile_id) else {
+            return;
+        };
+        match state {
+            KeyState::Ready => {
+                p.reason.store(READY, Ordering::Release);
+                p.until_ms.store(0, Ordering::Release);
+                p.failures.store(0, Ordering::Relaxed);
+            }
+            KeyState::Disabled => p.reason.store(DISABLED, Ordering::Release),
+            KeyState::CoolingDown => self.sit_out_quietly(p, COOLING, later(now, retry_in)),
+            KeyState::Billing => self.sit_out_quietly(p, BILLING, later(now, retry_in)),
         }
     }
 
@@ -146,11 +220,13 @@ impl AuthProfiles {
     /// Rate limited: out until `now + for_`.
     pub fn cool_down(&self, p: &Profile, now: Instant, for_: Duration) {
         self.sit_out(p, COOLING, later(now, for_));
+        self.notify(p, now);
     }
 
     /// Refused for billing or quota: out for the (long) billing cool-down.
     pub fn billing(&self, p: &Profile, now: Instant, for_: Duration) {
         self.sit_out(p, BILLING, later(now, for_));
+        self.notify(p, now);
     }
 
     /// Refused credentials: out until [`AuthProfiles::reset`].
@@ -158,10 +234,15 @@ impl AuthProfiles {
         p.failures.fetch_add(1, Ordering::Relaxed);
         p.reason.store(DISABLED, Ordering::Release);
         tracing::warn!(key = %p.id, "provider refused the API key; key disabled");
+        self.notify(p, Instant::now());
     }
 
     fn sit_out(&self, p: &Profile, reason: u8, until: Instant) {
         p.failures.fetch_add(1, Ordering::Relaxed);
+        self.sit_out_quietly(p, reason, until);
+    }
+
+    fn sit_out_quietly(&self, p: &Profile, reason: u8, until: Instant) {
         p.until_ms.fetch_max(self.ms(until), Ordering::AcqRel);
         // A disabled key stays disabled; billing outranks a plain cool-down.
         let _ = p
@@ -173,10 +254,12 @@ impl AuthProfiles {
 
     /// Puts every key back in rotation.
     pub fn reset(&self) {
+        let now = Instant::now();
         for p in &self.profiles {
             p.reason.store(READY, Ordering::Release);
             p.until_ms.store(0, Ordering::Release);
             p.failures.store(0, Ordering::Relaxed);
+            self.notify(p, now);
         }
     }
 
@@ -186,15 +269,7 @@ impl AuthProfiles {
         self.profiles
             .iter()
             .map(|p| {
-                let until = p.until_ms.load(Ordering::Acquire);
-                let state = match p.reason.load(Ordering::Acquire) {
-                    DISABLED => KeyState::Disabled,
-                    _ if until <= now_ms => KeyState::Ready,
-                    BILLING => KeyState::Billing,
-                    COOLING => KeyState::CoolingDown,
-                    _ => KeyState::Ready,
-                };
-                let left = Duration::from_millis(until.saturating_sub(now_ms));
+                let (state, left) = self.state_of(p, now_ms);
                 (
                     p.id.clone(),
                     state,
@@ -203,6 +278,18 @@ impl AuthProfiles {
                 )
             })
             .collect()
+    }
+}
+
+impl KeyState {
+    pub fn parse(s: &str) -> Option<KeyState> {
+        Some(match s {
+            "ready" => KeyState::Ready,
+            "cooling_down" => KeyState::CoolingDown,
+            "billing" => KeyState::Billing,
+            "disabled" => KeyState::Disabled,
+            _ => return None,
+        })
     }
 }
 
@@ -265,6 +352,49 @@ mod tests {
         assert_eq!(a.pick(later).unwrap_err(), NoKey::AllDisabled);
         a.reset();
         assert!(a.pick(later).is_ok());
+    }
+
+    #[test]
+    fn local_changes_are_observed_and_applied_ones_are_not() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut a = profiles(2);
+        let sink = seen.clone();
+        a.observe(std::sync::Arc::new(move |c| sink.lock().unwrap().push(c)));
+        let now = Instant::now();
+        let key = a.pick(now).unwrap();
+        let id = key.id.clone();
+        a.billing(key, now, Duration::from_secs(60));
+        let changes = seen.lock().unwrap().clone();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(
+            (changes[0].state, changes[0].retry_in),
+            (KeyState::Billing, Duration::from_secs(60))
+        );
+
+        let b = profiles(2);
+        b.apply(&id, KeyState::Billing, Duration::from_secs(60), now);
+        let states = b.snapshot(now);
+        assert!(
+            states.iter().any(|s| s.0 == id && s.1 == KeyState::Billing),
+            "{states:?}"
+        );
+        b.apply(&id, KeyState::Ready, Duration::ZERO, now);
+        assert!(
+            b.snapshot(now).iter().all(|s| s.1 == KeyState::Ready),
+            "ready = an operator reset"
+        );
+        a.apply(&id, KeyState::Disabled, Duration::ZERO, now);
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            1,
+            "applied states are not observed again"
+        );
+        a.reset();
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            3,
+            "a reset is a change of every key"
+        );
     }
 
     #[test]

@@ -24,7 +24,9 @@ use bytes::Bytes;
 use sluice_llm::{ChatResponse, EmbeddingsResponse};
 
 pub use failure::{Action, Failure, FailureClass};
-pub use router::{BuildError, CallContext, Exhaustion, FailedCall, RouteError, Routed, Router};
+pub use router::{
+    BuildError, CallContext, Exhaustion, FailedCall, ProfileEvent, RouteError, Routed, Router,
+};
 pub use stream::{ChunkStream, StreamError};
 
 /// A chat answer: whole, or a stream that has already produced its first substantive

@@ -9,7 +9,7 @@ use dashmap::DashMap;
 use sluice_config::{Config, ProviderConfig, RoutingConfig, Target, Wire};
 use sluice_llm::{ChatRequest, EmbeddingsRequest, ResponseMeta};
 
-use crate::auth::{AuthProfiles, NoKey};
+use crate::auth::{AuthProfiles, KeyState, NoKey};
 use crate::backoff::full_jitter;
 use crate::breaker::{Breaker, Permit, Verdict};
 use crate::failure::{Action, Failure, FailureClass};
@@ -21,6 +21,13 @@ use crate::{ChatReply, EmbeddingsReply, mock};
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the HTTP client for providers: {0}")]
 pub struct BuildError(#[from] reqwest::Error);
+
+/// A local auth-profile change of one provider's key.
+#[derive(Debug, Clone)]
+pub struct ProfileEvent {
+    pub provider: String,
+    pub change: crate::auth::ProfileChange,
+}
 
 /// Per-request facts the router needs from the caller.
 #[derive(Debug, Default)]
@@ -109,6 +116,7 @@ pub struct Router {
     allow_direct: bool,
     routing: RoutingConfig,
     breakers: DashMap<Target, Arc<Breaker>>,
+    profile_events: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<ProfileEvent>>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -122,6 +130,7 @@ impl std::fmt::Debug for Router {
 impl Router {
     pub fn new(cfg: &Config) -> Result<Router, BuildError> {
         let mut providers = HashMap::new();
+        let (events_tx, events_rx) = tokio::sync::mpsc::channel(1024);
         for (id, p) in &cfg.providers {
             let http = reqwest::Client::builder()
                 .connect_timeout(p.timeouts.connect)
@@ -130,7 +139,21 @@ impl Router {
                 // A redirect could carry a provider key (x-api-key, api-key) to another host.
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?;
-            let profiles = AuthProfiles::new(&p.api_keys);
+            let mut profiles = AuthProfiles::new(&p.api_keys);
+            let (provider, events) = (id.clone(), events_tx.clone());
+            profiles.observe(Arc::new(move |change| {
+                // Never waits: a full queue (the store is slow) drops the event; the state
+                // itself is already in effect here.
+                if events
+                    .try_send(ProfileEvent {
+                        provider: provider.clone(),
+                        change,
+                    })
+                    .is_err()
+                {
+                    tracing::warn!("auth-profile change not persisted: queue full");
+                }
+            }));
             providers.insert(
                 id.clone(),
                 Provider {
@@ -152,6 +175,7 @@ impl Router {
             allow_direct: cfg.server.allow_direct_models,
             routing: cfg.routing.clone(),
             breakers: DashMap::new(),
+            profile_events: std::sync::Mutex::new(Some(events_rx)),
         })
     }
 
@@ -259,6 +283,29 @@ impl Router {
         self.providers
             .get(provider)
             .map_or_else(Vec::new, |p| p.profiles.snapshot(Instant::now()))
+    }
+
+    /// The stream of local auth-profile changes (a key cooled down, refused, reset), for
+    /// persisting and sharing them. It can be taken once.
+    pub fn take_profile_events(&self) -> Option<tokio::sync::mpsc::Receiver<ProfileEvent>> {
+        self.profile_events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Applies a key state decided elsewhere (another instance, or before a restart).
+    pub fn apply_profile_state(
+        &self,
+        provider: &str,
+        profile_id: &str,
+        state: KeyState,
+        retry_in: Duration,
+    ) {
+        if let Some(p) = self.providers.get(provider) {
+            p.profiles
+                .apply(profile_id, state, retry_in, Instant::now());
+        }
     }
 
     /// Configured provider ids, sorted.

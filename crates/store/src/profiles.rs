@@ -41,10 +41,19 @@ impl Store {
     }
 
     pub async fn list_profiles(&self) -> Result<Vec<ProfileState>, StoreError> {
+        self.profiles_changed_since(i64::MIN).await
+    }
+
+    /// Profiles whose state was written at or after `since_ms`, oldest change first.
+    pub async fn profiles_changed_since(
+        &self,
+        since_ms: i64,
+    ) -> Result<Vec<ProfileState>, StoreError> {
         let rows = sqlx::query(
             "SELECT provider, profile_id, state, until_ms, failures, reason, updated_at_ms \
-             FROM auth_profiles ORDER BY provider, profile_id",
+             FROM auth_profiles WHERE updated_at_ms >= $1 ORDER BY updated_at_ms, provider, profile_id",
         )
+        .bind(since_ms)
         .fetch_all(self.pool())
         .await?;
         rows.iter()
