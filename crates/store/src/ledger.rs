@@ -19,7 +19,7 @@ use sqlx::AssertSqlSafe;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::{Store, StoreError, values_placeholders};
+use crate::{Backend, Store, StoreError, values_placeholders};
 
 /// One provider call.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -46,6 +46,9 @@ pub struct SpendRow {
 }
 
 const COLUMNS: usize = 16;
+
+/// Rows per INSERT on SQLite (see [`Store::insert_spend`]).
+pub const SQLITE_ROWS_PER_STATEMENT: usize = 10;
 
 #[derive(Debug, Clone, Copy)]
 pub struct LedgerConfig {
@@ -209,38 +212,50 @@ async fn write_all(store: &Store, buf: &mut Vec<SpendRow>, batch: usize) {
 }
 
 impl Store {
-    /// Inserts rows in one statement; rows already present are skipped.
+    /// Inserts rows in one transaction; rows already present are skipped. Postgres gets
+    /// one multi-row statement (one round trip). SQLite, in-process, gets statements of
+    /// [`SQLITE_ROWS_PER_STATEMENT`] rows: sqlx binds a statement's parameters one by one
+    /// on SQLite's worker thread, and a 500-row statement (8,000 binds) cost ~160 µs per
+    /// row against ~16–40 µs with 10-row statements (measured on 10,000-row batches).
     pub async fn insert_spend(&self, rows: &[SpendRow]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
-        let sql = format!(
-            "INSERT INTO spend (request_id, call_seq, key_id, user_id, agent_id, run_id, provider, model, \
-             prompt_tokens, completion_tokens, cached_tokens, cost_nanos, estimated, status, latency_ms, \
-             created_at_ms) VALUES {} ON CONFLICT (request_id, call_seq) DO NOTHING",
-            values_placeholders(rows.len(), COLUMNS)
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for r in rows {
-            q = q
-                .bind(&r.request_id)
-                .bind(r.call_seq)
-                .bind(&r.key_id)
-                .bind(&r.user_id)
-                .bind(&r.agent_id)
-                .bind(&r.run_id)
-                .bind(&r.provider)
-                .bind(&r.model)
-                .bind(r.prompt_tokens)
-                .bind(r.completion_tokens)
-                .bind(r.cached_tokens)
-                .bind(r.cost_nanos)
-                .bind(r.estimated)
-                .bind(&r.status)
-                .bind(r.latency_ms)
-                .bind(r.created_at_ms);
+        let per_statement = match self.backend() {
+            Backend::Postgres => rows.len(),
+            Backend::Sqlite => SQLITE_ROWS_PER_STATEMENT,
+        };
+        let mut tx = self.pool().begin().await?;
+        for chunk in rows.chunks(per_statement) {
+            let sql = format!(
+                "INSERT INTO spend (request_id, call_seq, key_id, user_id, agent_id, run_id, provider, model, \
+                 prompt_tokens, completion_tokens, cached_tokens, cost_nanos, estimated, status, latency_ms, \
+                 created_at_ms) VALUES {} ON CONFLICT (request_id, call_seq) DO NOTHING",
+                values_placeholders(chunk.len(), COLUMNS)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for r in chunk {
+                q = q
+                    .bind(&r.request_id)
+                    .bind(r.call_seq)
+                    .bind(&r.key_id)
+                    .bind(&r.user_id)
+                    .bind(&r.agent_id)
+                    .bind(&r.run_id)
+                    .bind(&r.provider)
+                    .bind(&r.model)
+                    .bind(r.prompt_tokens)
+                    .bind(r.completion_tokens)
+                    .bind(r.cached_tokens)
+                    .bind(r.cost_nanos)
+                    .bind(r.estimated)
+                    .bind(&r.status)
+                    .bind(r.latency_ms)
+                    .bind(r.created_at_ms);
+            }
+            q.execute(&mut *tx).await?;
         }
-        q.execute(self.pool()).await?;
+        tx.commit().await?;
         Ok(())
     }
 }
