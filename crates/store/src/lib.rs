@@ -40,6 +40,18 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Every table of the schema, on both backends.
+pub const TABLES: [&str; 8] = [
+    "api_keys",
+    "spend",
+    "auth_profiles",
+    "sessions",
+    "messages",
+    "runs",
+    "run_events",
+    "webhook_seen",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -137,18 +149,8 @@ impl Store {
         Ok(())
     }
 
-    /// Rows in one of Sluice's tables (a fixed list: the name is never spliced from input).
+    /// Rows in one of [`TABLES`] (a fixed list: the name is never spliced from input).
     pub async fn count_rows(&self, table: &str) -> Result<i64, StoreError> {
-        const TABLES: [&str; 8] = [
-            "api_keys",
-            "spend",
-            "auth_profiles",
-            "sessions",
-            "messages",
-            "runs",
-            "run_events",
-            "webhook_seen",
-        ];
         let Some(table) = TABLES.iter().find(|t| **t == table) else {
             return Err(StoreError::Corrupt(format!("no table {table}")));
         };

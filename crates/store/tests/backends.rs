@@ -116,16 +116,7 @@ fn row(request: usize, seq: i64, model: &str, day: i64) -> SpendRow {
 #[tokio::test]
 async fn migrations_apply_from_empty_and_are_idempotent() {
     each_backend(async |store| {
-        for table in [
-            "api_keys",
-            "spend",
-            "auth_profiles",
-            "sessions",
-            "messages",
-            "runs",
-            "run_events",
-            "webhook_seen",
-        ] {
+        for table in sluice_store::TABLES {
             let n = store
                 .count_rows(table)
                 .await
