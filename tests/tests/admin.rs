@@ -377,3 +377,69 @@ async fn auth_profile_state_is_shown_and_reset() {
     .await;
     assert_eq!(s, 404);
 }
+
+#[tokio::test]
+async fn ledger_rows_are_priced_from_the_table_and_the_operators_overrides() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    let config = format!(
+        "[server]\nadmin_token = \"{ADMIN}\"\n{}[models.priced]\nchain = [\"a:gpt-4o\"]\n[models.custom]\nchain = [\"a:house-model\"]\n[models.free]\nchain = [\"a:unknown-model\"]\n[prices.models.\"house-model\"]\ninput = 1000.0\noutput = 2000.0\n",
+        provider("a", &mock, &["sk-a"], "")
+    );
+    let gw = Gateway::start(&config).await;
+    let mut usages = Vec::new();
+    for model in ["priced", "custom", "free"] {
+        let r = gw
+            .chat(ask(model, "please answer this cached prompt"))
+            .await;
+        assert_eq!(r.status, 200);
+        usages.push(r.json["usage"].clone());
+    }
+    gw.state.ledger.flush().await;
+    let (_, report) = admin(
+        &gw,
+        "GET",
+        "/admin/spend?by=model&since=1h",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    let cost = |group: &str| {
+        report["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["group"] == group)
+            .unwrap()["cost_nanos"]
+            .as_i64()
+            .unwrap()
+    };
+    let tokens = |u: &Value| {
+        let prompt = u["prompt_tokens"].as_i64().unwrap();
+        let cached = u["prompt_tokens_details"]["cached_tokens"]
+            .as_i64()
+            .unwrap_or(0);
+        (
+            prompt - cached,
+            cached,
+            u["completion_tokens"].as_i64().unwrap(),
+        )
+    };
+    // gpt-4o from the shipped table: 2.50 / 10.00 / cached 1.25 USD per 1M tokens.
+    let (fresh, cached, out) = tokens(&usages[0]);
+    assert!(cached > 0, "the mock reports cached tokens for this prompt");
+    assert_eq!(
+        cost("a:gpt-4o"),
+        fresh * 2_500 + cached * 1_250 + out * 10_000
+    );
+    // The operator's own model and price (cached tokens default to the input price).
+    let (fresh, cached, out) = tokens(&usages[1]);
+    assert_eq!(
+        cost("a:house-model"),
+        (fresh + cached) * 1_000_000 + out * 2_000_000
+    );
+    assert_eq!(
+        cost("a:unknown-model"),
+        0,
+        "an unpriced model is recorded at 0 (and logged)"
+    );
+}

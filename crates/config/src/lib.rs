@@ -45,6 +45,8 @@ pub struct Config {
     pub models: BTreeMap<String, ModelAlias>,
     pub routing: RoutingConfig,
     pub database: DatabaseConfig,
+    /// The shipped price table (or `[prices] file`) with the operator's `[prices.models]`.
+    pub prices: sluice_limits::PriceTable,
 }
 
 #[derive(Debug, Clone)]
@@ -162,30 +164,45 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::one(format!("{}: cannot read: {e}", path.display())))?;
-        Config::parse(&text, &|name| std::env::var(name).ok())
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        Config::parse_in(&text, &|name| std::env::var(name).ok(), dir)
     }
 
-    /// Parses config text, looking variables up with `env`.
+    /// Parses config text, looking variables up with `env`; relative paths in it are taken
+    /// from the working directory.
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        Config::parse_in(text, env, Path::new("."))
+    }
+
+    /// Parses config text whose relative paths start at `dir`.
+    pub fn parse_in(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        dir: &Path,
+    ) -> Result<Config, ConfigError> {
         let mut tree: toml::Table =
             toml::from_str(text).map_err(|e| ConfigError::one(format!("syntax: {e}")))?;
         interpolate::table(&mut tree, "", env)?;
         let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Value::Table(tree))
             .map_err(|e| ConfigError::one(format!("{}: {}", e.path(), e.inner())))?;
-        validate::validate(raw)
+        validate::validate(raw, dir)
     }
 
     /// A one-line summary for `sluice check-config`.
     pub fn summary(&self) -> String {
         let chains: usize = self.models.values().map(|m| m.chain.len()).sum();
         format!(
-            "ok: listen {}, {} provider(s), {} model alias(es) with {} chain entr{}, {} key(s)",
+            "ok: listen {}, {} provider(s), {} model alias(es) with {} chain entr{}, {} key(s), {} priced model(s)",
             self.server.listen,
             self.providers.len(),
             self.models.len(),
             chains,
             if chains == 1 { "y" } else { "ies" },
-            self.keys.len()
+            self.keys.len(),
+            self.prices.len()
         )
     }
 }

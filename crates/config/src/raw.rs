@@ -22,6 +22,8 @@ pub struct RawConfig {
     pub routing: RawRouting,
     #[serde(default)]
     pub database: RawDatabase,
+    #[serde(default)]
+    pub prices: RawPrices,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,4 +189,15 @@ impl Default for RawDatabase {
             ledger_batch: 500,
         }
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrices {
+    /// A price table to use instead of the shipped one (relative to the config file).
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Models added to or overriding the table.
+    #[serde(default)]
+    pub models: std::collections::HashMap<String, sluice_limits::ModelPrice>,
 }

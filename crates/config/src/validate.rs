@@ -10,8 +10,9 @@ use crate::{
     ProviderConfig, ProviderKind, RoutingConfig, Secret, ServerConfig, Target, Timeouts,
 };
 
-pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, ConfigError> {
     let mut p = Vec::new();
+    let prices = prices(raw.prices, dir, &mut p);
 
     let listen = raw.server.listen.parse::<SocketAddr>().unwrap_or_else(|e| {
         p.push(format!(
@@ -146,7 +147,35 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         providers,
         models,
         routing,
+        prices,
     })
+}
+
+fn prices(
+    raw: crate::raw::RawPrices,
+    dir: &std::path::Path,
+    p: &mut Vec<String>,
+) -> sluice_limits::PriceTable {
+    let mut table = match raw.file {
+        None => sluice_limits::PriceTable::shipped(),
+        Some(file) => {
+            let path = dir.join(&file);
+            match std::fs::read_to_string(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| sluice_limits::PriceTable::parse(&t).map_err(|e| e.to_string()))
+            {
+                Ok(t) => t,
+                Err(e) => {
+                    p.push(format!("prices.file: {}: {e}", path.display()));
+                    sluice_limits::PriceTable::default()
+                }
+            }
+        }
+    };
+    if let Err(e) = table.extend(raw.models) {
+        p.push(format!("prices.models: {e}"));
+    }
+    table
 }
 
 fn ms(n: u64) -> Duration {
@@ -356,6 +385,45 @@ mod tests {
         ] {
             assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
         }
+    }
+
+    #[test]
+    fn prices_come_from_the_shipped_table_a_file_and_overrides() {
+        let cfg = parse("[prices.models.\"my-model\"]\ninput = 1.0\noutput = 2.0\n").unwrap();
+        let t = sluice_limits::Tokens {
+            prompt: 1_000_000,
+            ..Default::default()
+        };
+        assert_eq!(
+            cfg.prices.cost_nanos("p", "my-model", t),
+            Some(1_000_000_000)
+        );
+        assert!(
+            cfg.prices.cost_nanos("openai", "gpt-4o", t).is_some(),
+            "the shipped table is there too"
+        );
+
+        let problems = parse("[prices.models.x]\ninput = -1.0\noutput = 2.0\n").unwrap_err();
+        assert!(
+            problems[0].starts_with("prices.models") && problems[0].contains("`x`"),
+            "{problems:?}"
+        );
+        let problems = parse("[prices]\nfile = \"/nonexistent/prices.toml\"\n").unwrap_err();
+        assert!(problems[0].starts_with("prices.file"), "{problems:?}");
+
+        let dir = std::env::temp_dir().join(format!("sluice-prices-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("p.toml"),
+            "[models.only]\ninput = 1.0\noutput = 1.0\n",
+        )
+        .unwrap();
+        let cfg = crate::Config::parse_in("[prices]\nfile = \"p.toml\"\n", &env, &dir).unwrap();
+        assert_eq!(
+            cfg.prices.len(),
+            1,
+            "a file replaces the shipped table, relative to the config"
+        );
     }
 
     #[test]

@@ -7,13 +7,17 @@ use std::time::Instant;
 use sluice_config::Target;
 use sluice_llm::Usage;
 use sluice_providers::CallContext;
-use sluice_store::ledger::{Ledger, SpendRow};
+use std::sync::Arc;
 
+use sluice_limits::Tokens;
+use sluice_store::ledger::SpendRow;
+
+use crate::AppState;
 use crate::auth::{Caller, now_ms};
 
 /// What a request's rows share.
 pub(crate) struct Spend {
-    pub ledger: Ledger,
+    pub state: Arc<AppState>,
     pub request_id: String,
     pub caller: Caller,
     pub started: Instant,
@@ -37,7 +41,7 @@ impl Spend {
             prompt_tokens: 0,
             completion_tokens: 0,
             cached_tokens: 0,
-            // Prices arrive with the limits issue; until then every row costs 0.
+            // Set from the price table once usage is known; a failed call costs nothing.
             cost_nanos: 0,
             estimated: false,
             status: status.to_owned(),
@@ -46,12 +50,31 @@ impl Spend {
         }
     }
 
+    /// A model without a price: its calls cost 0 in the ledger (and are still limited by
+    /// tokens); said once per model in the log.
+    fn unpriced(&self, target: &Target) {
+        let key = target.to_string();
+        let mut seen = self
+            .state
+            .unpriced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if seen.insert(key) {
+            tracing::warn!(
+                provider = %target.provider,
+                model = %target.model,
+                "no price for this model: its calls are recorded at cost 0; add it under [prices.models]"
+            );
+        }
+    }
+
     /// Rows for the calls that failed; returns how many.
     pub fn failed_calls(&self, ctx: &CallContext) -> usize {
         let failed = ctx.take_failed_calls();
         for (seq, f) in failed.iter().enumerate() {
             let latency = i64::try_from(f.latency.as_millis()).unwrap_or(i64::MAX);
-            self.ledger
+            self.state
+                .ledger
                 .record(self.row(seq, &f.target, f.class.as_str(), latency));
         }
         failed.len()
@@ -67,9 +90,26 @@ impl Spend {
                 row.prompt_tokens = i64::try_from(u.prompt_tokens).unwrap_or(i64::MAX);
                 row.completion_tokens = i64::try_from(u.completion_tokens).unwrap_or(i64::MAX);
                 row.cached_tokens = i64::try_from(u.cached_tokens()).unwrap_or(i64::MAX);
+                let tokens = Tokens {
+                    prompt: u.prompt_tokens,
+                    completion: u.completion_tokens,
+                    cached: u.cached_tokens(),
+                    cache_write: u
+                        .prompt_tokens_details
+                        .as_ref()
+                        .map_or(0, |d| d.cache_creation_tokens),
+                };
+                match self
+                    .state
+                    .prices
+                    .cost_nanos(&target.provider, &target.model, tokens)
+                {
+                    Some(cost) => row.cost_nanos = cost,
+                    None => self.unpriced(target),
+                }
             }
             None => row.estimated = true,
         }
-        self.ledger.record(row);
+        self.state.ledger.record(row);
     }
 }

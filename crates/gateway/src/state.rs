@@ -19,6 +19,9 @@ pub struct AppState {
     pub profiles: ProfileSync,
     pub store: Store,
     pub ledger: Ledger,
+    pub prices: sluice_limits::PriceTable,
+    /// Models already reported as unpriced (each is logged once).
+    pub(crate) unpriced: std::sync::Mutex<std::collections::HashSet<String>>,
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
     pub key_refresh: Duration,
@@ -60,6 +63,8 @@ impl AppState {
             profiles,
             store,
             ledger,
+            prices: cfg.prices.clone(),
+            unpriced: std::sync::Mutex::default(),
             max_body_bytes: cfg.server.max_body_bytes,
             shutdown_grace: cfg.server.shutdown_grace,
             key_refresh: cfg.database.key_refresh,

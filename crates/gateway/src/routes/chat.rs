@@ -43,7 +43,7 @@ pub async fn completions(
         .unwrap_or(false);
     let ctx = CallContext::new(request_id.clone());
     let spend = Spend {
-        ledger: state.ledger.clone(),
+        state: state.clone(),
         request_id: request_id.clone(),
         caller,
         started,

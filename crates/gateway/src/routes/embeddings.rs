@@ -39,7 +39,7 @@ pub async fn create(
     }
     let ctx = CallContext::new(request_id.clone());
     let spend = Spend {
-        ledger: state.ledger.clone(),
+        state: state.clone(),
         request_id,
         caller,
         started,
