@@ -443,3 +443,43 @@ async fn ledger_rows_are_priced_from_the_table_and_the_operators_overrides() {
         "an unpriced model is recorded at 0 (and logged)"
     );
 }
+
+#[tokio::test]
+async fn calls_without_provider_usage_are_counted_by_sluice_and_marked_estimated() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    mock.script(
+        "mistral-large-latest",
+        vec![Step::Text("one two three four".into())],
+    );
+    // kind = "mistral" does not ask for stream usage, and the mock sends none unasked.
+    let config = format!(
+        "[server]\nadmin_token = \"{ADMIN}\"\n[providers.mi]\nkind = \"mistral\"\nbase_url = \"{}\"\napi_keys = [\"k\"]\n[models.m]\nchain = [\"mi:mistral-large-latest\"]\n",
+        mock.base_url()
+    );
+    let gw = Gateway::start(&config).await;
+    let s = gw.chat_stream(ask("m", "Hello world")).await;
+    assert_eq!(s.text(), "one two three four");
+    assert!(s.usage().is_none(), "no usage reached the client either");
+    gw.state.ledger.flush().await;
+    let (_, report) = admin(
+        &gw,
+        "GET",
+        "/admin/spend?by=model&since=1h",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    let row = &report["data"][0];
+    assert_eq!(row["estimated_calls"], 1, "{report}");
+    // 3 + 3 + 1 ("user") + 2 ("Hello world") with the o200k estimate.
+    assert_eq!(row["prompt_tokens"], 9, "{report}");
+    assert_eq!(
+        row["completion_tokens"], 5,
+        "18 streamed bytes at 4 a token, rounded up"
+    );
+    assert_eq!(
+        row["cost_nanos"],
+        9 * 2_000 + 5 * 6_000,
+        "priced like any other call"
+    );
+}

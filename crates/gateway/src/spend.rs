@@ -80,35 +80,49 @@ impl Spend {
         failed.len()
     }
 
-    /// The row of the call that answered. Without usage from the provider, tokens are 0
-    /// and the row is marked estimated (token counting comes with the limits issue).
-    pub fn answered(&self, seq: usize, target: &Target, usage: Option<&Usage>, status: &str) {
+    /// The row of the call that answered. Without usage from the provider, `estimate`
+    /// gives (prompt, completion) tokens counted by Sluice, and the row is marked
+    /// estimated; either way the row is priced.
+    pub fn answered(
+        &self,
+        seq: usize,
+        target: &Target,
+        usage: Option<&Usage>,
+        status: &str,
+        estimate: impl FnOnce() -> (u64, u64),
+    ) {
         let latency = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let mut row = self.row(seq, target, status, latency);
-        match usage {
-            Some(u) => {
-                row.prompt_tokens = i64::try_from(u.prompt_tokens).unwrap_or(i64::MAX);
-                row.completion_tokens = i64::try_from(u.completion_tokens).unwrap_or(i64::MAX);
-                row.cached_tokens = i64::try_from(u.cached_tokens()).unwrap_or(i64::MAX);
-                let tokens = Tokens {
-                    prompt: u.prompt_tokens,
-                    completion: u.completion_tokens,
-                    cached: u.cached_tokens(),
-                    cache_write: u
-                        .prompt_tokens_details
-                        .as_ref()
-                        .map_or(0, |d| d.cache_creation_tokens),
-                };
-                match self
-                    .state
-                    .prices
-                    .cost_nanos(&target.provider, &target.model, tokens)
-                {
-                    Some(cost) => row.cost_nanos = cost,
-                    None => self.unpriced(target),
+        let tokens = match usage {
+            Some(u) => Tokens {
+                prompt: u.prompt_tokens,
+                completion: u.completion_tokens,
+                cached: u.cached_tokens(),
+                cache_write: u
+                    .prompt_tokens_details
+                    .as_ref()
+                    .map_or(0, |d| d.cache_creation_tokens),
+            },
+            None => {
+                row.estimated = true;
+                let (prompt, completion) = estimate();
+                Tokens {
+                    prompt,
+                    completion,
+                    ..Tokens::default()
                 }
             }
-            None => row.estimated = true,
+        };
+        row.prompt_tokens = i64::try_from(tokens.prompt).unwrap_or(i64::MAX);
+        row.completion_tokens = i64::try_from(tokens.completion).unwrap_or(i64::MAX);
+        row.cached_tokens = i64::try_from(tokens.cached).unwrap_or(i64::MAX);
+        match self
+            .state
+            .prices
+            .cost_nanos(&target.provider, &target.model, tokens)
+        {
+            Some(cost) => row.cost_nanos = cost,
+            None => self.unpriced(target),
         }
         self.state.ledger.record(row);
     }

@@ -14,20 +14,22 @@ use tokio::sync::watch;
 
 use crate::error::error_body;
 
-/// Called once when the stream ends, with the usage it reported and how it ended (`ok`,
-/// an error code, or `client_closed` when the client went away first).
-pub type OnEnd = Box<dyn FnOnce(Option<Usage>, &str) + Send>;
+/// Called once when the stream ends, with the usage it reported, the bytes of text and
+/// tool-call arguments it streamed (for an estimate when it reported no usage), and how
+/// it ended (`ok`, an error code, or `client_closed` when the client went away first).
+pub type OnEnd = Box<dyn FnOnce(Option<Usage>, u64, &str) + Send>;
 
 /// Calls [`OnEnd`] exactly once: at the end, or on drop when the client disconnects.
 struct EndGuard {
     on_end: Option<OnEnd>,
     usage: Option<Usage>,
+    streamed_bytes: u64,
 }
 
 impl EndGuard {
     fn finish(&mut self, status: &str) {
         if let Some(f) = self.on_end.take() {
-            f(self.usage.take(), status);
+            f(self.usage.take(), self.streamed_bytes, status);
         }
     }
 }
@@ -57,6 +59,7 @@ pub fn response(
     let end = EndGuard {
         on_end: Some(on_end),
         usage: None,
+        streamed_bytes: 0,
     };
     let state = State {
         stream,
@@ -92,6 +95,7 @@ pub fn response(
                     if let Some(u) = &chunk.usage {
                         st.end.usage = Some(u.clone());
                     }
+                    st.end.streamed_bytes += streamed_bytes(&chunk);
                     if !st.include_usage {
                         // The usage chunk was asked for by Sluice, not by the client.
                         if chunk.choices.is_empty() && chunk.usage.is_some() {
@@ -131,6 +135,25 @@ pub fn response(
     );
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     resp
+}
+
+/// Bytes of text and tool-call arguments in a chunk.
+fn streamed_bytes(chunk: &sluice_llm::ChatChunk) -> u64 {
+    chunk
+        .choices
+        .iter()
+        .map(|c| {
+            let text = c.delta.content.as_ref().map_or(0, String::len);
+            let args: usize = c
+                .delta
+                .tool_calls
+                .iter()
+                .flatten()
+                .filter_map(|t| t.function.as_ref()?.arguments.as_ref().map(String::len))
+                .sum();
+            (text + args) as u64
+        })
+        .sum()
 }
 
 fn event<T: serde::Serialize>(value: &T) -> Bytes {

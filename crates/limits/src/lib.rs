@@ -5,5 +5,6 @@
 //! Pure: the caller hands in the table's text and the usage; nothing here does I/O.
 
 pub mod prices;
+pub mod tokens;
 
 pub use prices::{ModelPrice, PriceError, PriceTable, Tokens};

@@ -12,6 +12,7 @@ use http::HeaderValue;
 use sluice_config::Target;
 use std::time::Instant;
 
+use sluice_limits::tokens::{prompt_tokens, text_tokens, tokens_from_bytes};
 use sluice_llm::{ChatRequest, Usage};
 use sluice_providers::{CallContext, ChatReply};
 
@@ -27,14 +28,14 @@ pub async fn completions(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let req: ChatRequest = super::body::parse(body, state.max_body_bytes)?;
+    let req: Arc<ChatRequest> = Arc::new(super::body::parse(body, state.max_body_bytes)?);
     if req.messages.is_empty() {
         return Err(ApiError::InvalidRequest(
             "`messages` must contain at least one message".into(),
         ));
     }
     if !caller.may_use(&req.model) {
-        return Err(ApiError::ModelNotAllowed(req.model));
+        return Err(ApiError::ModelNotAllowed(req.model.clone()));
     }
     let include_usage = req
         .stream_options
@@ -53,7 +54,18 @@ pub async fn completions(
     let routed = result?;
     let mut resp = match routed.value {
         ChatReply::Complete { response, raw } => {
-            spend.answered(seq, &routed.target, response.usage.as_ref(), "ok");
+            spend.answered(seq, &routed.target, response.usage.as_ref(), "ok", || {
+                let model = &routed.target.model;
+                let text = response
+                    .choices
+                    .iter()
+                    .map(|c| c.message.text_content())
+                    .collect::<String>();
+                (
+                    prompt_tokens(&req, model).tokens,
+                    text_tokens(&text, model).tokens,
+                )
+            });
             let bytes = match raw {
                 Some(raw) => raw,
                 None => Bytes::from(
@@ -65,9 +77,17 @@ pub async fn completions(
         }
         ChatReply::Stream(stream) => {
             let target = routed.target.clone();
-            let on_end = Box::new(move |usage: Option<Usage>, status: &str| {
-                spend.answered(seq, &target, usage.as_ref(), status);
-            });
+            let req = req.clone();
+            let on_end = Box::new(
+                move |usage: Option<Usage>, streamed_bytes: u64, status: &str| {
+                    spend.answered(seq, &target, usage.as_ref(), status, || {
+                        (
+                            prompt_tokens(&req, &target.model).tokens,
+                            tokens_from_bytes(streamed_bytes),
+                        )
+                    });
+                },
+            );
             sse::response(
                 stream,
                 include_usage,

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::response::Response;
 use bytes::Bytes;
+use sluice_limits::tokens::text_tokens;
 use sluice_llm::EmbeddingsRequest;
 use sluice_providers::CallContext;
 
@@ -52,6 +53,13 @@ pub async fn create(
         &routed.target,
         routed.value.response.usage.as_ref(),
         "ok",
+        || {
+            let text = match &req.input {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (text_tokens(&text, &routed.target.model).tokens, 0)
+        },
     );
     let bytes = match routed.value.raw {
         Some(raw) => raw,
