@@ -1,7 +1,10 @@
 //! Counting a request's prompt tokens (done before each call once reservations exist) and
 //! pricing a call. Run: `cargo bench -p sluice-limits`.
 
-#![allow(clippy::unwrap_used, reason = "a bench input that fails to parse is a broken bench")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a bench input that fails to parse is a broken bench"
+)]
 
 use std::hint::black_box;
 
@@ -23,11 +26,22 @@ fn bench(c: &mut Criterion) {
     // Warm the BPE singletons outside the measurement.
     prompt_tokens(&small, "gpt-4o");
     prompt_tokens(&small, "claude-sonnet-4-5");
-    c.bench_function("prompt tokens, 1 short message (gpt-4o)", |b| b.iter(|| prompt_tokens(black_box(&small), "gpt-4o")));
-    c.bench_function("prompt tokens, ~2k-token system prompt (gpt-4o)", |b| b.iter(|| prompt_tokens(black_box(&long), "gpt-4o")));
+    c.bench_function("prompt tokens, 1 short message (gpt-4o)", |b| {
+        b.iter(|| prompt_tokens(black_box(&small), "gpt-4o"))
+    });
+    c.bench_function("prompt tokens, ~2k-token system prompt (gpt-4o)", |b| {
+        b.iter(|| prompt_tokens(black_box(&long), "gpt-4o"))
+    });
     let prices = PriceTable::shipped();
-    let t = Tokens { prompt: 1200, completion: 300, cached: 400, cache_write: 0 };
-    c.bench_function("price one call", |b| b.iter(|| prices.cost_nanos("anthropic", black_box("claude-sonnet-4-5-20250929"), t)));
+    let t = Tokens {
+        prompt: 1200,
+        completion: 300,
+        cached: 400,
+        cache_write: 0,
+    };
+    c.bench_function("price one call", |b| {
+        b.iter(|| prices.cost_nanos("anthropic", black_box("claude-sonnet-4-5-20250929"), t))
+    });
 }
 
 criterion_group!(benches, bench);
