@@ -77,27 +77,68 @@ impl Default for ProfileSync {
     }
 }
 
-/// Writes local changes until the router's event queue closes.
-pub async fn persist(store: Store, mut events: mpsc::Receiver<ProfileEvent>) {
-    while let Some(ev) = events.recv().await {
-        let now = now_ms();
-        let row = ProfileState {
-            provider: ev.provider,
-            profile_id: ev.change.profile_id,
-            state: ev.change.state.as_str().to_owned(),
-            until_ms: now
-                .saturating_add(i64::try_from(ev.change.retry_in.as_millis()).unwrap_or(i64::MAX)),
-            failures: i64::from(ev.change.failures),
-            reason: None,
-            updated_at_ms: now,
-        };
-        if let Err(e) = store.upsert_profile(&row).await {
-            tracing::warn!(provider = %row.provider, profile = %row.profile_id, "cannot persist auth-profile state: {e}");
+/// Writes local changes until `stop` fires, then writes what is still queued and ends.
+pub async fn persist(
+    store: Store,
+    mut events: mpsc::Receiver<ProfileEvent>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(ev) => write(&store, ev).await,
+                None => return,
+            },
+            _ = &mut stop => {
+                while let Ok(ev) = events.try_recv() {
+                    write(&store, ev).await;
+                }
+                return;
+            }
         }
     }
 }
 
-pub(crate) fn spawn_persister(state: &Arc<crate::AppState>) -> Option<tokio::task::JoinHandle<()>> {
-    let events = state.router.take_profile_events()?;
-    Some(tokio::spawn(persist(state.store.clone(), events)))
+async fn write(store: &Store, ev: ProfileEvent) {
+    let now = now_ms();
+    let row = ProfileState {
+        provider: ev.provider,
+        profile_id: ev.change.profile_id,
+        state: ev.change.state.as_str().to_owned(),
+        until_ms: now
+            .saturating_add(i64::try_from(ev.change.retry_in.as_millis()).unwrap_or(i64::MAX)),
+        failures: i64::from(ev.change.failures),
+        reason: None,
+        updated_at_ms: now,
+    };
+    if let Err(e) = store.upsert_profile(&row).await {
+        tracing::warn!(provider = %row.provider, profile = %row.profile_id, "cannot persist auth-profile state: {e}");
+    }
+}
+
+/// The persister task and the signal that makes it drain and end.
+pub(crate) struct Persister {
+    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Persister {
+    pub(crate) fn spawn(state: &Arc<crate::AppState>) -> Option<Persister> {
+        let events = state.router.take_profile_events()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(persist(state.store.clone(), events, stopped));
+        Some(Persister { task, stop })
+    }
+
+    /// Writes the changes still queued (for at most a few seconds), then ends.
+    pub(crate) async fn finish(self) {
+        let _ = self.stop.send(());
+        let mut task = self.task;
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
 }

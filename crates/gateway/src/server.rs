@@ -46,7 +46,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let grace = state.shutdown_grace;
     let refresher = tokio::spawn(refresh_keys(state.clone()));
-    let persister = crate::profiles::spawn_persister(&state);
+    let persister = crate::profiles::Persister::spawn(&state);
     let ledger = state.ledger.clone();
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let draining = state.clone();
@@ -83,7 +83,7 @@ pub async fn run(
     };
     refresher.abort();
     if let Some(p) = persister {
-        p.abort();
+        p.finish().await;
     }
     // Every spend row of the requests that finished is written before we return.
     ledger.shutdown().await;
