@@ -483,3 +483,99 @@ async fn calls_without_provider_usage_are_counted_by_sluice_and_marked_estimated
         "priced like any other call"
     );
 }
+
+async fn limited_key(gw: &Gateway, limits: Value) -> String {
+    let (s, b) = admin(
+        gw,
+        "POST",
+        "/admin/keys",
+        Some(ADMIN),
+        Some(json!({"name": "limited", "limits": limits})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    b["secret"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn requests_per_minute_refuse_exactly_at_the_limit() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    let gw = gateway(&mock, &format!("admin_token = \"{ADMIN}\"")).await;
+    let key = limited_key(&gw, json!({"rpm": 3})).await;
+    let send = || {
+        gw.client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&ask("m", "hi"))
+            .send()
+    };
+    for left in ["2", "1", "0"] {
+        let resp = send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-ratelimit-limit-requests"], "3");
+        assert_eq!(resp.headers()["x-ratelimit-remaining-requests"], left);
+    }
+    let resp = send().await.unwrap();
+    assert_eq!(resp.status(), 429, "the 4th of 3 per minute");
+    assert_eq!(
+        resp.headers()["retry-after"],
+        "20",
+        "one request comes back every 20 s"
+    );
+    assert_eq!(resp.headers()["x-ratelimit-remaining-requests"], "0");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(mock.calls(), 3, "the refused request never went upstream");
+    // Other keys are not affected.
+    assert_eq!(gw.chat(ask("m", "hi")).await.status, 200);
+}
+
+#[tokio::test]
+async fn tokens_per_minute_reserve_the_estimate_and_settle_to_usage() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    let gw = gateway(&mock, &format!("admin_token = \"{ADMIN}\"")).await;
+    let key = limited_key(&gw, json!({"tpm": 200})).await;
+    let send = |max_tokens: u64| {
+        let mut body = ask("m", "hi");
+        body["max_tokens"] = json!(max_tokens);
+        gw.client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    };
+    // The prompt is 8 tokens (3 + 3 + "user" + "hi"); 50 more are reserved for output.
+    let first = send(50).await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(
+        first.headers()["x-ratelimit-remaining-tokens"],
+        "142",
+        "200 - (8 + 50) reserved"
+    );
+    let usage: Value = first.json().await.unwrap();
+    let used = usage["usage"]["total_tokens"].as_u64().unwrap();
+    assert!(
+        used < 58,
+        "the mock uses fewer tokens than reserved: {used}"
+    );
+
+    // Settled to the real usage: the second reservation starts from 200 - used.
+    let second = send(50).await.unwrap();
+    let left: u64 = second.headers()["x-ratelimit-remaining-tokens"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expected = 200 - used - 58;
+    assert!(
+        (expected..=expected + 2).contains(&left),
+        "expected about {expected}, got {left}"
+    );
+
+    // A request whose reservation cannot fit is refused before it goes upstream.
+    let calls = mock.calls();
+    let resp = send(190).await.unwrap();
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("x-ratelimit-limit-tokens"));
+    assert_eq!(mock.calls(), calls);
+}

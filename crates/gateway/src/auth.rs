@@ -41,6 +41,9 @@ pub struct Caller {
     pub user_id: Option<String>,
     /// Models the key may ask for; `None`: all.
     pub allowed_models: Option<Arc<[String]>>,
+    /// Requests and tokens per minute (stored keys' limits); `None`: unlimited.
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
 }
 
 impl Caller {
@@ -82,6 +85,8 @@ impl KeyRing {
                 key_id: None,
                 user_id: None,
                 allowed_models: None,
+                rpm: None,
+                tpm: None,
             });
         }
         let stored = self.stored.load();
@@ -99,6 +104,8 @@ impl KeyRing {
             key_id: Some(key.id.clone()),
             user_id: key.user_id.clone(),
             allowed_models: key.allowed_models.as_ref().map(|m| Arc::from(m.as_slice())),
+            rpm: key.limits.rpm.and_then(|v| u64::try_from(v).ok()),
+            tpm: key.limits.tpm.and_then(|v| u64::try_from(v).ok()),
         })
     }
 

@@ -16,6 +16,14 @@ pub enum ApiError {
     MissingApiKey,
     #[error("invalid API key")]
     InvalidApiKey,
+    #[error(
+        "rate limit reached for this key: too many {what} per minute; retry after {retry_after:?}"
+    )]
+    RateLimited {
+        what: &'static str,
+        retry_after: Duration,
+        snapshot: crate::ratelimit::Snapshot,
+    },
     #[error("this API key has been revoked")]
     KeyRevoked,
     #[error("this API key has expired")]
@@ -79,6 +87,15 @@ impl ApiError {
                 "invalid_api_key",
                 msg,
             ),
+            ApiError::RateLimited { retry_after, .. } => Parts {
+                retry_after: Some(*retry_after),
+                ..p(
+                    S::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    "rate_limit_exceeded",
+                    msg,
+                )
+            },
             ApiError::KeyRevoked => p(S::UNAUTHORIZED, "authentication_error", "key_revoked", msg),
             ApiError::KeyExpired => p(S::UNAUTHORIZED, "authentication_error", "key_expired", msg),
             ApiError::ModelNotAllowed(_) => {
@@ -296,6 +313,9 @@ impl IntoResponse for ApiError {
         }
         let body = error_body(&parts.message, parts.kind, parts.code);
         let mut resp = (parts.status, axum::Json(body)).into_response();
+        if let ApiError::RateLimited { snapshot, .. } = &self {
+            snapshot.apply(resp.headers_mut());
+        }
         if let Some(wait) = parts.retry_after {
             // Whole seconds, rounded up: a client waiting this long finds the key back.
             let secs = wait.as_millis().div_ceil(1000).max(1);

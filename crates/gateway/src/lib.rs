@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod error;
 pub mod profiles;
+pub mod ratelimit;
 mod request_id;
 pub mod routes;
 pub mod server;
@@ -18,4 +19,5 @@ pub mod state;
 
 pub use error::ApiError;
 pub use server::run;
+pub use sluice_limits::tokens::warm as warm_tokenizers;
 pub use state::AppState;

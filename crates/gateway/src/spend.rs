@@ -14,6 +14,7 @@ use sluice_store::ledger::SpendRow;
 
 use crate::AppState;
 use crate::auth::{Caller, now_ms};
+use crate::ratelimit::Reservation;
 
 /// What a request's rows share.
 pub(crate) struct Spend {
@@ -21,6 +22,9 @@ pub(crate) struct Spend {
     pub request_id: String,
     pub caller: Caller,
     pub started: Instant,
+    /// The rate-limit reservation, settled to the answer's tokens (or given back whole
+    /// when no call answered).
+    pub reservation: Option<Reservation>,
 }
 
 impl Spend {
@@ -84,7 +88,7 @@ impl Spend {
     /// gives (prompt, completion) tokens counted by Sluice, and the row is marked
     /// estimated; either way the row is priced.
     pub fn answered(
-        &self,
+        mut self,
         seq: usize,
         target: &Target,
         usage: Option<&Usage>,
@@ -116,6 +120,9 @@ impl Spend {
         row.prompt_tokens = i64::try_from(tokens.prompt).unwrap_or(i64::MAX);
         row.completion_tokens = i64::try_from(tokens.completion).unwrap_or(i64::MAX);
         row.cached_tokens = i64::try_from(tokens.cached).unwrap_or(i64::MAX);
+        if let Some(r) = self.reservation.take() {
+            r.settle(tokens.prompt + tokens.completion);
+        }
         match self
             .state
             .prices

@@ -20,6 +20,7 @@ pub struct AppState {
     pub store: Store,
     pub ledger: Ledger,
     pub prices: sluice_limits::PriceTable,
+    pub rate_limits: crate::ratelimit::RateLimits,
     /// Models already reported as unpriced (each is logged once).
     pub(crate) unpriced: std::sync::Mutex<std::collections::HashSet<String>>,
     pub max_body_bytes: usize,
@@ -64,6 +65,7 @@ impl AppState {
             store,
             ledger,
             prices: cfg.prices.clone(),
+            rate_limits: crate::ratelimit::RateLimits::default(),
             unpriced: std::sync::Mutex::default(),
             max_body_bytes: cfg.server.max_body_bytes,
             shutdown_grace: cfg.server.shutdown_grace,

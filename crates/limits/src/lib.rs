@@ -5,6 +5,7 @@
 //! Pure: the caller hands in the table's text and the usage; nothing here does I/O.
 
 pub mod prices;
+pub mod rate;
 pub mod tokens;
 
 pub use prices::{ModelPrice, PriceError, PriceTable, Tokens};

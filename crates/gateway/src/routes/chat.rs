@@ -17,6 +17,7 @@ use sluice_llm::{ChatRequest, Usage};
 use sluice_providers::{CallContext, ChatReply};
 
 use crate::auth::Caller;
+use crate::ratelimit::DEFAULT_OUTPUT_RESERVE;
 use crate::request_id::RequestId;
 use crate::spend::Spend;
 use crate::{ApiError, AppState, sse};
@@ -42,12 +43,20 @@ pub async fn completions(
         .as_ref()
         .and_then(|o| o.include_usage)
         .unwrap_or(false);
+    let reservation = state.rate_limits.reserve(&caller, || {
+        let output = req
+            .max_output_tokens()
+            .map_or(DEFAULT_OUTPUT_RESERVE, u64::from);
+        prompt_tokens(&req, &req.model).tokens + output
+    })?;
+    let limits = reservation.as_ref().map(|r| r.snapshot);
     let ctx = CallContext::new(request_id.clone());
     let spend = Spend {
         state: state.clone(),
         request_id: request_id.clone(),
         caller,
         started,
+        reservation,
     };
     let result = state.router.chat(&req, &ctx).await;
     let seq = spend.failed_calls(&ctx);
@@ -98,6 +107,9 @@ pub async fn completions(
         }
     };
     served_by(&mut resp, &routed.target, routed.attempts);
+    if let Some(limits) = limits {
+        limits.apply(resp.headers_mut());
+    }
     Ok(resp)
 }
 

@@ -38,12 +38,16 @@ pub async fn create(
             "`input` must be a non-empty string or array".into(),
         ));
     }
+    let reservation = state.rate_limits.reserve(&caller, || {
+        text_tokens(&req.input.to_string(), &req.model).tokens
+    })?;
     let ctx = CallContext::new(request_id.clone());
     let spend = Spend {
         state: state.clone(),
         request_id,
         caller,
         started,
+        reservation,
     };
     let result = state.router.embeddings(&req, &ctx).await;
     let seq = spend.failed_calls(&ctx);

@@ -6,6 +6,8 @@ use sluice_gateway::AppState;
 
 #[tokio::main]
 pub async fn run(cfg: Config) -> anyhow::Result<ExitCode> {
+    // The first token count would otherwise wait ~0.7 s for the tokenizers to load.
+    tokio::task::spawn_blocking(sluice_gateway::warm_tokenizers);
     let store = super::open_store(&cfg).await?;
     let state = Arc::new(AppState::new(&cfg, store.clone()).await?);
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
