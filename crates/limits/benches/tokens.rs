@@ -39,6 +39,14 @@ fn bench(c: &mut Criterion) {
         cached: 400,
         cache_write: 0,
     };
+    let now = std::time::Instant::now();
+    let bucket = sluice_limits::rate::Bucket::per_minute(u64::MAX / 4, now);
+    c.bench_function("rate bucket: reserve + settle", |b| {
+        b.iter(|| {
+            let _ = bucket.try_take(black_box(58), now);
+            bucket.settle(40, now);
+        })
+    });
     c.bench_function("price one call", |b| {
         b.iter(|| prices.cost_nanos("anthropic", black_box("claude-sonnet-4-5-20250929"), t))
     });
