@@ -345,6 +345,46 @@ fn migrate_then_keys_lifecycle_through_the_cli() {
     );
     assert_eq!(code, 2);
     assert!(err.contains("name"), "{err}");
+    let (code, _, err) = run(
+        &[
+            "keys",
+            "create",
+            "--name",
+            "x",
+            "--rpm=-5",
+            "--config",
+            &demo(),
+        ],
+        &env,
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("limits.rpm"), "{err}");
+    let (code, out, _) = run(
+        &[
+            "keys",
+            "create",
+            "--name",
+            "lim",
+            "--rpm",
+            "60",
+            "--tpm",
+            "90000",
+            "--config",
+            &demo(),
+        ],
+        &env,
+    );
+    assert_eq!(code, 0);
+    let lim_id = out.split_whitespace().nth(2).unwrap().to_owned();
+    let (_, out, _) = run(&["keys", "show", &lim_id, "--config", &demo()], &env);
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            shown["limits"]["rpm"].as_i64(),
+            shown["limits"]["tpm"].as_i64()
+        ),
+        (Some(60), Some(90000))
+    );
     let (code, _, err) = run(&["spend", "--by", "colour", "--config", &demo()], &env);
     assert_eq!(code, 2);
     assert!(err.contains("--by"), "{err}");

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use sluice_config::Config;
-use sluice_store::keys::{ApiKey, KeySpec, parse_span};
+use sluice_store::keys::{ApiKey, KeyLimits, KeySpec, parse_span};
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
@@ -21,6 +21,12 @@ pub enum KeysCommand {
         /// Lifetime, e.g. 30d, 12h.
         #[arg(long)]
         expires: Option<String>,
+        /// Requests per minute this key may make (per gateway instance for now).
+        #[arg(long)]
+        rpm: Option<i64>,
+        /// Tokens per minute this key may use (per gateway instance for now).
+        #[arg(long)]
+        tpm: Option<i64>,
     },
     /// List keys (never their secrets).
     List,
@@ -40,6 +46,8 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             user,
             models,
             expires,
+            rpm,
+            tpm,
         } => {
             let expires_at_ms = match expires {
                 None => None,
@@ -56,7 +64,11 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
                 user_id: user,
                 allowed_models: models,
                 expires_at_ms,
-                ..KeySpec::default()
+                limits: KeyLimits {
+                    rpm,
+                    tpm,
+                    ..KeyLimits::default()
+                },
             };
             let problems = spec.problems(now);
             if !problems.is_empty() {
