@@ -27,7 +27,7 @@ type Digest32 = [u8; 32];
 #[derive(Debug)]
 pub struct KeyRing {
     bootstrap: Vec<(Digest32, String)>,
-    stored: ArcSwap<HashMap<Digest32, Arc<ApiKey>>>,
+    stored: ArcSwap<HashMap<Digest32, Arc<StoredKey>>>,
     /// The largest `updated_at_ms` seen, where the next refresh starts (with an overlap).
     seen_ms: AtomicI64,
 }
@@ -51,6 +51,28 @@ impl Caller {
         self.allowed_models
             .as_ref()
             .is_none_or(|m| m.iter().any(|a| a == model))
+    }
+}
+
+/// A stored key with the [`Caller`] it authenticates, built once when loaded rather than
+/// on every request.
+#[derive(Debug)]
+struct StoredKey {
+    key: ApiKey,
+    caller: Caller,
+}
+
+impl StoredKey {
+    fn new(key: ApiKey) -> Self {
+        let caller = Caller {
+            key_name: key.name.clone(),
+            key_id: Some(key.id.clone()),
+            user_id: key.user_id.clone(),
+            allowed_models: key.allowed_models.as_ref().map(|m| Arc::from(m.as_slice())),
+            rpm: key.limits.rpm.and_then(|v| u64::try_from(v).ok()),
+            tpm: key.limits.tpm.and_then(|v| u64::try_from(v).ok()),
+        };
+        StoredKey { key, caller }
     }
 }
 
@@ -90,23 +112,16 @@ impl KeyRing {
             });
         }
         let stored = self.stored.load();
-        let Some(key) = stored.get(&d) else {
+        let Some(stored) = stored.get(&d) else {
             return Err(ApiError::InvalidApiKey);
         };
-        if key.revoked_at_ms.is_some() {
+        if stored.key.revoked_at_ms.is_some() {
             return Err(ApiError::KeyRevoked);
         }
-        if key.expires_at_ms.is_some_and(|e| e <= now_ms) {
+        if stored.key.expires_at_ms.is_some_and(|e| e <= now_ms) {
             return Err(ApiError::KeyExpired);
         }
-        Ok(Caller {
-            key_name: key.name.clone(),
-            key_id: Some(key.id.clone()),
-            user_id: key.user_id.clone(),
-            allowed_models: key.allowed_models.as_ref().map(|m| Arc::from(m.as_slice())),
-            rpm: key.limits.rpm.and_then(|v| u64::try_from(v).ok()),
-            tpm: key.limits.tpm.and_then(|v| u64::try_from(v).ok()),
-        })
+        Ok(stored.caller.clone())
     }
 
     /// Loads keys changed since the last refresh (all of them the first time) and swaps
@@ -125,7 +140,7 @@ impl KeyRing {
             .iter()
             .filter(|k| {
                 hex_digest(&k.key_hash)
-                    .is_some_and(|d| current.get(&d).is_none_or(|old| **old != **k))
+                    .is_some_and(|d| current.get(&d).is_none_or(|old| old.key != **k))
             })
             .collect();
         if let Some(max) = changed.iter().map(|k| k.updated_at_ms).max() {
@@ -139,7 +154,7 @@ impl KeyRing {
         let mut next = HashMap::clone(&current);
         for k in &fresh {
             if let Some(d) = hex_digest(&k.key_hash) {
-                next.insert(d, Arc::new((*k).clone()));
+                next.insert(d, Arc::new(StoredKey::new((*k).clone())));
             }
         }
         self.stored.store(Arc::new(next));
