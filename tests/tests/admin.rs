@@ -579,3 +579,51 @@ async fn tokens_per_minute_reserve_the_estimate_and_settle_to_usage() {
     assert!(resp.headers().contains_key("x-ratelimit-limit-tokens"));
     assert_eq!(mock.calls(), calls);
 }
+
+#[tokio::test]
+async fn a_stream_the_client_abandons_is_still_in_the_ledger() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    mock.script(
+        "model-a",
+        vec![Step::ChunkGap {
+            ms: 50,
+            text: "a fairly long answer that keeps on going for a while yet".into(),
+        }],
+    );
+    let gw = gateway(&mock, &format!("admin_token = \"{ADMIN}\"")).await;
+    let mut body = ask("m", "hi");
+    body["stream"] = json!(true);
+    let resp = gw
+        .client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(sluice_e2e::KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = resp.bytes_stream();
+    futures_util::StreamExt::next(&mut stream)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(stream); // the client goes away mid-answer
+    let found = sluice_e2e::eventually(5, async || {
+        gw.state.ledger.flush().await;
+        let (_, report) = admin(
+            &gw,
+            "GET",
+            "/admin/spend?by=model&since=1h",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+        report["data"].as_array().is_some_and(|rows| {
+            rows.iter()
+                .any(|r| r["group"] == "a:model-a" && r["calls"] == 1)
+        })
+    })
+    .await;
+    assert!(found, "the abandoned stream's call is recorded");
+    let rows = gw.state.store.count_spend().await.unwrap();
+    assert_eq!(rows, 1);
+}
