@@ -4,8 +4,10 @@
 //!
 //! Pure: the caller hands in the table's text and the usage; nothing here does I/O.
 
+pub mod lease;
 pub mod prices;
 pub mod rate;
+pub mod spec;
 pub mod tokens;
 
 pub use prices::{ModelPrice, PriceError, PriceTable, Tokens};

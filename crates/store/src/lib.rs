@@ -12,6 +12,8 @@
 //! Layout: [`keys`] (API keys), [`ledger`] (spend rows and the batched writer),
 //! [`profiles`] (provider auth-profile state), [`spend`] (reports).
 
+pub mod breakers;
+pub mod buckets;
 pub mod keys;
 pub mod ledger;
 pub mod profiles;
@@ -38,10 +40,12 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    #[error("limit bucket {0} kept changing under concurrent writers")]
+    Contended(String),
 }
 
 /// Every table of the schema, on both backends.
-pub const TABLES: [&str; 8] = [
+pub const TABLES: [&str; 10] = [
     "api_keys",
     "spend",
     "auth_profiles",
@@ -50,6 +54,8 @@ pub const TABLES: [&str; 8] = [
     "runs",
     "run_events",
     "webhook_seen",
+    "limit_buckets",
+    "key_breakers",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

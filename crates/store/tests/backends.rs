@@ -328,3 +328,79 @@ fn test_database_urls_are_rewritten() {
     );
     assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_bucket_updates_never_grant_past_the_capacity() {
+    each_backend(async |store| {
+        // 60 writers race for a bucket of 25 units, 1 each: exactly 25 win, none twice.
+        let mut tasks = Vec::new();
+        for _ in 0..60 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .update_bucket("key:k/tokens/total", None, 1_000, |used, at| {
+                        if used < 25 {
+                            (Some((used + 1, at)), true)
+                        } else {
+                            (None, false)
+                        }
+                    })
+                    .await
+                    .expect("update")
+            }));
+        }
+        let mut granted = 0;
+        for t in tasks {
+            granted += usize::from(t.await.expect("join"));
+        }
+        assert_eq!(granted, 25);
+        assert_eq!(
+            store.bucket("key:k/tokens/total").await.expect("read"),
+            Some((25, 1_000))
+        );
+        // Calendar buckets go once their expiry passes; others stay.
+        store
+            .update_bucket("key:k/usd/d1", Some(5_000), 1_000, |u, at| {
+                (Some((u + 7, at)), ())
+            })
+            .await
+            .expect("insert");
+        assert_eq!(store.delete_expired_buckets(4_999).await.expect("gc"), 0);
+        assert_eq!(store.delete_expired_buckets(5_001).await.expect("gc"), 1);
+        assert!(store.bucket("key:k/usd/d1").await.expect("read").is_none());
+        assert!(
+            store
+                .bucket("key:k/tokens/total")
+                .await
+                .expect("read")
+                .is_some()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn key_breaker_trips_persist_until_reset_or_expiry() {
+    use sluice_store::breakers::Trip;
+    each_backend(async |store| {
+        let trip = |id: &str, until: Option<i64>| Trip {
+            key_id: id.into(),
+            tripped_at_ms: 100,
+            until_ms: until,
+            reason: "spend velocity".into(),
+        };
+        store.trip_key(&trip("a", None)).await.expect("trip");
+        store.trip_key(&trip("b", Some(500))).await.expect("trip");
+        store.trip_key(&trip("a", Some(1))).await.expect("again");
+        let open = store.open_trips(200).await.expect("list");
+        assert_eq!(open, vec![trip("a", None), trip("b", Some(500))]);
+        assert_eq!(
+            store.open_trips(500).await.expect("list"),
+            vec![trip("a", None)]
+        );
+        assert!(store.reset_trip("a").await.expect("reset"));
+        assert!(!store.reset_trip("a").await.expect("reset twice"));
+        assert!(store.open_trips(600).await.expect("list").is_empty());
+    })
+    .await;
+}

@@ -1,0 +1,67 @@
+//! Keys stopped by the spend-velocity breaker. Every instance reads the open trips on
+//! each refresh, so a trip (or a reset) anywhere applies everywhere within it, and across
+//! restarts.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::{Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Trip {
+    /// A stored key's id, or `config:NAME` for a key from the config.
+    pub key_id: String,
+    pub tripped_at_ms: i64,
+    /// When it closes by itself; `None`: only an operator's reset closes it.
+    pub until_ms: Option<i64>,
+    pub reason: String,
+}
+
+impl Store {
+    /// Records a trip; a key already tripped keeps its first trip.
+    pub async fn trip_key(&self, t: &Trip) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO key_breakers (key_id, tripped_at_ms, until_ms, reason) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (key_id) DO NOTHING",
+        )
+        .bind(&t.key_id)
+        .bind(t.tripped_at_ms)
+        .bind(t.until_ms)
+        .bind(&t.reason)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Closes a key's breaker; `false` when it was not open.
+    pub async fn reset_trip(&self, key_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM key_breakers WHERE key_id = $1")
+            .bind(key_id)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Trips still open at `now_ms` (expired ones are deleted on the way).
+    pub async fn open_trips(&self, now_ms: i64) -> Result<Vec<Trip>, StoreError> {
+        sqlx::query("DELETE FROM key_breakers WHERE until_ms IS NOT NULL AND until_ms <= $1")
+            .bind(now_ms)
+            .execute(self.pool())
+            .await?;
+        let rows = sqlx::query(
+            "SELECT key_id, tripped_at_ms, until_ms, reason FROM key_breakers ORDER BY key_id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Trip {
+                    key_id: r.try_get("key_id")?,
+                    tripped_at_ms: r.try_get("tripped_at_ms")?,
+                    until_ms: r.try_get("until_ms")?,
+                    reason: r.try_get("reason")?,
+                })
+            })
+            .collect()
+    }
+}
