@@ -13,13 +13,14 @@ pub mod raw;
 mod secret;
 mod validate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 pub use kind::{AuthStyle, ProviderKind, Wire};
 pub use secret::Secret;
+pub use sluice_limits::spec::Limits;
 
 /// Every problem found in a config file, each as `field.path: what is wrong`.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,42 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// The shipped price table (or `[prices] file`) with the operator's `[prices.models]`.
     pub prices: sluice_limits::PriceTable,
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: rate limits and budgets per scope, and how instances share them.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Output tokens reserved for a request that names no `max_tokens`.
+    pub output_reserve: u64,
+    /// Sent as `max_tokens` when a request names none; requests asking for more are
+    /// refused. `None`: no cap (a request without `max_tokens` may then overshoot its
+    /// reservation by whatever the model writes).
+    pub max_output_tokens: Option<u32>,
+    pub lease_slices: u64,
+    pub lease_idle: Duration,
+    pub sync_every: Duration,
+    pub users: HashMap<String, Limits>,
+    pub agents: HashMap<String, Limits>,
+    /// By alias (or `provider:model` asked for directly).
+    pub models: HashMap<String, Limits>,
+    /// By chain entry: a target at its limit is skipped like a rate-limited one.
+    pub upstream: HashMap<Target, Limits>,
+    pub spend_breaker: Option<SpendBreakerConfig>,
+}
+
+/// When a key's spend over a short window trips it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpendBreakerConfig {
+    pub window: Duration,
+    pub baseline: Duration,
+    /// Trip past this multiple of the key's normal rate (`None`: only the ceiling).
+    pub multiple: Option<f64>,
+    pub min_nanos: u64,
+    /// Trip past this spend in the window, whatever the normal rate.
+    pub max_nanos: Option<u64>,
+    /// `None`: stays open until an operator resets it.
+    pub cooldown: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +111,8 @@ pub struct DatabaseConfig {
 pub struct GatewayKey {
     pub name: String,
     pub key: Secret,
+    pub user: Option<String>,
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone)]

@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub database: RawDatabase,
     #[serde(default)]
     pub prices: RawPrices,
+    #[serde(default)]
+    pub limits: RawLimitsSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +56,93 @@ impl Default for RawServer {
 pub struct RawKey {
     pub name: String,
     pub key: String,
+    /// The user the key belongs to (for per-user limits and the ledger).
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+/// Limits of one scope (a key, user, agent, model alias or upstream model).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub budget_usd_day: Option<f64>,
+    pub budget_usd_month: Option<f64>,
+    pub budget_usd_total: Option<f64>,
+    pub budget_tokens_day: Option<u64>,
+    pub budget_tokens_month: Option<u64>,
+    pub budget_tokens_total: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimitsSection {
+    /// Output tokens reserved for a request that names no `max_tokens`.
+    pub output_reserve: u64,
+    /// The per-request output cap: sent as `max_tokens` when a request names none, and
+    /// the most a request may ask for. 0: no cap.
+    pub max_output_tokens: u64,
+    /// A lease takes 1/`lease_slices` of a limit from the shared counter.
+    pub lease_slices: u64,
+    /// An instance gives a bucket's unused allowance back after it sat idle this long.
+    pub lease_idle_ms: u64,
+    /// How often debts and idle allowances are written back.
+    pub sync_ms: u64,
+    pub users: BTreeMap<String, RawLimits>,
+    pub agents: BTreeMap<String, RawLimits>,
+    pub models: BTreeMap<String, RawLimits>,
+    pub upstream: BTreeMap<String, RawLimits>,
+    pub spend_breaker: RawSpendBreaker,
+}
+
+impl Default for RawLimitsSection {
+    fn default() -> Self {
+        RawLimitsSection {
+            output_reserve: 1024,
+            max_output_tokens: 0,
+            lease_slices: 20,
+            lease_idle_ms: 2_000,
+            sync_ms: 500,
+            users: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            models: BTreeMap::new(),
+            upstream: BTreeMap::new(),
+            spend_breaker: RawSpendBreaker::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSpendBreaker {
+    /// The short window whose spend is watched.
+    pub window_ms: u64,
+    /// The longer run the key's normal rate is learned over.
+    pub baseline_ms: u64,
+    /// Trip when the window's spend rate passes this multiple of the normal rate. 0: off.
+    pub multiple: f64,
+    /// ...but never below this much spend in the window (a quiet key's first burst).
+    pub min_usd: f64,
+    /// Trip when the window's spend passes this, whatever the normal rate. Unset: off.
+    pub max_usd: Option<f64>,
+    /// A tripped key opens again by itself after this long; 0: only an operator's reset.
+    pub cooldown_ms: u64,
+}
+
+impl Default for RawSpendBreaker {
+    fn default() -> Self {
+        RawSpendBreaker {
+            window_ms: 60_000,
+            baseline_ms: 3_600_000,
+            multiple: 0.0,
+            min_usd: 1.0,
+            max_usd: None,
+            cooldown_ms: 0,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,13 +1,14 @@
 //! Raw config → typed [`Config`], collecting every problem with its field path.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::raw::{RawConfig, RawProvider};
+use crate::raw::{RawConfig, RawLimits, RawLimitsSection, RawProvider};
 use crate::{
-    BreakerConfig, Config, ConfigError, DatabaseConfig, GatewayKey, MockSettings, ModelAlias,
-    ProviderConfig, ProviderKind, RoutingConfig, Secret, ServerConfig, Target, Timeouts,
+    BreakerConfig, Config, ConfigError, DatabaseConfig, GatewayKey, Limits, LimitsConfig,
+    MockSettings, ModelAlias, ProviderConfig, ProviderKind, RoutingConfig, Secret, ServerConfig,
+    SpendBreakerConfig, Target, Timeouts,
 };
 
 pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, ConfigError> {
@@ -41,9 +42,15 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
         } else if !secrets.insert(k.key.clone()) {
             p.push(format!("keys[{i}].key: the same key is given twice"));
         }
+        let limits = limits(&format!("keys[{i}].limits"), &k.limits, &mut p);
+        if k.user.as_ref().is_some_and(|u| u.trim().is_empty()) {
+            p.push(format!("keys[{i}].user: must not be empty"));
+        }
         keys.push(GatewayKey {
             name: k.name,
             key: Secret::new(k.key),
+            user: k.user,
+            limits,
         });
     }
 
@@ -131,6 +138,8 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
         ledger_batch: usize::try_from(db.ledger_batch).unwrap_or(usize::MAX),
     };
 
+    let limits = limits_section(raw.limits, &models, &providers, &mut p);
+
     if !p.is_empty() {
         return Err(ConfigError { problems: p });
     }
@@ -148,7 +157,150 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
         models,
         routing,
         prices,
+        limits,
     })
+}
+
+fn limits_section(
+    raw: RawLimitsSection,
+    models: &BTreeMap<String, ModelAlias>,
+    providers: &BTreeMap<String, ProviderConfig>,
+    p: &mut Vec<String>,
+) -> LimitsConfig {
+    if raw.lease_slices == 0 || raw.sync_ms == 0 {
+        p.push("limits: lease_slices and sync_ms must be greater than 0".into());
+    }
+    let max_output_tokens = match raw.max_output_tokens {
+        0 => None,
+        n => Some(u32::try_from(n).unwrap_or_else(|_| {
+            p.push("limits.max_output_tokens: must fit in 32 bits".into());
+            u32::MAX
+        })),
+    };
+    if max_output_tokens.is_some_and(|cap| u64::from(cap) < raw.output_reserve) {
+        p.push(
+            "limits.output_reserve: must not exceed limits.max_output_tokens (nothing can use the difference)"
+                .into(),
+        );
+    }
+    let scoped = |section: &str, all: &BTreeMap<String, RawLimits>, p: &mut Vec<String>| {
+        all.iter()
+            .map(|(name, l)| {
+                (
+                    name.clone(),
+                    limits(&format!("limits.{section}.{name}"), l, p),
+                )
+            })
+            .collect::<HashMap<_, _>>()
+    };
+    let users = scoped("users", &raw.users, p);
+    let agents = scoped("agents", &raw.agents, p);
+    let by_model = scoped("models", &raw.models, p);
+    for name in by_model.keys() {
+        if !models.contains_key(name) && parse_target(name).is_err() {
+            p.push(format!(
+                "limits.models.{name}: not an alias under [models] (nor a provider:model)"
+            ));
+        }
+    }
+    let mut upstream = HashMap::new();
+    for (name, l) in &raw.upstream {
+        let path = format!("limits.upstream.\"{name}\"");
+        let l = limits(&path, l, p);
+        match parse_target(name) {
+            Ok(t) if providers.contains_key(&t.provider) => {
+                upstream.insert(t, l);
+            }
+            Ok(t) => p.push(format!(
+                "{path}: provider `{}` is not defined under [providers]",
+                t.provider
+            )),
+            Err(e) => p.push(format!("{path}: {e}")),
+        }
+    }
+    let b = raw.spend_breaker;
+    let usd = |field: &str, v: f64, p: &mut Vec<String>| {
+        usd_nanos(v).unwrap_or_else(|| {
+            p.push(format!(
+                "limits.spend_breaker.{field}: must be a non-negative amount of USD"
+            ));
+            0
+        })
+    };
+    let min_nanos = usd("min_usd", b.min_usd, p);
+    let max_nanos = b.max_usd.map(|v| usd("max_usd", v, p));
+    if !(b.multiple.is_finite() && b.multiple >= 0.0) || (b.multiple > 0.0 && b.multiple <= 1.0) {
+        p.push("limits.spend_breaker.multiple: must be 0 (off) or greater than 1".into());
+    }
+    if b.window_ms == 0 || b.baseline_ms <= b.window_ms {
+        p.push(
+            "limits.spend_breaker: window_ms must be greater than 0 and baseline_ms longer than it"
+                .into(),
+        );
+    }
+    let spend_breaker = (b.multiple > 0.0 || max_nanos.is_some()).then(|| SpendBreakerConfig {
+        window: ms(b.window_ms),
+        baseline: ms(b.baseline_ms),
+        multiple: (b.multiple > 0.0).then_some(b.multiple),
+        min_nanos,
+        max_nanos,
+        cooldown: (b.cooldown_ms > 0).then(|| ms(b.cooldown_ms)),
+    });
+    LimitsConfig {
+        output_reserve: raw.output_reserve,
+        max_output_tokens,
+        lease_slices: raw.lease_slices,
+        lease_idle: ms(raw.lease_idle_ms),
+        sync_every: ms(raw.sync_ms),
+        users,
+        agents,
+        models: by_model,
+        upstream,
+        spend_breaker,
+    }
+}
+
+/// USD as integer nano-dollars, the unit every sum is kept in.
+fn usd_nanos(v: f64) -> Option<u64> {
+    (v.is_finite() && (0.0..1e9).contains(&v)).then(|| (v * 1e9).round() as u64)
+}
+
+fn limits(path: &str, raw: &RawLimits, p: &mut Vec<String>) -> Limits {
+    let mut usd = |field: &str, v: Option<f64>| {
+        v.and_then(|v| {
+            let n = usd_nanos(v);
+            if n.is_none() {
+                p.push(format!(
+                    "{path}.{field}: must be a non-negative amount of USD"
+                ));
+            }
+            n
+        })
+    };
+    let out = Limits {
+        rpm: raw.rpm,
+        tpm: raw.tpm,
+        usd_day_nanos: usd("budget_usd_day", raw.budget_usd_day),
+        usd_month_nanos: usd("budget_usd_month", raw.budget_usd_month),
+        usd_total_nanos: usd("budget_usd_total", raw.budget_usd_total),
+        tokens_day: raw.budget_tokens_day,
+        tokens_month: raw.budget_tokens_month,
+        tokens_total: raw.budget_tokens_total,
+    };
+    for (field, v) in [
+        ("rpm", raw.rpm),
+        ("tpm", raw.tpm),
+        ("budget_tokens_day", raw.budget_tokens_day),
+        ("budget_tokens_month", raw.budget_tokens_month),
+        ("budget_tokens_total", raw.budget_tokens_total),
+    ] {
+        if v == Some(0) {
+            p.push(format!(
+                "{path}.{field}: must be greater than 0 (leave it out for no limit)"
+            ));
+        }
+    }
+    out
 }
 
 fn prices(
@@ -384,6 +536,87 @@ mod tests {
             "routing.breaker.failure_threshold",
         ] {
             assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn limits_parse_per_scope_and_their_problems_are_named() {
+        let cfg = parse(
+            r#"
+            [[keys]]
+            name = "ci"
+            key = "sk-ci-0123456789"
+            user = "alice"
+            limits = { rpm = 60, budget_usd_day = 2.5 }
+            [providers.oa]
+            kind = "openai"
+            api_keys = ["k"]
+            [models.smart]
+            chain = ["oa:gpt-4o"]
+            [limits]
+            max_output_tokens = 4096
+            [limits.users.alice]
+            budget_tokens_month = 1000000
+            [limits.models.smart]
+            tpm = 50000
+            [limits.upstream."oa:gpt-4o"]
+            rpm = 500
+            [limits.spend_breaker]
+            max_usd = 20
+            cooldown_ms = 600000
+            "#,
+        )
+        .unwrap();
+        let key = &cfg.keys[0];
+        assert_eq!(key.user.as_deref(), Some("alice"));
+        assert_eq!(key.limits.rpm, Some(60));
+        assert_eq!(key.limits.usd_day_nanos, Some(2_500_000_000));
+        let l = &cfg.limits;
+        assert_eq!(l.max_output_tokens, Some(4096));
+        assert_eq!(l.output_reserve, 1024);
+        assert_eq!(l.users["alice"].tokens_month, Some(1_000_000));
+        assert_eq!(l.models["smart"].tpm, Some(50_000));
+        let t = super::parse_target("oa:gpt-4o").unwrap();
+        assert_eq!(l.upstream[&t].rpm, Some(500));
+        let b = l.spend_breaker.unwrap();
+        assert_eq!(b.max_nanos, Some(20_000_000_000));
+        assert_eq!(b.multiple, None);
+        assert_eq!(b.cooldown, Some(std::time::Duration::from_secs(600)));
+
+        let problems = parse(
+            r#"
+            [[keys]]
+            name = "ci"
+            key = "sk-ci-0123456789"
+            limits = { rpm = 0, budget_usd_day = -1 }
+            [providers.oa]
+            kind = "openai"
+            api_keys = ["k"]
+            [limits]
+            output_reserve = 8192
+            max_output_tokens = 4096
+            [limits.models.nosuch]
+            rpm = 1
+            [limits.upstream."other:gpt-4o"]
+            rpm = 1
+            [limits.spend_breaker]
+            multiple = 0.5
+            "#,
+        )
+        .unwrap_err()
+        .join("\n");
+        for needle in [
+            "keys[0].limits.rpm",
+            "keys[0].limits.budget_usd_day",
+            "limits.output_reserve",
+            "limits.models.nosuch",
+            "limits.upstream.\"other:gpt-4o\": provider `other`",
+            "limits.spend_breaker.multiple",
+        ] {
+            assert!(
+                problems.contains(needle),
+                "missing `{needle}` in:\n{problems}"
+            );
         }
     }
 

@@ -15,7 +15,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use sha2::{Digest, Sha256};
-use sluice_config::GatewayKey;
+use sluice_config::{GatewayKey, Limits};
 use sluice_store::Store;
 use sluice_store::keys::ApiKey;
 use subtle::ConstantTimeEq;
@@ -26,7 +26,7 @@ type Digest32 = [u8; 32];
 
 #[derive(Debug)]
 pub struct KeyRing {
-    bootstrap: Vec<(Digest32, String)>,
+    bootstrap: Vec<(Digest32, Caller)>,
     stored: ArcSwap<HashMap<Digest32, Arc<StoredKey>>>,
     /// The largest `updated_at_ms` seen, where the next refresh starts (with an overlap).
     seen_ms: AtomicI64,
@@ -38,12 +38,14 @@ pub struct Caller {
     pub key_name: String,
     /// The stored key's id; `None` for a bootstrap key from the config.
     pub key_id: Option<String>,
+    /// The key as the ledger, the limits and the spend breaker know it: the stored key's
+    /// id, or `config:NAME` for a bootstrap key.
+    pub key_ref: Arc<str>,
     pub user_id: Option<String>,
     /// Models the key may ask for; `None`: all.
     pub allowed_models: Option<Arc<[String]>>,
-    /// Requests and tokens per minute (stored keys' limits); `None`: unlimited.
-    pub rpm: Option<u64>,
-    pub tpm: Option<u64>,
+    /// The key's own rate limits and budgets.
+    pub limits: Limits,
 }
 
 impl Caller {
@@ -64,13 +66,24 @@ struct StoredKey {
 
 impl StoredKey {
     fn new(key: ApiKey) -> Self {
+        let l = &key.limits;
+        let u = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
         let caller = Caller {
             key_name: key.name.clone(),
             key_id: Some(key.id.clone()),
+            key_ref: Arc::from(key.id.as_str()),
             user_id: key.user_id.clone(),
             allowed_models: key.allowed_models.as_ref().map(|m| Arc::from(m.as_slice())),
-            rpm: key.limits.rpm.and_then(|v| u64::try_from(v).ok()),
-            tpm: key.limits.tpm.and_then(|v| u64::try_from(v).ok()),
+            limits: Limits {
+                rpm: u(l.rpm),
+                tpm: u(l.tpm),
+                usd_day_nanos: u(l.budget_usd_day_nanos),
+                usd_month_nanos: u(l.budget_usd_month_nanos),
+                usd_total_nanos: u(l.budget_usd_total_nanos),
+                tokens_day: u(l.budget_tokens_day),
+                tokens_month: u(l.budget_tokens_month),
+                tokens_total: None,
+            },
         };
         StoredKey { key, caller }
     }
@@ -85,7 +98,17 @@ impl KeyRing {
         KeyRing {
             bootstrap: keys
                 .iter()
-                .map(|k| (digest(k.key.expose()), k.name.clone()))
+                .map(|k| {
+                    let caller = Caller {
+                        key_name: k.name.clone(),
+                        key_id: None,
+                        key_ref: Arc::from(format!("config:{}", k.name)),
+                        user_id: k.user.clone(),
+                        allowed_models: None,
+                        limits: k.limits,
+                    };
+                    (digest(k.key.expose()), caller)
+                })
                 .collect(),
             stored: ArcSwap::from_pointee(HashMap::new()),
             seen_ms: AtomicI64::new(i64::MIN),
@@ -95,21 +118,14 @@ impl KeyRing {
     /// The caller a presented token authenticates, or why not.
     pub fn check(&self, presented: &str, now_ms: i64) -> Result<Caller, ApiError> {
         let d = digest(presented);
-        let mut found: Option<&str> = None;
-        for (k, name) in &self.bootstrap {
+        let mut found: Option<&Caller> = None;
+        for (k, caller) in &self.bootstrap {
             if bool::from(k.ct_eq(&d)) {
-                found = Some(name);
+                found = Some(caller);
             }
         }
-        if let Some(name) = found {
-            return Ok(Caller {
-                key_name: name.to_owned(),
-                key_id: None,
-                user_id: None,
-                allowed_models: None,
-                rpm: None,
-                tpm: None,
-            });
+        if let Some(caller) = found {
+            return Ok(caller.clone());
         }
         let stored = self.stored.load();
         let Some(stored) = stored.get(&d) else {
@@ -218,13 +234,19 @@ mod tests {
             GatewayKey {
                 name: "a".into(),
                 key: Secret::new("key-aaaaaaaa"),
+                user: None,
+                limits: Limits::default(),
             },
             GatewayKey {
                 name: "b".into(),
                 key: Secret::new("key-bbbbbbbb"),
+                user: Some("bob".into()),
+                limits: Limits::default(),
             },
         ]);
-        assert_eq!(ring.check("key-bbbbbbbb", 0).unwrap().key_name, "b");
+        let b = ring.check("key-bbbbbbbb", 0).unwrap();
+        assert_eq!((b.key_name.as_str(), &*b.key_ref), ("b", "config:b"));
+        assert_eq!(b.user_id.as_deref(), Some("bob"));
         assert!(
             ring.check("key-bbbbbbb", 0).is_err(),
             "a prefix is not the key"

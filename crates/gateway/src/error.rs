@@ -6,8 +6,10 @@
 use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::json;
+use sluice_limits::lease::Refusal;
+use sluice_limits::spec::{Meter, Period};
 use sluice_providers::{Exhaustion, FailureClass, RouteError};
 
 #[derive(Debug, thiserror::Error)]
@@ -16,14 +18,17 @@ pub enum ApiError {
     MissingApiKey,
     #[error("invalid API key")]
     InvalidApiKey,
-    #[error(
-        "rate limit reached for this key: too many {what} per minute; retry after {retry_after:?}"
-    )]
-    RateLimited {
-        what: &'static str,
-        retry_after: Duration,
-        snapshot: crate::ratelimit::Snapshot,
+    #[error("{}", limit_message(.0))]
+    LimitReached(Box<Refusal>),
+    #[error("limits cannot be checked: the store is unreachable ({0})")]
+    LimitsUnavailable(String),
+    #[error("this API key is stopped by its spend breaker: {reason}; an operator can reset it")]
+    SpendBreakerOpen {
+        reason: String,
+        retry_after_ms: Option<u64>,
     },
+    #[error("max_tokens {asked} is above this gateway's per-request cap of {cap}")]
+    MaxTokensTooLarge { asked: u32, cap: u32 },
     #[error("this API key has been revoked")]
     KeyRevoked,
     #[error("this API key has expired")]
@@ -52,6 +57,31 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error(transparent)]
     Route(#[from] RouteError),
+}
+
+fn limit_message(r: &Refusal) -> String {
+    let (kind, name) = r.scope.split_once(':').unwrap_or(("key", &r.scope));
+    let amount = match r.meter {
+        Meter::UsdNanos => format!("${:.2}", r.limit as f64 / 1e9),
+        Meter::Tokens => format!("{} tokens", r.limit),
+        Meter::Requests => format!("{} requests", r.limit),
+    };
+    let what = match r.period {
+        Period::Minute => format!("rate limit of {amount} per minute"),
+        Period::Day => format!("daily budget of {amount}"),
+        Period::Month => format!("monthly budget of {amount}"),
+        Period::Total => format!("lifetime budget of {amount}"),
+    };
+    match r.retry_after_ms {
+        Some(ms) => format!(
+            "{kind} `{name}` reached its {what}; retry after {} s",
+            ms.div_ceil(1000).max(1)
+        ),
+        None if r.period == Period::Minute => {
+            format!("this request alone is larger than the {what} of {kind} `{name}`")
+        }
+        None => format!("{kind} `{name}` reached its {what}"),
+    }
 }
 
 /// The parts of an error response.
@@ -87,15 +117,42 @@ impl ApiError {
                 "invalid_api_key",
                 msg,
             ),
-            ApiError::RateLimited { retry_after, .. } => Parts {
-                retry_after: Some(*retry_after),
+            ApiError::LimitReached(r) => Parts {
+                retry_after: r.retry_after_ms.map(Duration::from_millis),
                 ..p(
                     S::TOO_MANY_REQUESTS,
-                    "rate_limit_error",
-                    "rate_limit_exceeded",
+                    if r.period == Period::Minute {
+                        "rate_limit_error"
+                    } else {
+                        "insufficient_quota"
+                    },
+                    if r.period == Period::Minute {
+                        "rate_limit_exceeded"
+                    } else {
+                        "budget_exceeded"
+                    },
                     msg,
                 )
             },
+            ApiError::LimitsUnavailable(_) => Parts {
+                retry_after: Some(Duration::from_secs(1)),
+                ..p(
+                    S::SERVICE_UNAVAILABLE,
+                    "api_error",
+                    "limits_unavailable",
+                    msg,
+                )
+            },
+            ApiError::SpendBreakerOpen { retry_after_ms, .. } => Parts {
+                retry_after: retry_after_ms.map(Duration::from_millis),
+                ..p(S::FORBIDDEN, "permission_error", "spend_breaker_open", msg)
+            },
+            ApiError::MaxTokensTooLarge { .. } => p(
+                S::BAD_REQUEST,
+                "invalid_request_error",
+                "max_tokens_too_large",
+                msg,
+            ),
             ApiError::KeyRevoked => p(S::UNAUTHORIZED, "authentication_error", "key_revoked", msg),
             ApiError::KeyExpired => p(S::UNAUTHORIZED, "authentication_error", "key_expired", msg),
             ApiError::ModelNotAllowed(_) => {
@@ -209,6 +266,17 @@ fn exhausted(last: &Exhaustion) -> Parts {
                 retry_after: *wait,
             };
         }
+        Exhaustion::OwnLimit(wait) => {
+            return Parts {
+                status: S::TOO_MANY_REQUESTS,
+                kind: "rate_limit_error",
+                code: "rate_limit_exceeded",
+                message: "every upstream model for this model is at the gateway's own limit \
+                          ([limits.upstream]); retry later"
+                    .into(),
+                retry_after: Some(*wait),
+            };
+        }
         Exhaustion::Failure(f) => f,
     };
     let upstream = |what: &str| format!("{what}: {}", f.message);
@@ -313,8 +381,31 @@ impl IntoResponse for ApiError {
         }
         let body = error_body(&parts.message, parts.kind, parts.code);
         let mut resp = (parts.status, axum::Json(body)).into_response();
-        if let ApiError::RateLimited { snapshot, .. } = &self {
-            snapshot.apply(resp.headers_mut());
+        if let ApiError::LimitReached(r) = &self {
+            let h = resp.headers_mut();
+            match (r.period, r.meter) {
+                (Period::Minute, Meter::Requests | Meter::Tokens) => {
+                    let what = r.meter.as_str();
+                    h.insert(
+                        HeaderName::try_from(format!("x-ratelimit-limit-{what}"))
+                            .unwrap_or(HeaderName::from_static("x-ratelimit-limit")),
+                        HeaderValue::from(r.limit),
+                    );
+                    h.insert(
+                        HeaderName::try_from(format!("x-ratelimit-remaining-{what}"))
+                            .unwrap_or(HeaderName::from_static("x-ratelimit-remaining")),
+                        HeaderValue::from(0u64),
+                    );
+                }
+                // A budget does not come back by retrying soon: tell SDKs not to.
+                _ => {
+                    h.insert("x-should-retry", HeaderValue::from_static("false"));
+                }
+            }
+        }
+        if matches!(self, ApiError::SpendBreakerOpen { .. }) {
+            resp.headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
         }
         if let Some(wait) = parts.retry_after {
             // Whole seconds, rounded up: a client waiting this long finds the key back.

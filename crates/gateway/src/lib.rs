@@ -8,14 +8,15 @@
 
 pub mod auth;
 pub mod error;
+pub mod limits;
 pub mod profiles;
-pub mod ratelimit;
 mod request_id;
 pub mod routes;
 pub mod server;
 mod spend;
 mod sse;
 pub mod state;
+pub mod velocity;
 
 pub use error::ApiError;
 pub use server::run;

@@ -46,6 +46,8 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let grace = state.shutdown_grace;
     let refresher = tokio::spawn(refresh_keys(state.clone()));
+    let limits_sync = tokio::spawn(sync_limits(state.clone()));
+    let gate = state.gate.clone();
     let persister = crate::profiles::Persister::spawn(&state);
     let ledger = state.ledger.clone();
     let (tx, mut rx) = tokio::sync::watch::channel(false);
@@ -82,6 +84,9 @@ pub async fn run(
         }
     };
     refresher.abort();
+    limits_sync.abort();
+    // Allowances this instance holds go back to the shared buckets; debts are recorded.
+    gate.sync(std::time::Duration::ZERO).await;
     if let Some(p) = persister {
         p.finish().await;
     }
@@ -105,6 +110,36 @@ async fn refresh_keys(state: Arc<AppState>) {
         }
         if let Err(e) = state.profiles.pull(&state.store, &state.router).await {
             tracing::warn!("cannot read shared auth-profile state: {e}");
+        }
+        if let Err(e) = state
+            .spend_breaker
+            .refresh(&state.store, crate::auth::now_ms())
+            .await
+        {
+            tracing::warn!("cannot read spend-breaker trips: {e}");
+        }
+    }
+}
+
+/// Every `[limits] sync_ms`: records debts and gives idle allowances back; hourly,
+/// deletes the shared buckets of calendar windows long over.
+async fn sync_limits(state: Arc<AppState>) {
+    let cfg = &state.gate.cfg;
+    let mut tick = tokio::time::interval(cfg.sync_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_gc = std::time::Instant::now();
+    loop {
+        tick.tick().await;
+        state.gate.sync(cfg.lease_idle).await;
+        if last_gc.elapsed() >= std::time::Duration::from_secs(3600) {
+            last_gc = std::time::Instant::now();
+            if let Err(e) = state
+                .store
+                .delete_expired_buckets(crate::auth::now_ms())
+                .await
+            {
+                tracing::warn!("cannot delete expired limit buckets: {e}");
+            }
         }
     }
 }

@@ -14,7 +14,8 @@ use sluice_store::ledger::SpendRow;
 
 use crate::AppState;
 use crate::auth::{Caller, now_ms};
-use crate::ratelimit::Reservation;
+use crate::limits::Upstream;
+use sluice_limits::lease::Reservation;
 
 /// What a request's rows share.
 pub(crate) struct Spend {
@@ -22,9 +23,12 @@ pub(crate) struct Spend {
     pub request_id: String,
     pub caller: Caller,
     pub started: Instant,
-    /// The rate-limit reservation, settled to the answer's tokens (or given back whole
+    /// The limits' reservation, settled to the answer's tokens and cost (or given back
     /// when no call answered).
     pub reservation: Option<Reservation>,
+    /// Upstream-model limits held for the chain's entries.
+    pub upstream: Option<Arc<Upstream>>,
+    pub agent: Option<String>,
 }
 
 impl Spend {
@@ -32,13 +36,9 @@ impl Spend {
         SpendRow {
             request_id: self.request_id.clone(),
             call_seq: i64::try_from(seq).unwrap_or(i64::MAX),
-            key_id: self
-                .caller
-                .key_id
-                .clone()
-                .or_else(|| Some(format!("config:{}", self.caller.key_name))),
+            key_id: Some(self.caller.key_ref.to_string()),
             user_id: self.caller.user_id.clone(),
-            agent_id: None,
+            agent_id: self.agent.clone(),
             run_id: None,
             provider: target.provider.clone(),
             model: target.model.clone(),
@@ -120,16 +120,33 @@ impl Spend {
         row.prompt_tokens = i64::try_from(tokens.prompt).unwrap_or(i64::MAX);
         row.completion_tokens = i64::try_from(tokens.completion).unwrap_or(i64::MAX);
         row.cached_tokens = i64::try_from(tokens.cached).unwrap_or(i64::MAX);
-        if let Some(r) = self.reservation.take() {
-            r.settle(tokens.prompt + tokens.completion);
-        }
-        match self
+        let cost = self
             .state
             .prices
-            .cost_nanos(&target.provider, &target.model, tokens)
-        {
+            .cost_nanos(&target.provider, &target.model, tokens);
+        match cost {
             Some(cost) => row.cost_nanos = cost,
             None => self.unpriced(target),
+        }
+        let cost = cost.and_then(|c| u64::try_from(c).ok()).unwrap_or(0);
+        let used = tokens.prompt + tokens.completion;
+        if let Some(r) = self.reservation.take() {
+            r.settle(used, cost);
+        }
+        if let Some(u) = &self.upstream {
+            u.settle(target, used, cost);
+        }
+        if let Some(trip) = self
+            .state
+            .spend_breaker
+            .record(&self.caller.key_ref, cost, now_ms())
+        {
+            let store = self.state.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.trip_key(&trip).await {
+                    tracing::error!(key = %trip.key_id, "cannot record the spend-breaker trip: {e}");
+                }
+            });
         }
         self.state.ledger.record(row);
     }

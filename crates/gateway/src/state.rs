@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -18,9 +19,13 @@ pub struct AppState {
     pub keys: KeyRing,
     pub profiles: ProfileSync,
     pub store: Store,
+    /// `[limits] max_output_tokens`: the per-request output cap.
+    pub max_output_tokens: Option<u32>,
+    pub output_reserve: u64,
     pub ledger: Ledger,
     pub prices: sluice_limits::PriceTable,
-    pub rate_limits: crate::ratelimit::RateLimits,
+    pub gate: Arc<crate::limits::Gate>,
+    pub spend_breaker: crate::velocity::SpendBreaker,
     /// Models already reported as unpriced (each is logged once).
     pub(crate) unpriced: std::sync::Mutex<std::collections::HashSet<String>>,
     pub max_body_bytes: usize,
@@ -48,6 +53,13 @@ impl AppState {
         let router = Router::new(cfg)?;
         let keys = KeyRing::new(&cfg.keys);
         keys.refresh(&store).await?;
+        let spend_breaker = crate::velocity::SpendBreaker::new(cfg.limits.spend_breaker);
+        spend_breaker.refresh(&store, crate::auth::now_ms()).await?;
+        let gate = Arc::new(crate::limits::Gate::new(
+            cfg.limits.clone(),
+            store.clone(),
+            cfg.prices.clone(),
+        ));
         let profiles = ProfileSync::new();
         profiles.pull(&store, &router).await?;
         let ledger = Ledger::start(
@@ -65,7 +77,10 @@ impl AppState {
             store,
             ledger,
             prices: cfg.prices.clone(),
-            rate_limits: crate::ratelimit::RateLimits::default(),
+            max_output_tokens: cfg.limits.max_output_tokens,
+            output_reserve: cfg.limits.output_reserve,
+            gate,
+            spend_breaker,
             unpriced: std::sync::Mutex::default(),
             max_body_bytes: cfg.server.max_body_bytes,
             shutdown_grace: cfg.server.shutdown_grace,

@@ -417,13 +417,8 @@ impl<C: Counter> Limiter<C> {
                 let s = local.lock();
                 (s.allowance, now_ms - s.touched_ms >= idle_ms)
             };
-            let delta = if allowance < 0 {
-                -allowance // record the debt
-            } else if allowance > 0 && idle {
-                -allowance // give the idle allowance back
-            } else {
-                0
-            };
+            // A debt is always recorded; an idle allowance is given back.
+            let delta = if allowance < 0 || idle { -allowance } else { 0 };
             if delta != 0 {
                 local.give(delta);
                 if let Err(e) = self
@@ -636,7 +631,7 @@ mod tests {
         let lim = Limiter::new(counter.clone(), 1);
         let ok = demand("key:k", Meter::Tokens, Period::Minute, 1000, 10);
         let full = demand("model:m", Meter::Requests, Period::Minute, 1, 1);
-        std::mem::forget(lim.reserve(&[full.clone()], 0).await.unwrap());
+        std::mem::forget(lim.reserve(std::slice::from_ref(&full), 0).await.unwrap());
         assert!(lim.reserve(&[ok.clone(), full], 0).await.is_err());
         let name = bucket_name("key:k", Meter::Tokens, &Period::Minute.window(0));
         assert_eq!(

@@ -29,6 +29,17 @@ pub struct ProfileEvent {
     pub change: crate::auth::ProfileChange,
 }
 
+/// The gateway's own limit on one upstream model (its `[limits.upstream]`), asked
+/// before the router calls that chain entry.
+pub trait Admission: Send + Sync + std::fmt::Debug {
+    /// `Err(wait)`: the entry is at its limit and is skipped like a rate-limited one; it
+    /// has room again after `wait`.
+    fn admit<'a>(
+        &'a self,
+        target: &'a Target,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), Duration>> + Send + 'a>>;
+}
+
 /// Per-request facts the router needs from the caller.
 #[derive(Debug, Default)]
 pub struct CallContext {
@@ -36,6 +47,8 @@ pub struct CallContext {
     /// Every provider call that failed, in order, for the spend ledger (one row per
     /// provider call). Per request: never shared, so the lock is never contended.
     pub failed_calls: std::sync::Mutex<Vec<FailedCall>>,
+    /// Upstream-model limits; `None`: none apply.
+    pub admission: Option<Arc<dyn Admission>>,
 }
 
 impl CallContext {
@@ -43,6 +56,7 @@ impl CallContext {
         CallContext {
             request_id,
             failed_calls: std::sync::Mutex::default(),
+            admission: None,
         }
     }
 
@@ -77,6 +91,8 @@ pub enum Exhaustion {
     BreakerOpen(Duration),
     /// Every key of the provider was cooling down (for this long) or disabled (`None`).
     NoKey(Option<Duration>),
+    /// The gateway's own limit for the upstream model was reached; room after this long.
+    OwnLimit(Duration),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -355,6 +371,13 @@ impl Router {
             let Some(provider) = self.providers.get(&target.provider) else {
                 continue;
             };
+            if let Some(admission) = &ctx.admission
+                && let Err(wait) = admission.admit(target).await
+            {
+                last = Exhaustion::OwnLimit(wait);
+                tracing::debug!(%target, "upstream limit reached; skipping entry");
+                continue;
+            }
             let breaker = self.breaker(target);
             let mut retries = 0u32;
             let mut rotations = 0usize;

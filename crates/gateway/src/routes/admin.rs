@@ -26,6 +26,11 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
         .route("/admin/keys", get(list_keys).post(create_key))
         .route("/admin/keys/{id}", get(show_key).delete(revoke_key))
         .route("/admin/spend", get(spend))
+        .route("/admin/spend-breakers", get(spend_breakers))
+        .route(
+            "/admin/spend-breakers/{key}/reset",
+            axum::routing::post(reset_spend_breaker),
+        )
         .route("/admin/auth-profiles", get(auth_profiles))
         .route(
             "/admin/auth-profiles/{provider}/reset",
@@ -229,6 +234,26 @@ async fn reset_profiles(
     }
     tracing::info!(%provider, "auth profiles reset by an operator");
     Ok(Json(json!({"provider": provider, "reset": true})))
+}
+
+/// Keys stopped by the spend-velocity breaker (this instance's view, refreshed from the
+/// store every `key_refresh_ms`).
+async fn spend_breakers(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({"data": state.spend_breaker.open()}))
+}
+
+/// Closes a key's spend breaker (a stored key's id, or `config:NAME`) on every instance.
+async fn reset_spend_breaker(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if !state.spend_breaker.reset(&state.store, &key).await? {
+        return Err(ApiError::NotFoundEntity(format!(
+            "the spend breaker of `{key}` is not open"
+        )));
+    }
+    tracing::info!(%key, "spend breaker reset by an operator");
+    Ok(Json(json!({"key": key, "reset": true})))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::response::Response;
 use bytes::Bytes;
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
 use sluice_config::Target;
 use std::time::Instant;
 
@@ -17,7 +17,8 @@ use sluice_llm::{ChatRequest, Usage};
 use sluice_providers::{CallContext, ChatReply};
 
 use crate::auth::Caller;
-use crate::ratelimit::DEFAULT_OUTPUT_RESERVE;
+use crate::auth::now_ms;
+use crate::limits::{Estimate, apply_snapshot};
 use crate::request_id::RequestId;
 use crate::spend::Spend;
 use crate::{ApiError, AppState, sse};
@@ -26,10 +27,11 @@ pub async fn completions(
     State(state): State<Arc<AppState>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let req: Arc<ChatRequest> = Arc::new(super::body::parse(body, state.max_body_bytes)?);
+    let mut req: ChatRequest = super::body::parse(body, state.max_body_bytes)?;
     if req.messages.is_empty() {
         return Err(ApiError::InvalidRequest(
             "`messages` must contain at least one message".into(),
@@ -38,25 +40,51 @@ pub async fn completions(
     if !caller.may_use(&req.model) {
         return Err(ApiError::ModelNotAllowed(req.model.clone()));
     }
+    let agent = super::agent(&headers)?;
+    state.spend_breaker.check(&caller.key_ref, now_ms())?;
+    if let Some(cap) = state.max_output_tokens {
+        match req.max_output_tokens() {
+            Some(asked) if asked > cap => {
+                return Err(ApiError::MaxTokensTooLarge { asked, cap });
+            }
+            Some(_) => {}
+            // The cap is what bounds a budget's overshoot: the provider stops there.
+            None => req.max_tokens = Some(cap),
+        }
+    }
+    let req = Arc::new(req);
     let include_usage = req
         .stream_options
         .as_ref()
         .and_then(|o| o.include_usage)
         .unwrap_or(false);
-    let reservation = state.rate_limits.reserve(&caller, || {
-        let output = req
+    let chain = state.router.resolve(&req.model)?;
+    let estimate = || Estimate {
+        prompt: prompt_tokens(&req, &req.model).tokens,
+        output: req
             .max_output_tokens()
-            .map_or(DEFAULT_OUTPUT_RESERVE, u64::from);
-        prompt_tokens(&req, &req.model).tokens + output
-    })?;
-    let limits = reservation.as_ref().map(|r| r.snapshot);
-    let ctx = CallContext::new(request_id.clone());
+            .map_or(state.output_reserve, u64::from),
+    };
+    let admitted = state
+        .gate
+        .reserve(&caller, &req.model, agent.as_deref(), &chain, estimate)
+        .await?;
+    let mut ctx = CallContext::new(request_id.clone());
+    let upstream = state
+        .gate
+        .upstream(&chain, || admitted.estimate.unwrap_or_else(estimate));
+    if let Some(u) = &upstream {
+        ctx.admission = Some(u.clone());
+    }
+    let limits = admitted.reservation.is_some().then_some(admitted.snapshot);
     let spend = Spend {
         state: state.clone(),
         request_id: request_id.clone(),
         caller,
         started,
-        reservation,
+        reservation: admitted.reservation,
+        upstream,
+        agent,
     };
     let result = state.router.chat(&req, &ctx).await;
     let seq = spend.failed_calls(&ctx);
@@ -108,7 +136,7 @@ pub async fn completions(
     };
     served_by(&mut resp, &routed.target, routed.attempts);
     if let Some(limits) = limits {
-        limits.apply(resp.headers_mut());
+        apply_snapshot(&limits, resp.headers_mut());
     }
     Ok(resp)
 }

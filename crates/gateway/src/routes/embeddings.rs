@@ -12,7 +12,8 @@ use sluice_llm::EmbeddingsRequest;
 use sluice_providers::CallContext;
 
 use super::chat::{json_response, served_by};
-use crate::auth::Caller;
+use crate::auth::{Caller, now_ms};
+use crate::limits::{Estimate, apply_snapshot};
 use crate::request_id::RequestId;
 use crate::spend::Spend;
 use crate::{ApiError, AppState};
@@ -21,6 +22,7 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     Extension(caller): Extension<Caller>,
+    headers: http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
@@ -38,16 +40,33 @@ pub async fn create(
             "`input` must be a non-empty string or array".into(),
         ));
     }
-    let reservation = state.rate_limits.reserve(&caller, || {
-        text_tokens(&req.input.to_string(), &req.model).tokens
-    })?;
-    let ctx = CallContext::new(request_id.clone());
+    let agent = super::agent(&headers)?;
+    state.spend_breaker.check(&caller.key_ref, now_ms())?;
+    let chain = state.router.resolve(&req.model)?;
+    let estimate = || Estimate {
+        prompt: text_tokens(&req.input.to_string(), &req.model).tokens,
+        output: 0,
+    };
+    let admitted = state
+        .gate
+        .reserve(&caller, &req.model, agent.as_deref(), &chain, estimate)
+        .await?;
+    let mut ctx = CallContext::new(request_id.clone());
+    let upstream = state
+        .gate
+        .upstream(&chain, || admitted.estimate.unwrap_or_else(estimate));
+    if let Some(u) = &upstream {
+        ctx.admission = Some(u.clone());
+    }
+    let limits = admitted.reservation.is_some().then_some(admitted.snapshot);
     let spend = Spend {
         state: state.clone(),
         request_id,
         caller,
         started,
-        reservation,
+        reservation: admitted.reservation,
+        upstream,
+        agent,
     };
     let result = state.router.embeddings(&req, &ctx).await;
     let seq = spend.failed_calls(&ctx);
@@ -74,5 +93,8 @@ pub async fn create(
     };
     let mut resp = json_response(bytes);
     served_by(&mut resp, &routed.target, routed.attempts);
+    if let Some(limits) = limits {
+        apply_snapshot(&limits, resp.headers_mut());
+    }
     Ok(resp)
 }

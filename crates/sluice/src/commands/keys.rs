@@ -21,13 +21,33 @@ pub enum KeysCommand {
         /// Lifetime, e.g. 30d, 12h.
         #[arg(long)]
         expires: Option<String>,
-        /// Requests per minute this key may make (per gateway instance for now).
+        /// Requests per minute this key may make (across all instances).
         #[arg(long)]
         rpm: Option<i64>,
-        /// Tokens per minute this key may use (per gateway instance for now).
+        /// Tokens per minute this key may use (across all instances).
         #[arg(long)]
         tpm: Option<i64>,
+        /// USD the key may spend per UTC day.
+        #[arg(long)]
+        budget_usd_day: Option<f64>,
+        /// USD the key may spend per UTC month.
+        #[arg(long)]
+        budget_usd_month: Option<f64>,
+        /// USD the key may spend in its lifetime.
+        #[arg(long)]
+        budget_usd_total: Option<f64>,
+        /// Tokens the key may use per UTC day.
+        #[arg(long)]
+        budget_tokens_day: Option<i64>,
+        /// Tokens the key may use per UTC month.
+        #[arg(long)]
+        budget_tokens_month: Option<i64>,
     },
+    /// List the keys stopped by the spend-velocity breaker.
+    Breakers,
+    /// Close a key's spend breaker (a stored key's id, or config:NAME); every instance
+    /// lets it through again within its key refresh interval.
+    ResetBreaker { id: String },
     /// List keys (never their secrets).
     List,
     /// Show one key as JSON.
@@ -48,7 +68,13 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             expires,
             rpm,
             tpm,
+            budget_usd_day,
+            budget_usd_month,
+            budget_usd_total,
+            budget_tokens_day,
+            budget_tokens_month,
         } => {
+            let nanos = |v: Option<f64>| v.map(|usd| (usd * 1e9).round() as i64);
             let expires_at_ms = match expires {
                 None => None,
                 Some(s) => match parse_span(&s) {
@@ -67,7 +93,11 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
                 limits: KeyLimits {
                     rpm,
                     tpm,
-                    ..KeyLimits::default()
+                    budget_usd_day_nanos: nanos(budget_usd_day),
+                    budget_usd_month_nanos: nanos(budget_usd_month),
+                    budget_usd_total_nanos: nanos(budget_usd_total),
+                    budget_tokens_day,
+                    budget_tokens_month,
                 },
             };
             let problems = spec.problems(now);
@@ -111,6 +141,24 @@ pub async fn run(cfg: &Config, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             }
         },
+        KeysCommand::Breakers => {
+            for t in store.open_trips(now).await? {
+                println!(
+                    "{}\ttripped_at_ms={}\t{}",
+                    t.key_id, t.tripped_at_ms, t.reason
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        KeysCommand::ResetBreaker { id } => {
+            if store.reset_trip(&id).await? {
+                println!("{id}: spend breaker reset");
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{id}: its spend breaker is not open");
+                ExitCode::from(1)
+            }
+        }
         KeysCommand::Revoke { id } => {
             if store.get_key(&id).await?.is_none() {
                 eprintln!("no key `{id}`");

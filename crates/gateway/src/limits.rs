@@ -1,0 +1,305 @@
+//! Rate limits and budgets on the request path. A request reserves, in one all-or-nothing
+//! step, its estimate in every bucket that applies to it: the key's, its user's, its
+//! agent's and its model alias's limits (requests, tokens, USD; per minute, day, month and
+//! lifetime), and, as the router reaches each chain entry, that upstream model's own
+//! limit. The answer settles each to the real use. Reservations come from allowances
+//! leased in slices from the store (`sluice_limits::lease`), so no request waits on the
+//! database but the one that finds a slice used up, and the limits hold across instances.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue};
+use sluice_config::{LimitsConfig, Target};
+use sluice_limits::Tokens;
+use sluice_limits::lease::{
+    Counter, CounterError, Demand, Granted, LeaseAsk, Limiter, Reservation, ReserveError, Snapshot,
+    decay, grant,
+};
+use sluice_limits::spec::{Limits, Meter};
+use sluice_providers::Admission;
+use sluice_store::Store;
+
+use crate::ApiError;
+use crate::auth::{Caller, now_ms};
+
+/// The store as the shared counter of the limit buckets.
+#[derive(Debug, Clone)]
+pub struct StoreCounter(pub Store);
+
+impl Counter for StoreCounter {
+    async fn lease(&self, ask: LeaseAsk<'_>) -> Result<Granted, CounterError> {
+        self.0
+            .update_bucket(ask.bucket, ask.expires_ms, ask.now_ms, |used, at| {
+                let (used, at) = decay(used, at, ask.refill_per_min, ask.now_ms);
+                let granted = grant(used, ask.capacity, ask.need, ask.want);
+                let answer = Granted {
+                    granted,
+                    used: used + granted,
+                };
+                ((granted > 0).then_some((used + granted, at)), answer)
+            })
+            .await
+            .map_err(|e| CounterError(e.to_string()))
+    }
+
+    async fn adjust(
+        &self,
+        bucket: &str,
+        refill_per_min: u64,
+        delta: i64,
+        expires_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(), CounterError> {
+        self.0
+            .update_bucket(bucket, expires_ms, now_ms, |used, at| {
+                let (used, at) = decay(used, at, refill_per_min, now_ms);
+                (Some((used.saturating_add_signed(delta), at)), ())
+            })
+            .await
+            .map_err(|e| CounterError(e.to_string()))
+    }
+}
+
+/// The limits of every scope and this instance's share of them.
+#[derive(Debug)]
+pub struct Gate {
+    pub limiter: Limiter<StoreCounter>,
+    pub cfg: LimitsConfig,
+    prices: sluice_limits::PriceTable,
+}
+
+/// What a request is estimated to use, before it is sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Estimate {
+    pub prompt: u64,
+    pub output: u64,
+}
+
+impl Estimate {
+    fn tokens(&self) -> u64 {
+        self.prompt + self.output
+    }
+}
+
+impl Gate {
+    pub fn new(cfg: LimitsConfig, store: Store, prices: sluice_limits::PriceTable) -> Self {
+        Gate {
+            limiter: Limiter::new(Arc::new(StoreCounter(store)), cfg.lease_slices),
+            cfg,
+            prices,
+        }
+    }
+
+    /// The scopes a request answers to, with their limits (empty ones left out).
+    fn scopes(&self, caller: &Caller, model: &str, agent: Option<&str>) -> Vec<(String, Limits)> {
+        let mut out = Vec::with_capacity(4);
+        if !caller.limits.is_empty() {
+            out.push((format!("key:{}", caller.key_ref), caller.limits));
+        }
+        let named = [
+            ("user", caller.user_id.as_deref(), &self.cfg.users),
+            ("agent", agent, &self.cfg.agents),
+            ("model", Some(model), &self.cfg.models),
+        ];
+        for (kind, name, table) in named {
+            if let Some(name) = name
+                && let Some(l) = table.get(name)
+                && !l.is_empty()
+            {
+                out.push((format!("{kind}:{name}"), *l));
+            }
+        }
+        out
+    }
+
+    /// The highest cost among the chain's entries: the reservation must cover whichever
+    /// answers. A model without a price costs 0 here (its calls are limited by tokens).
+    fn cost_bound(&self, chain: &[Target], est: Estimate) -> u64 {
+        chain
+            .iter()
+            .filter_map(|t| {
+                self.prices.cost_nanos(
+                    &t.provider,
+                    &t.model,
+                    Tokens {
+                        prompt: est.prompt,
+                        completion: est.output,
+                        ..Tokens::default()
+                    },
+                )
+            })
+            .max()
+            .and_then(|c| u64::try_from(c).ok())
+            .unwrap_or(0)
+    }
+
+    /// Reserves the request in every scope that limits it. `estimate` (which counts the
+    /// prompt's tokens) runs only when a token or USD limit applies.
+    pub async fn reserve(
+        &self,
+        caller: &Caller,
+        model: &str,
+        agent: Option<&str>,
+        chain: &[Target],
+        estimate: impl FnOnce() -> Estimate,
+    ) -> Result<Admitted, ApiError> {
+        let scopes = self.scopes(caller, model, agent);
+        if scopes.is_empty() {
+            return Ok(Admitted::default());
+        }
+        let counts = |m| scopes.iter().any(|(_, l)| l.counts(m));
+        let est = (counts(Meter::Tokens) || counts(Meter::UsdNanos)).then(estimate);
+        let usd = if counts(Meter::UsdNanos) {
+            est.map_or(0, |e| self.cost_bound(chain, e))
+        } else {
+            0
+        };
+        let tokens = est.map_or(0, |e| e.tokens());
+        let demands = demands(&scopes, tokens, usd);
+        let now = now_ms();
+        let reservation = self.limiter.reserve(&demands, now).await.map_err(refused)?;
+        let snapshot = reservation.snapshot(now);
+        Ok(Admitted {
+            reservation: Some(reservation),
+            snapshot,
+            estimate: est,
+        })
+    }
+
+    /// The per-upstream-model limits of this request's chain, for the router to ask as it
+    /// reaches each entry; `None` when no entry has one.
+    pub fn upstream(
+        self: &Arc<Self>,
+        chain: &[Target],
+        est: impl FnOnce() -> Estimate,
+    ) -> Option<Arc<Upstream>> {
+        if self.cfg.upstream.is_empty() || !chain.iter().any(|t| self.cfg.upstream.contains_key(t))
+        {
+            return None;
+        }
+        Some(Arc::new(Upstream {
+            gate: self.clone(),
+            estimate: est(),
+            held: Mutex::default(),
+        }))
+    }
+
+    /// Writes debts and idle allowances back to the store (`idle` zero: everything, as on
+    /// shutdown).
+    pub async fn sync(&self, idle: Duration) {
+        let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+        if let Err(e) = self.limiter.sync(now_ms(), idle_ms).await {
+            tracing::warn!("cannot write limit allowances back to the store: {e}");
+        }
+    }
+}
+
+fn demands(scopes: &[(String, Limits)], tokens: u64, usd: u64) -> Vec<Demand> {
+    let mut out = Vec::new();
+    for (scope, limits) in scopes {
+        for (meter, period, capacity) in limits.each() {
+            out.push(Demand {
+                scope: scope.clone(),
+                meter,
+                period,
+                capacity,
+                amount: match meter {
+                    Meter::Requests => 1,
+                    Meter::Tokens => tokens,
+                    Meter::UsdNanos => usd,
+                },
+            });
+        }
+    }
+    out
+}
+
+fn refused(e: ReserveError) -> ApiError {
+    match e {
+        ReserveError::Refused(refusal) => ApiError::LimitReached(Box::new(refusal)),
+        ReserveError::Unavailable(e) => ApiError::LimitsUnavailable(e.to_string()),
+    }
+}
+
+/// A request's admission: its reservation (settled by the spend path) and the headroom
+/// for its `x-ratelimit-*` headers.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    pub reservation: Option<Reservation>,
+    pub snapshot: Snapshot,
+    pub estimate: Option<Estimate>,
+}
+
+/// `x-ratelimit-limit-*` / `x-ratelimit-remaining-*` for the tightest per-minute limits.
+pub fn apply_snapshot(snapshot: &Snapshot, headers: &mut HeaderMap) {
+    for (name, v) in [
+        ("x-ratelimit-limit-requests", snapshot.limit_requests),
+        (
+            "x-ratelimit-remaining-requests",
+            snapshot.remaining_requests,
+        ),
+        ("x-ratelimit-limit-tokens", snapshot.limit_tokens),
+        ("x-ratelimit-remaining-tokens", snapshot.remaining_tokens),
+    ] {
+        if let Some(v) = v {
+            headers.insert(name, HeaderValue::from(v));
+        }
+    }
+}
+
+/// The upstream-model limits of one request's chain: the router asks before each entry;
+/// the entry that answers is settled to its use, the others are given back.
+#[derive(Debug)]
+pub struct Upstream {
+    gate: Arc<Gate>,
+    estimate: Estimate,
+    held: Mutex<Vec<(Target, Reservation)>>,
+}
+
+impl Upstream {
+    /// Settles the answering entry's reservation; the others' go back when this drops.
+    pub fn settle(&self, target: &Target, tokens: u64, usd_nanos: u64) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = held.iter().position(|(t, _)| t == target) {
+            let (_, r) = held.swap_remove(i);
+            r.settle(tokens, usd_nanos);
+        }
+    }
+}
+
+impl Admission for Upstream {
+    fn admit<'a>(
+        &'a self,
+        target: &'a Target,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), Duration>> + Send + 'a>> {
+        Box::pin(async move {
+            let Some(limits) = self.gate.cfg.upstream.get(target) else {
+                return Ok(());
+            };
+            let usd = self
+                .gate
+                .cost_bound(std::slice::from_ref(target), self.estimate);
+            let scopes = [(format!("upstream:{target}"), *limits)];
+            let demands = demands(&scopes, self.estimate.tokens(), usd);
+            match self.gate.limiter.reserve(&demands, now_ms()).await {
+                Ok(r) => {
+                    self.held
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((target.clone(), r));
+                    Ok(())
+                }
+                Err(ReserveError::Refused(r)) => {
+                    Err(Duration::from_millis(r.retry_after_ms.unwrap_or(60_000)))
+                }
+                // A provider quota guard: when the store cannot be reached the provider's
+                // own 429 still protects it, so the call goes ahead.
+                Err(ReserveError::Unavailable(e)) => {
+                    tracing::warn!(%target, "upstream limit not checked: {e}");
+                    Ok(())
+                }
+            }
+        })
+    }
+}
