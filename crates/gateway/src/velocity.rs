@@ -166,7 +166,9 @@ impl SpendBreaker {
         {
             let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
             local.retain(|id, t| {
-                now_ms - t.tripped_at_ms < LOCAL_GRACE_MS && !next.contains_key(id)
+                now_ms - t.tripped_at_ms < LOCAL_GRACE_MS
+                    && t.until_ms.is_none_or(|u| u > now_ms)
+                    && !next.contains_key(id)
             });
             for (id, t) in local.iter() {
                 next.insert(id.clone(), t.clone());

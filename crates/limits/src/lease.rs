@@ -652,6 +652,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_daily_budget_rolls_over_at_utc_midnight() {
+        let lim = Limiter::new(Arc::new(MemoryCounter::default()), 1);
+        let d = [demand("key:k", Meter::UsdNanos, Period::Day, 100, 60)];
+        let last_ms = crate::spec::DAY_MS * 20_000 - 1; // 23:59:59.999 UTC
+        let held = lim.reserve(&d, last_ms).await.unwrap();
+        let Err(ReserveError::Refused(r)) = lim.reserve(&d, last_ms).await else {
+            panic!("the day's budget has 40 left")
+        };
+        assert_eq!(r.retry_after_ms, Some(1), "back at midnight");
+        let next_day = lim.reserve(&d, last_ms + 1).await;
+        assert!(next_day.is_ok(), "a new day, a new budget");
+        drop(held);
+    }
+
+    #[tokio::test]
     async fn a_larger_request_than_the_limit_is_refused_for_good() {
         let lim = Limiter::new(Arc::new(MemoryCounter::default()), 1);
         let d = [demand("key:k", Meter::Tokens, Period::Minute, 100, 101)];

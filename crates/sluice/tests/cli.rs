@@ -133,9 +133,14 @@ fn help_explains_each_command() {
 
 /// Starts `sluice serve` on the demo config at port 0 and returns it with its address.
 fn serve(extra_env: &[(&str, &str)]) -> (Child, String) {
-    let demo = config_dir().join("demo.toml");
+    serve_config(&config_dir().join("demo.toml"), extra_env)
+}
+
+/// Starts `sluice serve --config PATH` at port 0 (`SLUICE_LISTEN`) on a fresh SQLite
+/// file unless `extra_env` names another `SLUICE_DATABASE_URL`.
+fn serve_config(config: &Path, extra_env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(BIN)
-        .args(["serve", "--config", demo.to_str().unwrap()])
+        .args(["serve", "--config", config.to_str().unwrap()])
         .env("SLUICE_LISTEN", "127.0.0.1:0")
         .env("SLUICE_DATABASE_URL", temp_db())
         .envs(extra_env.iter().copied())
@@ -460,4 +465,156 @@ async fn stored_keys_work_and_a_revocation_reaches_a_running_gateway() {
         Some(calls.as_str()),
         "{answered} calls: {line}"
     );
+}
+
+/// Two `sluice serve` processes on one PostgreSQL: 200 concurrent requests against a
+/// budget of a few requests' worth, spread over both, spend no more than the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_gateway_processes_on_one_postgres_hold_one_budget() {
+    let Ok(admin_url) = std::env::var("SLUICE_TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var("SLUICE_TEST_SKIP_POSTGRES").is_ok(),
+            "SLUICE_TEST_DATABASE_URL is not set: run scripts/test"
+        );
+        return;
+    };
+    let name = format!("sluice_cli_{}", std::process::id());
+    let admin = sluice_store::Store::connect(&admin_url).await.unwrap();
+    let _ = admin
+        .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+    admin
+        .execute_raw(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let (base, query) = admin_url
+        .split_once('?')
+        .map_or((admin_url.as_str(), None), |(b, q)| (b, Some(q)));
+    let server = &base[..base
+        .rfind('/')
+        .filter(|i| base[..*i].ends_with(|c: char| c != '/'))
+        .unwrap_or(base.len())];
+    let db_url = match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    };
+
+    // Each call reserves 8 + 10 tokens ($0.018) and uses 1 + 10 ($0.011).
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        r#"
+[server]
+listen = "${SLUICE_LISTEN}"
+[[keys]]
+name = "team"
+key = "sk-two-processes"
+limits = { budget_usd_total = 0.1 }
+[providers.mock]
+kind = "mock"
+[models.m]
+chain = ["mock:model-x"]
+[prices.models.model-x]
+input = 1000.0
+output = 1000.0
+[database]
+url = "${SLUICE_DATABASE_URL}"
+"#,
+    )
+    .unwrap();
+    let env = [("SLUICE_DATABASE_URL", db_url.as_str())];
+    let (one, addr_one) = serve_config(&config, &env);
+    let (two, addr_two) = serve_config(&config, &env);
+    let client = reqwest::Client::new();
+    let calls = (0..200).map(|i| {
+        let addr = if i % 2 == 0 { &addr_one } else { &addr_two };
+        client
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .bearer_auth("sk-two-processes")
+            .json(&serde_json::json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    let mut ok = 0;
+    for a in answers {
+        let a = a.unwrap();
+        match a.status().as_u16() {
+            200 => ok += 1,
+            429 => {
+                let body: serde_json::Value = a.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "budget_exceeded");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!((5..=9).contains(&ok), "{ok} answered");
+    for child in [&one, &two] {
+        sigterm(child);
+    }
+    for child in [one, two] {
+        let status = tokio::task::spawn_blocking(move || {
+            let mut child = child;
+            child.wait()
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(status.success());
+    }
+    let store = sluice_store::Store::open(&db_url).await.unwrap();
+    let report = store
+        .spend_report(sluice_store::spend::GroupBy::Key, 0, i64::MAX)
+        .await
+        .unwrap();
+    let spent: i64 = report.iter().map(|l| l.cost_nanos).sum();
+    assert_eq!(spent, ok * 11_000_000, "priced from the mock's usage");
+    assert!(
+        spent <= 100_000_000,
+        "spent {spent} nano-dollars of a $0.10 budget"
+    );
+    store.close().await;
+    admin
+        .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn the_cli_lists_and_resets_spend_breakers() {
+    let db = temp_db();
+    let env = [("SLUICE_DATABASE_URL", db.as_str())];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = sluice_store::Store::open(&db).await.unwrap();
+        store
+            .trip_key(&sluice_store::breakers::Trip {
+                key_id: "config:demo".into(),
+                tripped_at_ms: 1,
+                until_ms: None,
+                reason: "spent $12.0000 in the last 60 s, over the ceiling of $10.0000".into(),
+            })
+            .await
+            .unwrap();
+        store.close().await;
+    });
+    let (code, out, err) = run(&["keys", "breakers", "--config", &demo()], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("config:demo") && out.contains("ceiling"),
+        "{out}"
+    );
+    let (code, out, _) = run(
+        &["keys", "reset-breaker", "config:demo", "--config", &demo()],
+        &env,
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("reset"), "{out}");
+    let (code, _, err) = run(
+        &["keys", "reset-breaker", "config:demo", "--config", &demo()],
+        &env,
+    );
+    assert_eq!(code, 1, "nothing left to reset: {err}");
+    let (_, out, _) = run(&["keys", "breakers", "--config", &demo()], &env);
+    assert!(out.trim().is_empty(), "{out}");
 }

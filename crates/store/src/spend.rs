@@ -11,6 +11,7 @@ use crate::{Backend, Store, StoreError};
 pub enum GroupBy {
     Key,
     User,
+    Agent,
     Model,
     Provider,
     Day,
@@ -21,6 +22,7 @@ impl GroupBy {
         Some(match s {
             "key" => GroupBy::Key,
             "user" => GroupBy::User,
+            "agent" => GroupBy::Agent,
             "model" => GroupBy::Model,
             "provider" => GroupBy::Provider,
             "day" => GroupBy::Day,
@@ -33,6 +35,7 @@ impl GroupBy {
         match (self, backend) {
             (GroupBy::Key, _) => "COALESCE(key_id, '')",
             (GroupBy::User, _) => "COALESCE(user_id, '')",
+            (GroupBy::Agent, _) => "COALESCE(agent_id, '')",
             (GroupBy::Model, _) => "provider || ':' || model",
             (GroupBy::Provider, _) => "provider",
             (GroupBy::Day, Backend::Sqlite) => {

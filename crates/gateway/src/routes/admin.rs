@@ -132,7 +132,7 @@ async fn spend(
     let by_name = q.by.as_deref().unwrap_or("model");
     let by = GroupBy::parse(by_name).ok_or_else(|| {
         ApiError::InvalidRequest(format!(
-            "by: `{by_name}` is not one of key, user, model, provider, day"
+            "by: `{by_name}` is not one of key, user, agent, model, provider, day"
         ))
     })?;
     let now = now_ms();
