@@ -140,6 +140,8 @@ struct Local {
     /// One lease at a time per bucket: concurrent requests that find the allowance short
     /// wait for the one lease rather than each asking for a slice.
     leasing: tokio::sync::Mutex<()>,
+    /// A background lease of the next slice is on its way.
+    prefetching: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -295,6 +297,7 @@ impl<C: Counter> Limiter<C> {
                         seen_ms: now_ms,
                     }),
                     leasing: tokio::sync::Mutex::new(()),
+                    prefetching: std::sync::atomic::AtomicBool::new(false),
                 })
             })
             .clone()
@@ -325,6 +328,9 @@ impl<C: Counter> Limiter<C> {
         for _ in 0..MAX_ROUNDS {
             let short = match take_all(&items, now_ms) {
                 Ok(()) => {
+                    for (local, d, window) in &items {
+                        self.prefetch(local, d, window, now_ms);
+                    }
                     let reservation = Reservation {
                         items: items
                             .iter()
@@ -362,7 +368,7 @@ impl<C: Counter> Limiter<C> {
             return Ok(()); // another request's lease covered it
         }
         let need = u64::try_from(to_i64(d.amount) - allowance).unwrap_or(u64::MAX);
-        let slice = d.capacity.div_ceil(self.slices).max(1);
+        let slice = self.slice(d.capacity);
         let answer = self
             .counter
             .lease(LeaseAsk {
@@ -401,6 +407,54 @@ impl<C: Counter> Limiter<C> {
             limit: d.capacity,
             retry_after_ms,
         }))
+    }
+
+    fn slice(&self, capacity: u64) -> u64 {
+        capacity.div_ceil(self.slices).max(1)
+    }
+
+    /// Leases the next slice in the background when a bucket's allowance runs below half
+    /// a slice, so that the requests after this one find it here instead of waiting. Not
+    /// when the shared bucket (as last seen) has less than a slice free: the last units
+    /// of a limit are leased on demand, not held idle by one instance.
+    fn prefetch(&self, local: &Arc<Local>, d: &Demand, window: &Window, now_ms: i64) {
+        use std::sync::atomic::Ordering;
+        let slice = self.slice(d.capacity);
+        let s = *local.lock();
+        let (seen, _) = decay(s.seen_used, s.seen_ms, local.refill_per_min, now_ms);
+        if s.allowance >= to_i64(slice / 2) || seen.saturating_add(slice) > d.capacity {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if local.prefetching.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let local = local.clone();
+        let counter = self.counter.clone();
+        let (capacity, expires_ms) = (d.capacity, expires(window));
+        runtime.spawn(async move {
+            {
+                let _one = local.leasing.lock().await;
+                let ask = LeaseAsk {
+                    bucket: &local.name,
+                    capacity,
+                    refill_per_min: local.refill_per_min,
+                    need: slice,
+                    want: slice,
+                    expires_ms,
+                    now_ms,
+                };
+                if let Ok(answer) = counter.lease(ask).await {
+                    let mut s = local.lock();
+                    s.allowance += to_i64(answer.granted);
+                    s.seen_used = answer.used;
+                    s.seen_ms = now_ms;
+                }
+            }
+            local.prefetching.store(false, Ordering::Release);
+        });
     }
 
     /// Writes each bucket's balance to the shared counter: a debt (use beyond the leases)
@@ -649,6 +703,43 @@ mod tests {
             .unwrap();
         drop(r);
         assert_eq!(lim.allowance(&name), Some(1000));
+    }
+
+    #[tokio::test]
+    async fn the_next_slice_is_leased_in_the_background_before_it_is_needed() {
+        use std::sync::atomic::Ordering;
+        let counter = Arc::new(MemoryCounter::default());
+        let lim = Limiter::new(counter.clone(), 4); // slices of 25
+        let d = [demand("key:k", Meter::Tokens, Period::Total, 100, 10)];
+        let name = bucket_name("key:k", Meter::Tokens, &Period::Total.window(0));
+        let mut held = vec![lim.reserve(&d, 0).await.unwrap()];
+        assert_eq!(counter.leases.load(Ordering::Relaxed), 1, "the first waits");
+        held.push(lim.reserve(&d, 0).await.unwrap()); // 5 left: below half a slice
+        for _ in 0..100 {
+            if counter.leases.load(Ordering::Relaxed) == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(
+            lim.allowance(&name),
+            Some(30),
+            "a slice arrived in the background"
+        );
+        held.push(lim.reserve(&d, 0).await.unwrap());
+        held.push(lim.reserve(&d, 0).await.unwrap());
+        assert_eq!(
+            counter.leases.load(Ordering::Relaxed),
+            2,
+            "no request waited for it"
+        );
+        // 50 used of 100, 10 held: a slice of 25 is still free, so the prefetch goes on,
+        // but the last units are not prefetched.
+        for _ in 0..6 {
+            held.push(lim.reserve(&d, 0).await.unwrap());
+        }
+        assert!(lim.reserve(&d, 0).await.is_err());
+        assert_eq!(counter.used(&name, 0, 0), 100);
     }
 
     #[tokio::test]
