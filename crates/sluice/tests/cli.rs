@@ -73,6 +73,18 @@ fn check_config_accepts_the_reference_with_its_variables() {
 }
 
 #[test]
+fn check_config_accepts_the_bench_configs() {
+    for name in ["sluice.toml", "sluice-limits.toml"] {
+        let path = config_dir().join("../bench").join(name);
+        let (code, out, err) = run(
+            &["check-config", "--config", path.to_str().unwrap()],
+            &[("MOCK_PORT", "18080")],
+        );
+        assert_eq!(code, 0, "{name}: {out}{err}");
+    }
+}
+
+#[test]
 fn check_config_lists_every_problem_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
