@@ -1,12 +1,12 @@
-//! Money and (next) limits. Today: the price table and the cost of a provider call, in
-//! integer nano-dollars so that sums are exact. Token-aware rate limits and budgets with
-//! reservations build on it (issue 4).
+//! Money and limits: the price table and the cost of a provider call, in integer
+//! nano-dollars so that sums are exact ([`prices`]); token counting ([`tokens`]); what a
+//! limit is ([`spec`]); and the engine that holds limits and budgets across instances by
+//! leasing them in slices from a shared counter ([`lease`]).
 //!
-//! Pure: the caller hands in the table's text and the usage; nothing here does I/O.
+//! No I/O here: the shared counter is a trait the gateway implements on the store.
 
 pub mod lease;
 pub mod prices;
-pub mod rate;
 pub mod spec;
 pub mod tokens;
 
