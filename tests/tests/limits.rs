@@ -432,3 +432,30 @@ async fn a_tripped_key_opens_again_after_the_cool_down() {
         "the key is let through once the cool-down passes"
     );
 }
+
+#[tokio::test]
+async fn streams_are_reserved_and_settled_from_their_usage() {
+    let gw = Gateway::start(&config("budget_tokens_total = 40", "")).await;
+    // 18 reserved, 11 used each: three streams fit in 40 tokens only if each settles to
+    // its usage at its end (unsettled, the third would find 4 left of the 18 it needs).
+    for _ in 0..3 {
+        let mut body = ask("m", 10);
+        body["stream"] = json!(true);
+        let resp = gw
+            .client
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(KEY_A)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("[DONE]"), "{text}");
+    }
+    let mut body = ask("m", 10);
+    body["stream"] = json!(true);
+    let refused = send(&gw, KEY_A, &body, None).await;
+    assert_eq!(refused.code(), "budget_exceeded");
+    assert_eq!(spent_by(&gw, "config:a").await, 33 * NANOS_PER_TOKEN);
+}

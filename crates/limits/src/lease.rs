@@ -258,7 +258,7 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Rounds of "take from the allowances, lease for the short one" before a request that
+/// Rounds of "take from the allowances, lease for the short ones" before a request that
 /// keeps losing its leased units to concurrent requests is refused.
 const MAX_ROUNDS: usize = 8;
 
@@ -325,8 +325,9 @@ impl<C: Counter> Limiter<C> {
             }
             items.push((self.local(d, &window, now_ms), d, window));
         }
+        let mut last_short = 0;
         for _ in 0..MAX_ROUNDS {
-            let short = match take_all(&items, now_ms) {
+            match take_all(&items, now_ms) {
                 Ok(()) => {
                     for (local, d, window) in &items {
                         self.prefetch(local, d, window, now_ms);
@@ -340,12 +341,17 @@ impl<C: Counter> Limiter<C> {
                     };
                     return Ok(reservation);
                 }
-                Err(i) => i,
-            };
-            let (local, d, window) = &items[short];
-            self.lease_for(local, d, window, now_ms).await?;
+                Err(i) => last_short = i,
+            }
+            // Lease for every bucket that is short (a cold request may find all of them
+            // empty), then try again.
+            for (local, d, window) in &items {
+                if local.lock().allowance < to_i64(d.amount) {
+                    self.lease_for(local, d, window, now_ms).await?;
+                }
+            }
         }
-        let (_, d, _) = &items[0];
+        let (_, d, _) = &items[last_short];
         Err(ReserveError::Refused(Refusal {
             scope: d.scope.clone(),
             meter: d.meter,
@@ -497,6 +503,18 @@ impl<C: Counter> Limiter<C> {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// The share of a rate bucket still free as this instance knows it (the shared use as
+    /// last seen, refilled to `now_ms`, plus what it holds); `None` for a bucket it has not
+    /// used yet.
+    pub fn headroom(&self, bucket: &str, now_ms: i64) -> Option<f64> {
+        let local = self.buckets.get(bucket)?;
+        let s = *local.lock();
+        let (used, _) = decay(s.seen_used, s.seen_ms, local.refill_per_min, now_ms);
+        let left = (i128::from(s.capacity) - i128::from(used) + i128::from(s.allowance))
+            .clamp(0, i128::from(s.capacity));
+        Some(left as f64 / s.capacity.max(1) as f64)
     }
 
     /// Units this instance holds in a bucket (for tests and status views).
@@ -740,6 +758,26 @@ mod tests {
         }
         assert!(lim.reserve(&d, 0).await.is_err());
         assert_eq!(counter.used(&name, 0, 0), 100);
+    }
+
+    #[tokio::test]
+    async fn a_first_request_leases_every_cold_bucket_it_needs() {
+        let lim = Limiter::new(Arc::new(MemoryCounter::default()), 20);
+        let mut d = Vec::new();
+        for scope in ["key:k", "user:u", "agent:a", "model:m"] {
+            for (meter, period) in [
+                (Meter::Requests, Period::Minute),
+                (Meter::Tokens, Period::Minute),
+                (Meter::UsdNanos, Period::Day),
+                (Meter::Tokens, Period::Month),
+            ] {
+                d.push(demand(scope, meter, period, 1_000_000, 10));
+            }
+        }
+        assert!(
+            lim.reserve(&d, 0).await.is_ok(),
+            "16 cold buckets, one request"
+        );
     }
 
     #[tokio::test]
