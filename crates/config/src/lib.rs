@@ -19,6 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use kind::{AuthStyle, ProviderKind, Wire};
+pub use raw::{Affinity, Strategy};
 pub use secret::Secret;
 pub use sluice_limits::spec::Limits;
 
@@ -171,7 +172,26 @@ impl std::fmt::Display for Target {
 #[derive(Debug, Clone)]
 pub struct ModelAlias {
     pub name: String,
+    /// Every target of the chain in order, groups flattened (for pricing and limits).
     pub chain: Vec<Target>,
+    /// The chain as written: single targets and balanced groups.
+    pub entries: Vec<ChainEntry>,
+}
+
+/// One entry of a chain: a single target, or a group tried as one entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChainEntry {
+    Single(Target),
+    Group(GroupSpec),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSpec {
+    pub targets: Vec<Target>,
+    /// One per target (all 1 unless `weighted`).
+    pub weights: Vec<u32>,
+    pub strategy: raw::Strategy,
+    pub affinity: Option<raw::Affinity>,
 }
 
 #[derive(Debug, Clone)]

@@ -205,7 +205,47 @@ fn default_mock_words() -> u32 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
-    pub chain: Vec<String>,
+    pub chain: Vec<RawEntry>,
+}
+
+/// A chain entry: `"provider:model"`, or a balanced group of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawEntry {
+    Target(String),
+    Group(RawGroup),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// `weighted` only: one per target.
+    #[serde(default)]
+    pub weights: Option<Vec<u32>>,
+    #[serde(default)]
+    pub affinity: Option<Affinity>,
+}
+
+/// How a group picks among its targets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    Weighted,
+    #[default]
+    RoundRobin,
+    LeastBusy,
+    Latency,
+    Headroom,
+}
+
+/// `prefix`: requests with the same prompt prefix stay on one target while it is healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Affinity {
+    Prefix,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,11 +4,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::raw::{RawConfig, RawLimits, RawLimitsSection, RawProvider};
+use crate::raw::{RawConfig, RawEntry, RawGroup, RawLimits, RawLimitsSection, RawProvider};
 use crate::{
-    BreakerConfig, Config, ConfigError, DatabaseConfig, GatewayKey, Limits, LimitsConfig,
-    MockSettings, ModelAlias, ProviderConfig, ProviderKind, RoutingConfig, Secret, ServerConfig,
-    SpendBreakerConfig, Target, Timeouts,
+    BreakerConfig, ChainEntry, Config, ConfigError, DatabaseConfig, GatewayKey, GroupSpec, Limits,
+    LimitsConfig, MockSettings, ModelAlias, ProviderConfig, ProviderKind, RoutingConfig, Secret,
+    ServerConfig, SpendBreakerConfig, Strategy, Target, Timeouts,
 };
 
 pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, ConfigError> {
@@ -74,17 +74,45 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
             p.push(format!("{path}: must name at least one provider:model"));
         }
         let mut chain = Vec::new();
-        for (i, entry) in m.chain.iter().enumerate() {
-            match parse_target(entry) {
-                Ok(t) if !providers.contains_key(&t.provider) => p.push(format!(
-                    "{path}[{i}]: provider `{}` is not defined under [providers]",
+        let mut entries = Vec::new();
+        let target = |at: &str, s: &str, p: &mut Vec<String>| match parse_target(s) {
+            Ok(t) if !providers.contains_key(&t.provider) => {
+                p.push(format!(
+                    "{at}: provider `{}` is not defined under [providers]",
                     t.provider
-                )),
-                Ok(t) => chain.push(t),
-                Err(e) => p.push(format!("{path}[{i}]: {e}")),
+                ));
+                None
+            }
+            Ok(t) => Some(t),
+            Err(e) => {
+                p.push(format!("{at}: {e}"));
+                None
+            }
+        };
+        for (i, entry) in m.chain.iter().enumerate() {
+            match entry {
+                RawEntry::Target(s) => {
+                    if let Some(t) = target(&format!("{path}[{i}]"), s, &mut p) {
+                        chain.push(t.clone());
+                        entries.push(ChainEntry::Single(t));
+                    }
+                }
+                RawEntry::Group(g) => {
+                    if let Some(spec) = group(&format!("{path}[{i}]"), g, &target, &mut p) {
+                        chain.extend(spec.targets.iter().cloned());
+                        entries.push(ChainEntry::Group(spec));
+                    }
+                }
             }
         }
-        models.insert(name.clone(), ModelAlias { name, chain });
+        models.insert(
+            name.clone(),
+            ModelAlias {
+                name,
+                chain,
+                entries,
+            },
+        );
     }
 
     let r = raw.routing;
@@ -158,6 +186,66 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
         routing,
         prices,
         limits,
+    })
+}
+
+/// Parses a chain target at a field path, reporting its problem.
+type ParseTarget<'a> = dyn Fn(&str, &str, &mut Vec<String>) -> Option<Target> + 'a;
+
+fn group(
+    at: &str,
+    g: &RawGroup,
+    target: &ParseTarget<'_>,
+    p: &mut Vec<String>,
+) -> Option<GroupSpec> {
+    let before = p.len();
+    if g.targets.len() < 2 {
+        p.push(format!(
+            "{at}.targets: a group needs at least two targets (write one as a plain entry)"
+        ));
+    }
+    let mut targets: Vec<Target> = Vec::new();
+    for (j, s) in g.targets.iter().enumerate() {
+        if let Some(t) = target(&format!("{at}.targets[{j}]"), s, p) {
+            if targets.contains(&t) {
+                p.push(format!("{at}.targets[{j}]: `{t}` is in the group twice"));
+            }
+            targets.push(t);
+        }
+    }
+    let weights = match (&g.weights, g.strategy) {
+        (Some(w), Strategy::Weighted) => {
+            if w.len() != g.targets.len() {
+                p.push(format!(
+                    "{at}.weights: {} weight(s) for {} target(s)",
+                    w.len(),
+                    g.targets.len()
+                ));
+            }
+            if w.iter().all(|w| *w == 0) {
+                p.push(format!("{at}.weights: at least one must be greater than 0"));
+            }
+            w.clone()
+        }
+        (Some(_), _) => {
+            p.push(format!(
+                "{at}.weights: only the `weighted` strategy takes weights"
+            ));
+            Vec::new()
+        }
+        (None, Strategy::Weighted) => {
+            p.push(format!(
+                "{at}.weights: `weighted` needs one weight per target"
+            ));
+            Vec::new()
+        }
+        (None, _) => vec![1; g.targets.len()],
+    };
+    (p.len() == before).then_some(GroupSpec {
+        targets,
+        weights,
+        strategy: g.strategy,
+        affinity: g.affinity,
     })
 }
 
@@ -453,7 +541,7 @@ fn http_token(name: &str) -> Result<(), ()> {
 
 #[cfg(test)]
 mod tests {
-    use crate::Config;
+    use crate::{ChainEntry, Config, Strategy};
 
     fn env(name: &str) -> Option<String> {
         match name {
@@ -536,6 +624,70 @@ mod tests {
             "routing.breaker.failure_threshold",
         ] {
             assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn chains_take_balanced_groups_beside_plain_entries() {
+        let cfg = parse(
+            r#"
+            [providers.east]
+            kind = "openai"
+            api_keys = ["k"]
+            [providers.west]
+            kind = "openai"
+            api_keys = ["k"]
+            [models.smart]
+            chain = [
+              { targets = ["east:gpt-4o", "west:gpt-4o"], strategy = "weighted", weights = [1, 3], affinity = "prefix" },
+              "east:gpt-4o-mini",
+            ]
+            [models.plain]
+            chain = ["east:gpt-4o"]
+            "#,
+        )
+        .unwrap();
+        let smart = &cfg.models["smart"];
+        assert_eq!(smart.chain.len(), 3, "flattened for pricing and limits");
+        let ChainEntry::Group(g) = &smart.entries[0] else {
+            panic!("a group")
+        };
+        assert_eq!(g.strategy, Strategy::Weighted);
+        assert_eq!(g.weights, vec![1, 3]);
+        assert_eq!(g.affinity, Some(crate::Affinity::Prefix));
+        assert!(matches!(&smart.entries[1], ChainEntry::Single(t) if t.model == "gpt-4o-mini"));
+        assert_eq!(cfg.models["plain"].entries.len(), 1);
+
+        let problems = parse(
+            r#"
+            [providers.east]
+            kind = "openai"
+            api_keys = ["k"]
+            [models.a]
+            chain = [{ targets = ["east:x"] }]
+            [models.b]
+            chain = [{ targets = ["east:x", "nope:y"], strategy = "latency" }]
+            [models.c]
+            chain = [{ targets = ["east:x", "east:y"], strategy = "weighted", weights = [1] }]
+            [models.d]
+            chain = [{ targets = ["east:x", "east:y"], weights = [1, 2] }]
+            [models.e]
+            chain = [{ targets = ["east:x", "east:x"] }]
+            "#,
+        )
+        .unwrap_err()
+        .join("\n");
+        for needle in [
+            "models.a.chain[0].targets: a group needs at least two",
+            "models.b.chain[0].targets[1]: provider `nope`",
+            "models.c.chain[0].weights: 1 weight(s) for 2",
+            "models.d.chain[0].weights: only the `weighted` strategy",
+            "models.e.chain[0].targets[1]: `east:x` is in the group twice",
+        ] {
+            assert!(
+                problems.contains(needle),
+                "missing `{needle}` in:\n{problems}"
+            );
         }
     }
 

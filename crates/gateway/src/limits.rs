@@ -269,6 +269,20 @@ impl Upstream {
 }
 
 impl Admission for Upstream {
+    fn headroom(&self, target: &Target) -> Option<f64> {
+        let limits = self.gate.cfg.upstream.get(target)?;
+        let scope = format!("upstream:{target}");
+        let now = now_ms();
+        limits
+            .each()
+            .filter(|(_, period, _)| *period == sluice_limits::spec::Period::Minute)
+            .filter_map(|(meter, period, _)| {
+                let name = sluice_limits::spec::bucket_name(&scope, meter, &period.window(now));
+                self.gate.limiter.headroom(&name, now)
+            })
+            .reduce(f64::min)
+    }
+
     fn admit<'a>(
         &'a self,
         target: &'a Target,

@@ -121,5 +121,85 @@ fn state(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, requests, chunks, state);
+/// A balanced group's pick among 3 targets, per strategy, with the health check the
+/// router makes first (each target's breaker state and whether its provider has a key).
+fn groups(c: &mut Criterion) {
+    use sluice_config::{GroupSpec, Strategy, Target};
+    use sluice_providers::balance::{Group, TargetStats};
+    let now = Instant::now();
+    let targets: Vec<Target> = ["east", "west", "north"]
+        .iter()
+        .map(|p| Target {
+            provider: (*p).into(),
+            model: "gpt-4o".into(),
+        })
+        .collect();
+    let breakers: Vec<Breaker> = (0..3)
+        .map(|_| {
+            Breaker::new(BreakerConfig {
+                failure_threshold: 5,
+                open_for: Duration::from_secs(30),
+                half_open_probes: 1,
+            })
+        })
+        .collect();
+    let profiles: Vec<AuthProfiles> = (0..3)
+        .map(|i| AuthProfiles::new(&[Secret::new(format!("sk-{i}"))]))
+        .collect();
+    c.bench_function("group health check (3 targets)", |b| {
+        b.iter(|| {
+            let mut healthy = [false; 3];
+            for i in 0..3 {
+                healthy[i] = profiles[i].has_ready(now)
+                    && breakers[i].state(now) != sluice_providers::breaker::BreakerState::Open;
+            }
+            black_box(healthy)
+        })
+    });
+    for (name, strategy, weights) in [
+        ("round_robin", Strategy::RoundRobin, vec![1, 1, 1]),
+        ("weighted", Strategy::Weighted, vec![1, 2, 3]),
+        ("least_busy", Strategy::LeastBusy, vec![1, 1, 1]),
+        ("latency", Strategy::Latency, vec![1, 1, 1]),
+        ("headroom", Strategy::Headroom, vec![1, 1, 1]),
+    ] {
+        let spec = GroupSpec {
+            targets: targets.clone(),
+            weights,
+            strategy,
+            affinity: None,
+        };
+        let stats: Vec<Arc<TargetStats>> = (0..3).map(|_| Arc::default()).collect();
+        for (i, s) in stats.iter().enumerate() {
+            s.record_first_token(Duration::from_millis(100 + 50 * i as u64));
+        }
+        let group = Group::new(&spec, stats);
+        c.bench_function(&format!("group pick, 3 targets, {name}"), |b| {
+            b.iter(|| group.order(black_box(&[true, true, true]), None, None))
+        });
+    }
+    let spec = GroupSpec {
+        targets,
+        weights: vec![1, 1, 1],
+        strategy: Strategy::RoundRobin,
+        affinity: Some(sluice_config::Affinity::Prefix),
+    };
+    let group = Group::new(&spec, (0..3).map(|_| Arc::default()).collect());
+    let req: ChatRequest = serde_json::from_value(serde_json::json!({"model": "g", "messages": [
+        {"role": "system", "content": "You are a careful assistant. ".repeat(40)},
+        {"role": "user", "content": "Plan a trip."}]}))
+    .unwrap();
+    group.answered(Some(sluice_providers::balance::prefix_hash(&req)), 1);
+    c.bench_function(
+        "group pick with prefix affinity (1.2 KB system prompt hashed)",
+        |b| {
+            b.iter(|| {
+                let prefix = sluice_providers::balance::prefix_hash(black_box(&req));
+                group.order(&[true, true, true], Some(prefix), None)
+            })
+        },
+    );
+}
+
+criterion_group!(benches, requests, chunks, state, groups);
 criterion_main!(benches);

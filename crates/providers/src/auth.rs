@@ -182,6 +182,18 @@ impl AuthProfiles {
         self.profiles.is_empty()
     }
 
+    /// Whether some key is usable now (without taking it).
+    pub fn has_ready(&self, now: Instant) -> bool {
+        let now_ms = self.ms(now);
+        self.profiles
+            .iter()
+            .any(|p| match p.reason.load(Ordering::Acquire) {
+                READY => true,
+                DISABLED => false,
+                _ => p.until_ms.load(Ordering::Acquire) <= now_ms,
+            })
+    }
+
     /// The next usable key in round-robin order.
     pub fn pick(&self, now: Instant) -> Result<&Profile, NoKey> {
         let now_ms = self.ms(now);

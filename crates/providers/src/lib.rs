@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod backoff;
+pub mod balance;
 pub mod breaker;
 pub mod failure;
 mod mock;

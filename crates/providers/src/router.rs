@@ -6,11 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
-use sluice_config::{Config, ProviderConfig, RoutingConfig, Target, Wire};
+use sluice_config::{ChainEntry, Config, ProviderConfig, RoutingConfig, Target, Wire};
 use sluice_llm::{ChatRequest, EmbeddingsRequest, ResponseMeta};
 
 use crate::auth::{AuthProfiles, KeyState, NoKey};
 use crate::backoff::full_jitter;
+use crate::balance::{
+    Group, GroupStatus, InFlight, TargetStats, TargetStatus, prefix_hash, strategy_name,
+};
 use crate::breaker::{Breaker, Permit, Verdict};
 use crate::failure::{Action, Failure, FailureClass};
 use crate::stream::{ChunkStream, StreamError};
@@ -38,6 +41,12 @@ pub trait Admission: Send + Sync + std::fmt::Debug {
         &'a self,
         target: &'a Target,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), Duration>> + Send + 'a>>;
+
+    /// The share of the gateway's own limit for `target` still free (0.0 to 1.0), for the
+    /// `headroom` strategy; `None`: no such limit.
+    fn headroom(&self, _target: &Target) -> Option<f64> {
+        None
+    }
 }
 
 /// Per-request facts the router needs from the caller.
@@ -126,9 +135,38 @@ enum Reply {
 
 const MAX_BREAKERS: usize = 10_000;
 
+/// A target to try, and the group (with its index there) when it is a group member.
+type Planned<'r> = (&'r Target, Option<(&'r Arc<Group>, usize)>);
+
+/// A model's chain: its entries as written (single targets and balanced groups), and all
+/// its targets flattened in order.
+#[derive(Debug)]
+struct Route {
+    flat: Arc<[Target]>,
+    entries: Vec<Entry>,
+    /// Some group keeps prompt prefixes on one target.
+    affinity: bool,
+}
+
+#[derive(Debug)]
+enum Entry {
+    Single(Target),
+    Group(Arc<Group>),
+}
+
+impl Route {
+    fn single(target: Target) -> Route {
+        Route {
+            flat: Arc::from([target.clone()]),
+            entries: vec![Entry::Single(target)],
+            affinity: false,
+        }
+    }
+}
+
 pub struct Router {
     providers: HashMap<String, Provider>,
-    aliases: HashMap<String, Arc<[Target]>>,
+    aliases: HashMap<String, Arc<Route>>,
     allow_direct: bool,
     routing: RoutingConfig,
     breakers: DashMap<Target, Arc<Breaker>>,
@@ -180,10 +218,37 @@ impl Router {
                 },
             );
         }
+        // One set of stats per target, shared by every group it is in.
+        let mut stats: HashMap<Target, Arc<TargetStats>> = HashMap::new();
         let aliases = cfg
             .models
             .iter()
-            .map(|(name, m)| (name.clone(), Arc::from(m.chain.clone())))
+            .map(|(name, m)| {
+                let entries: Vec<Entry> = m
+                    .entries
+                    .iter()
+                    .map(|e| match e {
+                        ChainEntry::Single(t) => Entry::Single(t.clone()),
+                        ChainEntry::Group(spec) => {
+                            let members = spec
+                                .targets
+                                .iter()
+                                .map(|t| stats.entry(t.clone()).or_default().clone())
+                                .collect();
+                            Entry::Group(Arc::new(Group::new(spec, members)))
+                        }
+                    })
+                    .collect();
+                let affinity = entries
+                    .iter()
+                    .any(|e| matches!(e, Entry::Group(g) if g.affinity.is_some()));
+                let route = Route {
+                    flat: Arc::from(m.chain.clone()),
+                    entries,
+                    affinity,
+                };
+                (name.clone(), Arc::new(route))
+            })
             .collect();
         Ok(Router {
             providers,
@@ -204,7 +269,7 @@ impl Router {
             let mut direct: Vec<String> = self
                 .aliases
                 .values()
-                .flat_map(|c| c.iter().map(Target::to_string))
+                .flat_map(|r| r.flat.iter().map(Target::to_string))
                 .collect();
             direct.sort();
             direct.dedup();
@@ -215,8 +280,12 @@ impl Router {
 
     /// The chain for a requested model name.
     pub fn resolve(&self, model: &str) -> Result<Arc<[Target]>, RouteError> {
-        if let Some(chain) = self.aliases.get(model) {
-            return Ok(chain.clone());
+        self.route(model).map(|r| r.flat.clone())
+    }
+
+    fn route(&self, model: &str) -> Result<Arc<Route>, RouteError> {
+        if let Some(route) = self.aliases.get(model) {
+            return Ok(route.clone());
         }
         if self.allow_direct
             && let Some((p, m)) = model.split_once(':')
@@ -225,12 +294,57 @@ impl Router {
             && !m.chars().any(|c| c.is_control() || c.is_whitespace())
             && self.providers.contains_key(p)
         {
-            return Ok(Arc::from([Target {
+            return Ok(Arc::new(Route::single(Target {
                 provider: p.to_owned(),
                 model: m.to_owned(),
-            }]));
+            })));
         }
         Err(RouteError::UnknownModel(model.to_owned()))
+    }
+
+    /// Whether a target may get traffic now: its breaker is not open and one of its
+    /// provider's keys is usable.
+    fn healthy(&self, target: &Target, now: Instant) -> bool {
+        self.providers
+            .get(&target.provider)
+            .is_some_and(|p| p.profiles.has_ready(now))
+            && self.breaker(target).state(now) != crate::breaker::BreakerState::Open
+    }
+
+    /// Every balanced group with its targets' weight, in-flight calls, latency, headroom
+    /// and breaker state, for the admin status view.
+    pub fn groups(&self) -> Vec<GroupStatus> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for (model, route) in &self.aliases {
+            for (entry, e) in route.entries.iter().enumerate() {
+                let Entry::Group(g) = e else { continue };
+                let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1e3);
+                out.push(GroupStatus {
+                    model: model.clone(),
+                    entry,
+                    strategy: strategy_name(g.strategy),
+                    affinity: g.affinity.map(|_| "prefix"),
+                    targets: g
+                        .targets
+                        .iter()
+                        .zip(&g.stats)
+                        .zip(&g.weights)
+                        .map(|((t, s), w)| TargetStatus {
+                            target: t.to_string(),
+                            weight: *w,
+                            in_flight: s.in_flight(),
+                            ttft_ms: ms(s.ttft()),
+                            total_ms: ms(s.total()),
+                            headroom: s.headroom(),
+                            breaker: self.breaker(t).state(now).as_str(),
+                        })
+                        .collect(),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.model, a.entry).cmp(&(&b.model, b.entry)));
+        out
     }
 
     pub async fn chat(
@@ -238,9 +352,9 @@ impl Router {
         req: &ChatRequest,
         ctx: &CallContext,
     ) -> Result<Routed<ChatReply>, RouteError> {
-        let chain = self.resolve(&req.model)?;
+        let route = self.route(&req.model)?;
         let routed = self
-            .walk_within_deadline(&chain, Op::Chat(req), ctx)
+            .walk_within_deadline(&route, Op::Chat(req), ctx)
             .await?;
         match routed.value {
             Reply::Chat(value) => Ok(Routed {
@@ -257,9 +371,9 @@ impl Router {
         req: &EmbeddingsRequest,
         ctx: &CallContext,
     ) -> Result<Routed<EmbeddingsReply>, RouteError> {
-        let chain = self.resolve(&req.model)?;
+        let route = self.route(&req.model)?;
         let routed = self
-            .walk_within_deadline(&chain, Op::Embeddings(req), ctx)
+            .walk_within_deadline(&route, Op::Embeddings(req), ctx)
             .await?;
         match routed.value {
             Reply::Embeddings(value) => Ok(Routed {
@@ -342,15 +456,15 @@ impl Router {
 
     async fn walk_within_deadline(
         &self,
-        chain: &[Target],
+        route: &Route,
         op: Op<'_>,
         ctx: &CallContext,
     ) -> Result<Routed<Reply>, RouteError> {
         let limit = self.routing.request_timeout;
-        match tokio::time::timeout(limit, self.walk(chain, op, ctx)).await {
+        match tokio::time::timeout(limit, self.walk(route, op, ctx)).await {
             Ok(result) => result,
             Err(_) => Err(RouteError::Exhausted {
-                entries: chain.len(),
+                entries: route.flat.len(),
                 last: Exhaustion::Failure(Failure::new(
                     FailureClass::Timeout,
                     format!("no answer within the request deadline of {limit:?}"),
@@ -359,15 +473,55 @@ impl Router {
         }
     }
 
+    /// The targets to try, in order: single entries as they are, each group's targets as
+    /// its strategy ranks them (healthy first), with the group and index for its stats.
+    fn plan<'r>(
+        &self,
+        route: &'r Route,
+        prefix: Option<u64>,
+        ctx: &CallContext,
+    ) -> Vec<Planned<'r>> {
+        let mut plan = Vec::with_capacity(route.flat.len());
+        let now = Instant::now();
+        for entry in &route.entries {
+            match entry {
+                Entry::Single(t) => plan.push((t, None)),
+                Entry::Group(g) => {
+                    let healthy: Vec<bool> =
+                        g.targets.iter().map(|t| self.healthy(t, now)).collect();
+                    let prefix = prefix.filter(|_| g.affinity.is_some());
+                    let own: Option<Vec<f64>> = match (&ctx.admission, g.strategy) {
+                        (Some(a), sluice_config::Strategy::Headroom) => Some(
+                            g.targets
+                                .iter()
+                                .map(|t| a.headroom(t).unwrap_or(1.0))
+                                .collect(),
+                        ),
+                        _ => None,
+                    };
+                    for i in g.order(&healthy, prefix, own.as_deref()) {
+                        plan.push((&g.targets[i], Some((g, i))));
+                    }
+                }
+            }
+        }
+        plan
+    }
+
     async fn walk(
         &self,
-        chain: &[Target],
+        route: &Route,
         op: Op<'_>,
         ctx: &CallContext,
     ) -> Result<Routed<Reply>, RouteError> {
         let mut last = Exhaustion::NoKey(None);
         let mut attempts = 0u32;
-        for target in chain {
+        let prefix = match &op {
+            Op::Chat(req) if route.affinity => Some(prefix_hash(req)),
+            _ => None,
+        };
+        for (target, member) in self.plan(route, prefix, ctx) {
+            let stats = member.map(|(g, i)| &g.stats[i]);
             let Some(provider) = self.providers.get(&target.provider) else {
                 continue;
             };
@@ -413,15 +567,39 @@ impl Router {
                 };
                 attempts += 1;
                 let started = Instant::now();
-                let result = call(provider, &op, &target.model, key.secret().expose(), ctx).await;
+                let in_flight = stats.map(|s| s.start());
+                let result = call(
+                    provider,
+                    &op,
+                    &target.model,
+                    key.secret().expose(),
+                    ctx,
+                    stats.map(|s| &**s),
+                )
+                .await;
                 let now = Instant::now();
+                if let Some(s) = stats
+                    && result
+                        .as_ref()
+                        .map_or_else(|f| f.class.counts_against_breaker(), |_| true)
+                {
+                    // A timeout or a 5xx is a slow answer too.
+                    s.record_first_token(now.duration_since(started));
+                }
                 let failure = match result {
                     Ok(value) => {
                         provider.profiles.succeeded(key);
+                        if let Some((g, i)) = member {
+                            g.answered(prefix.filter(|_| g.affinity.is_some()), i);
+                        }
                         let value = match value {
                             Reply::Chat(ChatReply::Stream(inner)) => {
                                 let permit = Some(permit);
-                                Reply::Chat(ChatReply::Stream(Box::pin(Watched { inner, permit })))
+                                Reply::Chat(ChatReply::Stream(Box::pin(Watched {
+                                    inner,
+                                    permit,
+                                    _in_flight: in_flight,
+                                })))
                             }
                             other => {
                                 permit.record(Verdict::Success, now);
@@ -513,7 +691,7 @@ impl Router {
             }
         }
         Err(RouteError::Exhausted {
-            entries: chain.len(),
+            entries: route.flat.len(),
             last,
         })
     }
@@ -525,6 +703,8 @@ impl Router {
 struct Watched {
     inner: ChunkStream,
     permit: Option<Permit>,
+    /// A group member's stream counts as in flight until it ends.
+    _in_flight: Option<InFlight>,
 }
 
 impl futures_util::Stream for Watched {
@@ -558,6 +738,7 @@ async fn call(
     model: &str,
     key: &str,
     ctx: &CallContext,
+    stats: Option<&TargetStats>,
 ) -> Result<Reply, Failure> {
     let cfg = &provider.cfg;
     let meta = || ResponseMeta {
@@ -579,6 +760,7 @@ async fn call(
         cfg,
         client: &provider.http,
         urls: &provider.urls,
+        stats,
     };
     match op {
         Op::Chat(req) => http.chat(req, model, key, meta()).await.map(Reply::Chat),

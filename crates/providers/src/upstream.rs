@@ -25,6 +25,8 @@ pub(crate) struct Http<'a> {
     pub cfg: &'a ProviderConfig,
     pub client: &'a reqwest::Client,
     pub urls: &'a Option<FixedUrls>,
+    /// A group member's stats: answers' `x-ratelimit-remaining-*` headers go there.
+    pub stats: Option<&'a crate::balance::TargetStats>,
 }
 
 /// URLs parsed once for providers whose URL does not name the model (parsing a URL per
@@ -148,6 +150,9 @@ impl Http<'_> {
             Ok(Ok(r)) => r,
         };
         let status = resp.status().as_u16();
+        if let Some(stats) = self.stats {
+            stats.observe_headers(resp.headers());
+        }
         if (200..300).contains(&status) {
             return Ok(resp);
         }

@@ -115,6 +115,20 @@ impl MockProvider {
         self.inner.state.scripts().set_key(api_key, steps);
     }
 
+    /// Headers sent on every answer from now on (OpenAI format only), such as a provider's
+    /// `x-ratelimit-remaining-tokens`; an empty list stops them.
+    pub fn answer_headers(&self, headers: &[(&str, &str)]) {
+        *self
+            .inner
+            .state
+            .answer_headers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = headers
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+    }
+
     /// Chat and embeddings calls received, including ones the mock rejected (missing key,
     /// missing `anthropic-version`, bad JSON). `/health` does not count.
     pub fn calls(&self) -> usize {

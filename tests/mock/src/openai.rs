@@ -520,7 +520,17 @@ fn error(
 }
 
 fn with_request_id(call: &Call, response: Response) -> Response {
-    json::with_header(response, "x-request-id", &format!("req_mock{:06}", call.id))
+    let mut response =
+        json::with_header(response, "x-request-id", &format!("req_mock{:06}", call.id));
+    for (name, value) in &call.answer_headers {
+        if let (Ok(n), Ok(v)) = (
+            axum::http::HeaderName::try_from(name.as_str()),
+            axum::http::HeaderValue::try_from(value.as_str()),
+        ) {
+            response.headers_mut().insert(n, v);
+        }
+    }
+    response
 }
 
 fn completion_id(call: &Call) -> String {

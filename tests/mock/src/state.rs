@@ -37,6 +37,8 @@ pub(crate) struct State {
     scripts: Mutex<Scripts>,
     log: Mutex<Vec<Recorded>>,
     ids: AtomicU64,
+    /// Sent on every answer (OpenAI format), e.g. `x-ratelimit-remaining-tokens`.
+    pub(crate) answer_headers: Mutex<Vec<(String, String)>>,
 }
 
 /// A received call, recorded, with what the answer needs to know about it.
@@ -50,6 +52,7 @@ pub(crate) struct Call {
     /// Unix seconds.
     pub(crate) created: u64,
     pub(crate) prompt: Prompt,
+    pub(crate) answer_headers: Vec<(String, String)>,
 }
 
 /// The parts of a request every format records.
@@ -86,6 +89,7 @@ impl State {
             scripts: Mutex::default(),
             log: Mutex::default(),
             ids: AtomicU64::new(1),
+            answer_headers: Mutex::default(),
         }
     }
 
@@ -127,6 +131,11 @@ impl State {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
         Call {
+            answer_headers: self
+                .answer_headers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
             prompt: tokens::prompt(&body),
             model,
             api_key,

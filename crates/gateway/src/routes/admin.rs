@@ -27,6 +27,7 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
         .route("/admin/keys/{id}", get(show_key).delete(revoke_key))
         .route("/admin/spend", get(spend))
         .route("/admin/spend-breakers", get(spend_breakers))
+        .route("/admin/groups", get(groups))
         .route(
             "/admin/spend-breakers/{key}/reset",
             axum::routing::post(reset_spend_breaker),
@@ -234,6 +235,12 @@ async fn reset_profiles(
     }
     tracing::info!(%provider, "auth profiles reset by an operator");
     Ok(Json(json!({"provider": provider, "reset": true})))
+}
+
+/// Balanced groups: each target's weight, in-flight calls, latency averages, headroom and
+/// breaker state (this instance's view).
+async fn groups(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({"data": state.router.groups()}))
 }
 
 /// Keys stopped by the spend-velocity breaker (this instance's view, refreshed from the
