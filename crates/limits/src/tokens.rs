@@ -39,41 +39,62 @@ pub fn text_tokens(text: &str, model: &str) -> TokenCount {
     }
 }
 
-/// Texts longer than this are not counted whole: tokenizing costs about 90 ns a token,
-/// so a 100k-token prompt would take 9 ms on every request.
-const LONG_TEXT: usize = 32 * 1024;
-/// How much of a long text is counted; the rest is assumed to be like it.
-const SAMPLE: usize = 8 * 1024;
+/// Bytes of a request's text counted exactly: tokenizing costs about 90 ns a token, so
+/// counting a 100k-token prompt whole would take 9 ms on every request. Past this, the
+/// rest is estimated at the tokens per byte measured so far.
+const EXACT_BYTES: usize = 4 * 1024;
 
-/// Tokens of `s`: exact up to [`LONG_TEXT`] bytes; beyond, the tokens per byte of its
-/// first [`SAMPLE`] bytes scaled to its length, plus 10 % (a reservation is settled to the
-/// real usage, so a generous estimate costs little). `false` when estimated.
-fn count_bounded(bpe: &CoreBPE, s: &str) -> (u64, bool) {
-    if s.len() <= LONG_TEXT {
-        return (bpe.encode_ordinary(s).len() as u64, true);
+/// Counts a request's texts: exactly for the first [`EXACT_BYTES`], then by the ratio
+/// measured on them plus 10 % (a reservation is settled to the real usage, so a generous
+/// estimate costs little). Worst case about 1k tokens of tokenizing per request.
+struct Bounded<'a> {
+    bpe: &'a CoreBPE,
+    bytes: usize,
+    tokens: u64,
+    estimated: bool,
+}
+
+impl Bounded<'_> {
+    fn count(&mut self, s: &str) -> u64 {
+        let room = EXACT_BYTES.saturating_sub(self.bytes);
+        let mut end = room.min(s.len());
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        let exact = if end > 0 {
+            let n = self.bpe.encode_ordinary(&s[..end]).len() as u64;
+            self.bytes += end;
+            self.tokens += n;
+            n
+        } else {
+            0
+        };
+        let rest = s.len() - end;
+        if rest == 0 {
+            return exact;
+        }
+        self.estimated = true;
+        let ratio_tokens = u128::from(self.tokens.max(1));
+        let ratio_bytes = self.bytes.max(1) as u128;
+        let scaled = (rest as u128 * ratio_tokens * 11).div_ceil(ratio_bytes * 10);
+        exact + u64::try_from(scaled).unwrap_or(u64::MAX)
     }
-    let mut end = SAMPLE;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    let sample = bpe.encode_ordinary(&s[..end]).len() as u64;
-    let scaled = u128::from(sample) * s.len() as u128 * 11 / (end as u128 * 10);
-    (u64::try_from(scaled).unwrap_or(u64::MAX).max(1), false)
 }
 
 /// Prompt tokens of a chat request, counted the way OpenAI's cookbook does: each message's
 /// role, content and name plus 3 tokens of framing, 3 more priming the reply, and the
 /// tools' JSON (an approximation of how tools are billed).
 /// Images and other non-text parts are not counted (their cost depends on the provider).
-/// Texts over 32 KiB are estimated from a sample (see `count_bounded`).
+/// Past the first 4 KiB of text the count is an estimate (see [`EXACT_BYTES`]).
 pub fn prompt_tokens(req: &ChatRequest, model: &str) -> TokenCount {
     let (bpe, exact) = bpe_for(model);
-    let whole = std::cell::Cell::new(true);
-    let count = |s: &str| {
-        let (n, counted) = count_bounded(bpe, s);
-        whole.set(whole.get() && counted);
-        n
-    };
+    let counter = std::cell::RefCell::new(Bounded {
+        bpe,
+        bytes: 0,
+        tokens: 0,
+        estimated: false,
+    });
+    let count = |s: &str| counter.borrow_mut().count(s);
     let mut tokens = 3;
     for m in &req.messages {
         tokens += 3 + count(role_name(m.role));
@@ -100,9 +121,10 @@ pub fn prompt_tokens(req: &ChatRequest, model: &str) -> TokenCount {
     {
         tokens += count(&json);
     }
+    let estimated = counter.borrow().estimated;
     TokenCount {
         tokens,
-        exact: exact && req.tools.is_none() && whole.get(),
+        exact: exact && req.tools.is_none() && !estimated,
     }
 }
 
@@ -158,6 +180,26 @@ mod tests {
         ]}));
         // + 3 + 1 ("system") + 3 ("Be brief.").
         assert_eq!(prompt_tokens(&two, "gpt-4o").tokens, 16);
+    }
+
+    #[test]
+    fn many_messages_are_estimated_past_the_exact_budget() {
+        let msgs: Vec<serde_json::Value> = (0..40)
+            .map(|i| serde_json::json!({"role": "user", "content": format!("Message {i}: the weather is fine today, thanks for asking. ").repeat(20)}))
+            .collect();
+        let r = req(serde_json::json!({"model": "gpt-4o", "messages": msgs}));
+        let exact: u64 = 3 + r
+            .messages
+            .iter()
+            .map(|m| 3 + 1 + text_tokens(&m.text_content(), "gpt-4o").tokens)
+            .sum::<u64>();
+        let c = prompt_tokens(&r, "gpt-4o");
+        assert!(!c.exact);
+        assert!(
+            c.tokens >= exact && c.tokens <= exact * 12 / 10,
+            "{} for {exact}",
+            c.tokens
+        );
     }
 
     #[test]
