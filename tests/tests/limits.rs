@@ -459,3 +459,20 @@ async fn streams_are_reserved_and_settled_from_their_usage() {
     assert_eq!(refused.code(), "budget_exceeded");
     assert_eq!(spent_by(&gw, "config:a").await, 33 * NANOS_PER_TOKEN);
 }
+
+#[tokio::test]
+async fn a_lease_the_store_cannot_give_is_a_clear_503_and_held_allowances_go_on() {
+    let gw = Gateway::start(&config("budget_tokens_day = 100000", "")).await;
+    // The first request leases a slice (5000 tokens); later ones are served from it.
+    assert_eq!(send(&gw, KEY_A, &ask("m", 10), None).await.status, 200);
+    gw.state.store.close().await;
+    assert_eq!(
+        send(&gw, KEY_A, &ask("m", 10), None).await.status,
+        200,
+        "the allowance already leased needs no store"
+    );
+    // A request larger than what is held needs a lease, and the store is gone.
+    let big = send(&gw, KEY_A, &ask("m", 20_000), None).await;
+    assert_eq!((big.status, big.code()), (503, "limits_unavailable"));
+    assert_eq!(big.headers["retry-after"], "1");
+}
