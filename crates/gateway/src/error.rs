@@ -20,7 +20,7 @@ pub enum ApiError {
     InvalidApiKey,
     #[error("{}", limit_message(.0))]
     LimitReached(Box<Refusal>),
-    #[error("limits cannot be checked: the store is unreachable ({0})")]
+    #[error("limits could not be checked; retry shortly ({0})")]
     LimitsUnavailable(String),
     #[error("this API key is stopped by its spend breaker: {reason}; an operator can reset it")]
     SpendBreakerOpen {
@@ -72,14 +72,14 @@ fn limit_message(r: &Refusal) -> String {
         Period::Month => format!("monthly budget of {amount}"),
         Period::Total => format!("lifetime budget of {amount}"),
     };
+    if r.oversized {
+        return format!("this request alone is larger than the {what} of {kind} `{name}`");
+    }
     match r.retry_after_ms {
         Some(ms) => format!(
             "{kind} `{name}` reached its {what}; retry after {} s",
             ms.div_ceil(1000).max(1)
         ),
-        None if r.period == Period::Minute => {
-            format!("this request alone is larger than the {what} of {kind} `{name}`")
-        }
         None => format!("{kind} `{name}` reached its {what}"),
     }
 }

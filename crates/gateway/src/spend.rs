@@ -129,7 +129,7 @@ impl Spend {
             None => self.unpriced(target),
         }
         let cost = cost.and_then(|c| u64::try_from(c).ok()).unwrap_or(0);
-        let used = tokens.prompt + tokens.completion;
+        let used = tokens.prompt.saturating_add(tokens.completion);
         if let Some(r) = self.reservation.take() {
             r.settle(used, cost);
         }

@@ -121,6 +121,8 @@ pub struct Refusal {
     /// When asking again may succeed: the refill of a rate limit, the end of a budget's
     /// window; `None` for a lifetime budget, or a request larger than the limit itself.
     pub retry_after_ms: Option<u64>,
+    /// The request alone is larger than the whole limit.
+    pub oversized: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,7 +136,7 @@ pub enum ReserveError {
 #[derive(Debug)]
 struct Local {
     name: String,
-    refill_per_min: u64,
+    period: Period,
     ends_ms: Option<i64>,
     state: Mutex<LocalState>,
     /// One lease at a time per bucket: concurrent requests that find the allowance short
@@ -161,7 +163,17 @@ impl Local {
     }
 
     fn give(&self, units: i64) {
-        self.lock().allowance += units;
+        let mut s = self.lock();
+        s.allowance = s.allowance.saturating_add(units);
+    }
+
+    /// Units per minute a rate bucket gets back, from its current (maybe edited) limit.
+    fn refill(&self, s: &LocalState) -> u64 {
+        self.period.refill_per_min(s.capacity)
+    }
+
+    fn expires_ms(&self) -> Option<i64> {
+        self.ends_ms.map(|e| e + 7 * crate::spec::DAY_MS)
     }
 }
 
@@ -218,11 +230,11 @@ impl Reservation {
     pub fn snapshot(&self, now_ms: i64) -> Snapshot {
         let mut snap = Snapshot::default();
         for (local, meter, _) in &self.items {
-            if local.refill_per_min == 0 {
+            if local.period != Period::Minute {
                 continue;
             }
             let s = *local.lock();
-            let (used, _) = decay(s.seen_used, s.seen_ms, local.refill_per_min, now_ms);
+            let (used, _) = decay(s.seen_used, s.seen_ms, local.refill(&s), now_ms);
             // Units held here count as used in the shared bucket but are still ours to
             // spend; a debt is use the shared bucket has not heard of yet.
             let left = (i128::from(s.capacity) - i128::from(used) + i128::from(s.allowance))
@@ -287,7 +299,7 @@ impl<C: Counter> Limiter<C> {
             .or_insert_with(|| {
                 Arc::new(Local {
                     name,
-                    refill_per_min: d.period.refill_per_min(d.capacity),
+                    period: d.period,
                     ends_ms: window.ends_ms,
                     state: Mutex::new(LocalState {
                         capacity: d.capacity,
@@ -321,6 +333,7 @@ impl<C: Counter> Limiter<C> {
                     period: d.period,
                     limit: d.capacity,
                     retry_after_ms: None,
+                    oversized: true,
                 }));
             }
             items.push((self.local(d, &window, now_ms), d, window));
@@ -351,49 +364,65 @@ impl<C: Counter> Limiter<C> {
                 }
             }
         }
+        // Concurrent requests kept taking what was leased for this one: not a limit
+        // reached, so a retryable error rather than a refusal.
         let (_, d, _) = &items[last_short];
-        Err(ReserveError::Refused(Refusal {
-            scope: d.scope.clone(),
-            meter: d.meter,
-            period: d.period,
-            limit: d.capacity,
-            retry_after_ms: Some(1_000),
-        }))
+        Err(ReserveError::Unavailable(CounterError(format!(
+            "the allowance of {} kept running out under concurrent requests",
+            d.scope
+        ))))
     }
 
     async fn lease_for(
         &self,
-        local: &Local,
+        local: &Arc<Local>,
         d: &Demand,
         window: &Window,
         now_ms: i64,
     ) -> Result<(), ReserveError> {
-        let _one = local.leasing.lock().await;
-        let allowance = local.lock().allowance;
-        if allowance >= to_i64(d.amount) {
-            return Ok(()); // another request's lease covered it
-        }
-        let need = u64::try_from(to_i64(d.amount) - allowance).unwrap_or(u64::MAX);
         let slice = self.slice(d.capacity);
-        let answer = self
-            .counter
-            .lease(LeaseAsk {
-                bucket: &local.name,
-                capacity: d.capacity,
-                refill_per_min: local.refill_per_min,
-                need,
-                want: need.max(slice),
-                expires_ms: expires(window),
-                now_ms,
-            })
-            .await?;
-        {
-            let mut s = local.lock();
-            s.allowance += to_i64(answer.granted);
+        let (mine, counter) = (local.clone(), self.counter.clone());
+        let (amount, capacity, expires_ms) = (d.amount, d.capacity, mine.expires_ms());
+        // The lease and its allowance update run as one task: a request that goes away
+        // mid-lease (its client left) must not lose units the store already granted.
+        let task = async move {
+            let _one = mine.leasing.lock().await;
+            let (allowance, refill) = {
+                let s = mine.lock();
+                (s.allowance, mine.refill(&s))
+            };
+            if allowance >= to_i64(amount) {
+                return Ok(None); // another request's lease covered it
+            }
+            let need = u64::try_from(to_i64(amount).saturating_sub(allowance)).unwrap_or(u64::MAX);
+            let answer = counter
+                .lease(LeaseAsk {
+                    bucket: &mine.name,
+                    capacity,
+                    refill_per_min: refill,
+                    need,
+                    want: need.max(slice),
+                    expires_ms,
+                    now_ms,
+                })
+                .await?;
+            let mut s = mine.lock();
+            s.allowance = s.allowance.saturating_add(to_i64(answer.granted));
             s.seen_used = answer.used;
             s.seen_ms = now_ms;
             s.touched_ms = now_ms;
-        }
+            Ok::<_, CounterError>(Some((answer, need)))
+        };
+        let outcome = match tokio::runtime::Handle::try_current() {
+            Ok(rt) => rt
+                .spawn(task)
+                .await
+                .map_err(|e| CounterError(e.to_string()))??,
+            Err(_) => task.await?,
+        };
+        let Some((answer, need)) = outcome else {
+            return Ok(());
+        };
         if answer.granted > 0 {
             return Ok(());
         }
@@ -412,6 +441,7 @@ impl<C: Counter> Limiter<C> {
             period: d.period,
             limit: d.capacity,
             retry_after_ms,
+            oversized: false,
         }))
     }
 
@@ -427,7 +457,8 @@ impl<C: Counter> Limiter<C> {
         use std::sync::atomic::Ordering;
         let slice = self.slice(d.capacity);
         let s = *local.lock();
-        let (seen, _) = decay(s.seen_used, s.seen_ms, local.refill_per_min, now_ms);
+        let refill = local.refill(&s);
+        let (seen, _) = decay(s.seen_used, s.seen_ms, refill, now_ms);
         if s.allowance >= to_i64(slice / 2) || seen.saturating_add(slice) > d.capacity {
             return;
         }
@@ -439,14 +470,15 @@ impl<C: Counter> Limiter<C> {
         }
         let local = local.clone();
         let counter = self.counter.clone();
-        let (capacity, expires_ms) = (d.capacity, expires(window));
+        let _ = window;
+        let (capacity, expires_ms) = (d.capacity, local.expires_ms());
         runtime.spawn(async move {
             {
                 let _one = local.leasing.lock().await;
                 let ask = LeaseAsk {
                     bucket: &local.name,
                     capacity,
-                    refill_per_min: local.refill_per_min,
+                    refill_per_min: refill,
                     need: slice,
                     want: slice,
                     expires_ms,
@@ -454,7 +486,7 @@ impl<C: Counter> Limiter<C> {
                 };
                 if let Ok(answer) = counter.lease(ask).await {
                     let mut s = local.lock();
-                    s.allowance += to_i64(answer.granted);
+                    s.allowance = s.allowance.saturating_add(to_i64(answer.granted));
                     s.seen_used = answer.used;
                     s.seen_ms = now_ms;
                 }
@@ -473,23 +505,28 @@ impl<C: Counter> Limiter<C> {
             let Ok(_one) = local.leasing.try_lock() else {
                 continue; // a lease is in flight; next time
             };
-            let (allowance, idle) = {
-                let s = local.lock();
-                (s.allowance, now_ms - s.touched_ms >= idle_ms)
+            // A debt is always recorded; an idle allowance is given back. Read and cleared
+            // under one lock, so a reservation cannot take units already handed back.
+            let (delta, idle, refill) = {
+                let mut s = local.lock();
+                let idle = now_ms - s.touched_ms >= idle_ms;
+                let delta = if s.allowance < 0 || idle {
+                    s.allowance.saturating_neg()
+                } else {
+                    0
+                };
+                s.allowance = s.allowance.saturating_add(delta);
+                (delta, idle, local.refill(&s))
             };
-            // A debt is always recorded; an idle allowance is given back.
-            let delta = if allowance < 0 || idle { -allowance } else { 0 };
-            if delta != 0 {
-                local.give(delta);
-                if let Err(e) = self
+            if delta != 0
+                && let Err(e) = self
                     .counter
-                    .adjust(&local.name, local.refill_per_min, delta, None, now_ms)
+                    .adjust(&local.name, refill, delta, local.expires_ms(), now_ms)
                     .await
-                {
-                    local.give(-delta);
-                    first_error.get_or_insert(e);
-                    continue;
-                }
+            {
+                local.give(-delta);
+                first_error.get_or_insert(e);
+                continue;
             }
             let forget = {
                 let s = local.lock();
@@ -498,8 +535,11 @@ impl<C: Counter> Limiter<C> {
                     && now_ms - s.touched_ms >= idle_ms.max(60_000)
             };
             if forget {
-                self.buckets
-                    .remove_if(&local.name, |_, l| Arc::ptr_eq(l, &local));
+                // Only when nothing else holds it (a reservation in flight, a request about
+                // to lease): the map's reference and ours.
+                self.buckets.remove_if(&local.name, |_, l| {
+                    Arc::ptr_eq(l, &local) && Arc::strong_count(&local) == 2
+                });
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -511,7 +551,7 @@ impl<C: Counter> Limiter<C> {
     pub fn headroom(&self, bucket: &str, now_ms: i64) -> Option<f64> {
         let local = self.buckets.get(bucket)?;
         let s = *local.lock();
-        let (used, _) = decay(s.seen_used, s.seen_ms, local.refill_per_min, now_ms);
+        let (used, _) = decay(s.seen_used, s.seen_ms, local.refill(&s), now_ms);
         let left = (i128::from(s.capacity) - i128::from(used) + i128::from(s.allowance))
             .clamp(0, i128::from(s.capacity));
         Some(left as f64 / s.capacity.max(1) as f64)
@@ -525,11 +565,6 @@ impl<C: Counter> Limiter<C> {
     pub fn bucket_count(&self) -> usize {
         self.buckets.len()
     }
-}
-
-/// Shared rows of a calendar window may go a week after it ends.
-fn expires(window: &Window) -> Option<i64> {
-    window.ends_ms.map(|e| e + 7 * crate::spec::DAY_MS)
 }
 
 /// Takes every item's amount from its allowance, or none; `Err(i)`: item `i` is short.
@@ -778,6 +813,32 @@ mod tests {
             lim.reserve(&d, 0).await.is_ok(),
             "16 cold buckets, one request"
         );
+    }
+
+    #[tokio::test]
+    async fn an_edited_rate_limit_refills_at_its_new_rate() {
+        let counter = Arc::new(MemoryCounter::default());
+        let lim = Limiter::new(counter.clone(), 1_000);
+        let mut held = Vec::new();
+        held.push(
+            lim.reserve(
+                &[demand("key:k", Meter::Requests, Period::Minute, 1000, 1)],
+                0,
+            )
+            .await
+            .unwrap(),
+        );
+        // Lowered to 10 a minute: 10 in use, and one back every 6 s, not every 60 ms.
+        let d = [demand("key:k", Meter::Requests, Period::Minute, 10, 1)];
+        for _ in 0..9 {
+            held.push(lim.reserve(&d, 0).await.unwrap());
+        }
+        lim.sync(0, 0).await.unwrap();
+        assert!(
+            lim.reserve(&d, 3_000).await.is_err(),
+            "nothing back after 3 s"
+        );
+        assert!(lim.reserve(&d, 6_000).await.is_ok(), "one back after 6 s");
     }
 
     #[tokio::test]

@@ -135,6 +135,9 @@ enum Reply {
 
 const MAX_BREAKERS: usize = 10_000;
 
+/// What a failed call counts as in a group target's latency average, at least.
+const FAILURE_SAMPLE: Duration = Duration::from_secs(1);
+
 /// A target to try, and the group (with its index there) when it is a group member.
 type Planned<'r> = (&'r Target, Option<(&'r Arc<Group>, usize)>);
 
@@ -525,7 +528,10 @@ impl Router {
             let Some(provider) = self.providers.get(&target.provider) else {
                 continue;
             };
+            // Only an entry that will be called is charged against its upstream limit (an
+            // open breaker or no usable key skips it below anyway).
             if let Some(admission) = &ctx.admission
+                && self.healthy(target, Instant::now())
                 && let Err(wait) = admission.admit(target).await
             {
                 last = Exhaustion::OwnLimit(wait);
@@ -578,13 +584,17 @@ impl Router {
                 )
                 .await;
                 let now = Instant::now();
-                if let Some(s) = stats
-                    && result
-                        .as_ref()
-                        .map_or_else(|f| f.class.counts_against_breaker(), |_| true)
-                {
-                    // A timeout or a 5xx is a slow answer too.
-                    s.record_first_token(now.duration_since(started));
+                if let Some(s) = stats {
+                    let took = now.duration_since(started);
+                    match &result {
+                        Ok(_) => s.record_first_token(took),
+                        // A timeout or a 5xx is no answer: a sample of at least a second, so
+                        // a target failing fast does not look fast.
+                        Err(f) if f.class.counts_against_breaker() => {
+                            s.record_first_token(took.max(FAILURE_SAMPLE));
+                        }
+                        Err(_) => {}
+                    }
                 }
                 let failure = match result {
                     Ok(value) => {
@@ -614,6 +624,8 @@ impl Router {
                     }
                     Err(f) => f,
                 };
+                // Not in flight while backing off.
+                drop(in_flight);
                 let verdict = if failure.class.counts_against_breaker() {
                     Verdict::Failure
                 } else {
