@@ -180,6 +180,23 @@ async fn headroom_avoids_a_target_whose_answers_report_few_tokens_left() {
 }
 
 #[tokio::test]
+async fn headroom_also_reads_the_gateways_own_upstream_limits() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    let gw = Gateway::start(&config(
+        &mock,
+        r#"[models.g]
+chain = [{ targets = ["a:m1", "a:m2"], strategy = "headroom" }]
+[limits.upstream."a:m1"]
+rpm = 4"#,
+    ))
+    .await;
+    // Neither provider reports headroom. m1's own limit of 4 a minute is a quarter used
+    // after its first call, so m2 (unlimited) is preferred from then on.
+    let served = run(&gw, &ask("g", "hi"), 20, 1).await;
+    assert!(count(&served, "m1") <= 1, "{served:?}");
+}
+
+#[tokio::test]
 async fn a_failure_fails_over_inside_the_group_and_an_open_breaker_gets_nothing() {
     let mock = MockProvider::start(Wire::OpenAi).await;
     mock.script("m1", vec![Step::ServerError(500)]);

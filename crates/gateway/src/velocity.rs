@@ -30,6 +30,9 @@ pub struct SpendBreaker {
     trips: ArcSwap<HashMap<String, Trip>>,
     /// Trips made by this instance, with when, until a refresh has seen them.
     local: Mutex<HashMap<String, Trip>>,
+    /// Resets made here, by key, with when: a trip written to the store just before
+    /// (its write was still on the way) must not bring the breaker back.
+    resets: Mutex<HashMap<String, i64>>,
 }
 
 #[derive(Debug)]
@@ -50,6 +53,7 @@ impl SpendBreaker {
             rates: DashMap::new(),
             trips: ArcSwap::from_pointee(HashMap::new()),
             local: Mutex::default(),
+            resets: Mutex::default(),
         }
     }
 
@@ -161,8 +165,25 @@ impl SpendBreaker {
         now_ms: i64,
     ) -> Result<(), sluice_store::StoreError> {
         let open = store.open_trips(now_ms).await?;
-        let mut next: HashMap<String, Trip> =
-            open.into_iter().map(|t| (t.key_id.clone(), t)).collect();
+        let mut stale = Vec::new();
+        let mut next: HashMap<String, Trip> = HashMap::new();
+        {
+            let mut resets = self.resets.lock().unwrap_or_else(|p| p.into_inner());
+            resets.retain(|_, at| now_ms - *at < LOCAL_GRACE_MS);
+            for t in open {
+                if resets
+                    .get(&t.key_id)
+                    .is_some_and(|at| t.tripped_at_ms <= *at)
+                {
+                    stale.push(t.key_id.clone());
+                } else {
+                    next.insert(t.key_id.clone(), t);
+                }
+            }
+        }
+        for id in stale {
+            store.reset_trip(&id).await?;
+        }
         {
             let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
             local.retain(|id, t| {
@@ -189,6 +210,10 @@ impl SpendBreaker {
         store: &Store,
         key_ref: &str,
     ) -> Result<bool, sluice_store::StoreError> {
+        self.resets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key_ref.to_owned(), crate::auth::now_ms());
         let was = store.reset_trip(key_ref).await?;
         let local = self
             .local

@@ -244,8 +244,13 @@ impl Group {
             }
             Strategy::LeastBusy => good.sort_by_key(|&i| self.stats[i].in_flight()),
             Strategy::Latency => {
-                // Unmeasured targets score 0, so they get measured first.
-                let score = |i: usize| average(&self.stats[i].ttft_us).unwrap_or(0.0);
+                // Time to first token, plus a quarter of the whole call's time (a target
+                // that streams slowly is worse too). Unmeasured targets score 0, so they
+                // get measured first.
+                let score = |i: usize| {
+                    let s = &self.stats[i];
+                    average(&s.ttft_us).unwrap_or(0.0) + average(&s.total_us).unwrap_or(0.0) / 4.0
+                };
                 let best = good.iter().map(|&i| score(i)).fold(f64::INFINITY, f64::min);
                 let band = best * LATENCY_BAND + LATENCY_SLACK_US;
                 // The equally fast keep their rotated order (sharing the traffic); the
