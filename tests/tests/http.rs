@@ -243,6 +243,31 @@ async fn request_ids_are_echoed_or_made() {
         .await
         .unwrap();
     assert_eq!(resp.headers()["x-request-id"], "trace-123");
+    let own = resp.headers()["x-sluice-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(
+        own, "trace-123",
+        "the gateway keys its records by its own id"
+    );
+    // A second request reusing the client's id is still a request of its own: both are in
+    // the ledger.
+    let again = gw
+        .client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("x-request-id", "trace-123")
+        .json(&ask("m", "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        again.headers()["x-sluice-request-id"].to_str().unwrap(),
+        own
+    );
+    gw.state.ledger.flush().await;
+    assert_eq!(gw.state.store.count_spend().await.unwrap(), 2);
     let a = gw.client.get(gw.url("/healthz")).send().await.unwrap();
     let b = gw.client.get(gw.url("/healthz")).send().await.unwrap();
     let (a, b) = (

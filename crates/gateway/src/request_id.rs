@@ -1,28 +1,72 @@
-//! `x-request-id` on every response: the client's own when it sent a sane one, else a
-//! fresh UUIDv7 (time-ordered, so ids sort like the logs).
+//! Request ids. Every request gets a fresh UUIDv7 of the gateway's own (time-ordered, so
+//! ids sort like the logs): it keys the spend ledger's rows and names the request in the
+//! log, and answers carry it as `x-sluice-request-id`. `x-request-id` echoes the client's
+//! own id when it sent a sane one (for its tracing), else carries the gateway's. A client
+//! id is never the ledger's key: two requests that reuse one must not collapse into one
+//! row.
 
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
 use http::HeaderValue;
 
+/// The gateway's own id of a request.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
 pub const HEADER: &str = "x-request-id";
+pub const OWN_HEADER: &str = "x-sluice-request-id";
+
+/// A UUIDv7: the time in milliseconds and 74 random bits. The bits come from a
+/// thread-local generator rather than the OS (a request id needs to be unique, not
+/// secret), which saves a `getrandom` system call per request.
+fn fresh() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let random = fastrand::u128(..).to_le_bytes();
+    let mut bytes = [0u8; 10];
+    bytes.copy_from_slice(&random[..10]);
+    uuid::Builder::from_unix_timestamp_millis(ms, &bytes)
+        .into_uuid()
+        .to_string()
+}
 
 pub async fn assign(mut req: Request, next: Next) -> Response {
-    let id = req
+    let own = fresh();
+    let client = req
         .headers()
         .get(HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|s| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+        .map(str::to_owned);
+    req.extensions_mut().insert(RequestId(own.clone()));
+    let span = tracing::info_span!(
+        "request",
+        request_id = %own,
+        client_request_id = client.as_deref().unwrap_or(""),
+        method = %req.method(),
+        path = %req.uri().path()
+    );
     let mut resp = tracing::Instrument::instrument(next.run(req), span).await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(HEADER, v);
+    let echoed = client.as_deref().unwrap_or(&own);
+    for (name, value) in [(HEADER, echoed), (OWN_HEADER, own.as_str())] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            resp.headers_mut().insert(name, v);
+        }
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_ids_are_uuid_v7_and_differ() {
+        let (a, b) = (fresh(), fresh());
+        assert_ne!(a, b);
+        let u = uuid::Uuid::parse_str(&a).unwrap();
+        assert_eq!(u.get_version_num(), 7);
+    }
 }
