@@ -97,6 +97,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Bearer token of the `/admin` API; `None`: the API is off.
     pub admin_token: Option<Secret>,
+    /// Threads serving requests; `None`: one per CPU.
+    pub worker_threads: Option<usize>,
 }
 
 #[derive(Debug, Clone)]

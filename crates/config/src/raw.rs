@@ -37,6 +37,8 @@ pub struct RawServer {
     pub shutdown_grace_ms: u64,
     /// Bearer token of the `/admin` API; the API is off when unset or empty.
     pub admin_token: Option<String>,
+    /// Threads serving requests: 0 = one per CPU; 1 = a single-threaded runtime.
+    pub worker_threads: u64,
 }
 
 impl Default for RawServer {
@@ -47,6 +49,7 @@ impl Default for RawServer {
             max_body_bytes: 4 * 1024 * 1024,
             shutdown_grace_ms: 30_000,
             admin_token: None,
+            worker_threads: 0,
         }
     }
 }

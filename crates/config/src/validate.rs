@@ -22,6 +22,9 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
         ));
         SocketAddr::from(([127, 0, 0, 1], 8080))
     });
+    if raw.server.worker_threads > 1024 {
+        p.push("server.worker_threads: at most 1024 (0 = one per CPU)".into());
+    }
     if raw.server.max_body_bytes == 0 {
         p.push("server.max_body_bytes: must be greater than 0".into());
     }
@@ -178,6 +181,10 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
             max_body_bytes: usize::try_from(raw.server.max_body_bytes).unwrap_or(usize::MAX),
             shutdown_grace: ms(raw.server.shutdown_grace_ms),
             admin_token: admin_token.map(Secret::new),
+            worker_threads: match raw.server.worker_threads {
+                0 => None,
+                n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            },
         },
         database,
         keys,

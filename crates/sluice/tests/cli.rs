@@ -630,3 +630,32 @@ fn the_cli_lists_and_resets_spend_breakers() {
     let (_, out, _) = run(&["keys", "breakers", "--config", &demo()], &env);
     assert!(out.trim().is_empty(), "{out}");
 }
+
+#[tokio::test]
+async fn serve_runs_on_a_single_threaded_runtime_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("one.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"${SLUICE_LISTEN}\"\nworker_threads = 1\n[[keys]]\nname = \"k\"\nkey = \"sk-one-thread\"\n[providers.mock]\nkind = \"mock\"\n[models.m]\nchain = [\"mock:x\"]\n[database]\nurl = \"${SLUICE_DATABASE_URL}\"\n",
+    )
+    .unwrap();
+    let (child, addr) = serve_config(&config, &[]);
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth("sk-one-thread")
+        .json(&serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || {
+        let mut child = child;
+        child.wait()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(status.success());
+}
