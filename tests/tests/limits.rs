@@ -499,3 +499,31 @@ async fn a_lease_the_store_cannot_give_is_a_clear_503_and_held_allowances_go_on(
     assert_eq!((big.status, big.code()), (503, "limits_unavailable"));
     assert_eq!(big.headers["retry-after"], "1");
 }
+
+#[tokio::test]
+async fn embeddings_are_reserved_and_settled_like_chat() {
+    // "one two three four" is 4 tokens by tokenizer ("\"one two three four\"": 6 with the
+    // quotes) and 4 by the mock's count: a budget of 20 admits 3 or 4, never more.
+    let gw = Gateway::start(&config("budget_tokens_total = 20", "")).await;
+    let body = json!({"model": "m", "input": "one two three four"});
+    let mut answered = 0;
+    let mut refused = None;
+    for _ in 0..10 {
+        let resp = gw
+            .client
+            .post(gw.url("/v1/embeddings"))
+            .bearer_auth(KEY_A)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 200 {
+            answered += 1;
+        } else {
+            refused = Some(resp.json::<Value>().await.unwrap());
+            break;
+        }
+    }
+    assert!((3..=5).contains(&answered), "{answered} answered");
+    assert_eq!(refused.unwrap()["error"]["code"], "budget_exceeded");
+}
