@@ -231,7 +231,7 @@ impl Store {
                 "INSERT INTO spend (request_id, call_seq, key_id, user_id, agent_id, run_id, provider, model, \
                  prompt_tokens, completion_tokens, cached_tokens, cost_nanos, estimated, status, latency_ms, \
                  created_at_ms) VALUES {} ON CONFLICT (request_id, call_seq) DO NOTHING",
-                values_placeholders(chunk.len(), COLUMNS)
+                values_placeholders(self.backend(), chunk.len(), COLUMNS)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for r in chunk {

@@ -182,9 +182,16 @@ impl Store {
     }
 }
 
-/// `($1, $2, …), (…)` for `rows` rows of `cols` values: the one placeholder form both
-/// backends read (sqlx's `QueryBuilder` writes `?` for `Any`, which Postgres refuses).
-pub(crate) fn values_placeholders(rows: usize, cols: usize) -> String {
+/// `($1, $2, …), (…)` for `rows` rows of `cols` values on Postgres; `(?, ?, …), (…)` on
+/// SQLite. SQLite reads `$1` as a *named* parameter, and sqlx looks every bound
+/// parameter's name up, a linear scan of the statement's names each time: for a 10-row
+/// ledger statement (160 parameters) that showed as ~2 % of the gateway's CPU in a profile.
+/// Plain `?` parameters have no names to scan.
+pub(crate) fn values_placeholders(backend: Backend, rows: usize, cols: usize) -> String {
+    if backend == Backend::Sqlite {
+        let row = format!("({})", vec!["?"; cols].join(", "));
+        return vec![row; rows].join(", ");
+    }
     let mut out = String::with_capacity(rows * cols * 5);
     for r in 0..rows {
         if r > 0 {
@@ -201,4 +208,18 @@ pub(crate) fn values_placeholders(rows: usize, cols: usize) -> String {
         out.push(')');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_positional_on_sqlite_and_numbered_on_postgres() {
+        assert_eq!(values_placeholders(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
+        assert_eq!(
+            values_placeholders(Backend::Postgres, 2, 2),
+            "($1, $2), ($3, $4)"
+        );
+    }
 }
