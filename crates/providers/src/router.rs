@@ -356,9 +356,9 @@ impl Router {
         ctx: &CallContext,
     ) -> Result<Routed<ChatReply>, RouteError> {
         let route = self.route(&req.model)?;
-        let routed = self
-            .walk_within_deadline(&route, Op::Chat(req), ctx)
-            .await?;
+        // Boxed once here, the walk's large state is not copied each time the caller's
+        // future moves.
+        let routed = Box::pin(self.walk_within_deadline(&route, Op::Chat(req), ctx)).await?;
         match routed.value {
             Reply::Chat(value) => Ok(Routed {
                 value,
@@ -375,9 +375,7 @@ impl Router {
         ctx: &CallContext,
     ) -> Result<Routed<EmbeddingsReply>, RouteError> {
         let route = self.route(&req.model)?;
-        let routed = self
-            .walk_within_deadline(&route, Op::Embeddings(req), ctx)
-            .await?;
+        let routed = Box::pin(self.walk_within_deadline(&route, Op::Embeddings(req), ctx)).await?;
         match routed.value {
             Reply::Embeddings(value) => Ok(Routed {
                 value: *value,
@@ -574,14 +572,14 @@ impl Router {
                 attempts += 1;
                 let started = Instant::now();
                 let in_flight = stats.map(|s| s.start());
-                let result = call(
+                let result = Box::pin(call(
                     provider,
                     &op,
                     &target.model,
                     key.secret().expose(),
                     ctx,
                     stats.map(|s| &**s),
-                )
+                ))
                 .await;
                 let now = Instant::now();
                 if let Some(s) = stats {
