@@ -404,7 +404,10 @@ fn prices(
     p: &mut Vec<String>,
 ) -> sluice_limits::PriceTable {
     let mut table = match raw.file {
-        None => sluice_limits::PriceTable::shipped(),
+        None => sluice_limits::PriceTable::shipped().unwrap_or_else(|e| {
+            p.push(format!("prices: the shipped table is invalid: {e}"));
+            sluice_limits::PriceTable::default()
+        }),
         Some(file) => {
             let path = dir.join(&file);
             match std::fs::read_to_string(&path)
