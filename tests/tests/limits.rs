@@ -232,7 +232,7 @@ async fn budgets_and_rate_limits_survive_a_restart() {
         "key:config:a/tokens/{}",
         sluice_limits::spec::Period::Day
             .window(sluice_gateway::auth::now_ms())
-            .id
+            .id()
     );
     again.stop().await;
     let store = sluice_store::Store::open(&format!("sqlite://{}/sluice.db", dir.path().display()))

@@ -41,6 +41,8 @@ pub struct Caller {
     /// The key as the ledger, the limits and the spend breaker know it: the stored key's
     /// id, or `config:NAME` for a bootstrap key.
     pub key_ref: Arc<str>,
+    /// `key:` + `key_ref`: the key's limits' scope, named once rather than per request.
+    pub key_scope: Arc<str>,
     pub user_id: Option<String>,
     /// Models the key may ask for; `None`: all.
     pub allowed_models: Option<Arc<[String]>>,
@@ -72,6 +74,7 @@ impl StoredKey {
             key_name: key.name.clone(),
             key_id: Some(key.id.clone()),
             key_ref: Arc::from(key.id.as_str()),
+            key_scope: Arc::from(format!("key:{}", key.id)),
             user_id: key.user_id.clone(),
             allowed_models: key.allowed_models.as_ref().map(|m| Arc::from(m.as_slice())),
             limits: Limits {
@@ -103,6 +106,7 @@ impl KeyRing {
                         key_name: k.name.clone(),
                         key_id: None,
                         key_ref: Arc::from(format!("config:{}", k.name)),
+                        key_scope: Arc::from(format!("key:config:{}", k.name)),
                         user_id: k.user.clone(),
                         allowed_models: None,
                         limits: k.limits,

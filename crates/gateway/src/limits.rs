@@ -6,6 +6,7 @@
 //! leased in slices from the store (`sluice_limits::lease`), so no request waits on the
 //! database but the one that finds a slice used up, and the limits hold across instances.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,9 +15,9 @@ use sluice_config::{LimitsConfig, Target};
 use sluice_limits::Tokens;
 use sluice_limits::lease::{
     Counter, CounterError, Demand, Granted, LeaseAsk, Limiter, Reservation, ReserveError, Snapshot,
-    decay, grant,
+    adjust_row, lease_row,
 };
-use sluice_limits::spec::{Limits, Meter};
+use sluice_limits::spec::{Limits, Meter, Period};
 use sluice_providers::Admission;
 use sluice_store::Store;
 
@@ -31,13 +32,7 @@ impl Counter for StoreCounter {
     async fn lease(&self, ask: LeaseAsk<'_>) -> Result<Granted, CounterError> {
         self.0
             .update_bucket(ask.bucket, ask.expires_ms, ask.now_ms, |used, at| {
-                let (used, at) = decay(used, at, ask.refill_per_min, ask.now_ms);
-                let granted = grant(used, ask.capacity, ask.need, ask.want);
-                let answer = Granted {
-                    granted,
-                    used: used + granted,
-                };
-                ((granted > 0).then_some((used + granted, at)), answer)
+                lease_row(used, at, &ask)
             })
             .await
             .map_err(|e| CounterError(e.to_string()))
@@ -53,8 +48,10 @@ impl Counter for StoreCounter {
     ) -> Result<(), CounterError> {
         self.0
             .update_bucket(bucket, expires_ms, now_ms, |used, at| {
-                let (used, at) = decay(used, at, refill_per_min, now_ms);
-                (Some((used.saturating_add_signed(delta), at)), ())
+                (
+                    Some(adjust_row(used, at, refill_per_min, delta, now_ms)),
+                    (),
+                )
             })
             .await
             .map_err(|e| CounterError(e.to_string()))
@@ -67,6 +64,23 @@ pub struct Gate {
     pub limiter: Limiter<StoreCounter>,
     pub cfg: LimitsConfig,
     prices: sluice_limits::PriceTable,
+    /// The configured scopes with their bucket-name prefixes made once, so that no request
+    /// formats a scope's name.
+    users: HashMap<String, (Arc<str>, Limits)>,
+    agents: HashMap<String, (Arc<str>, Limits)>,
+    models: HashMap<String, (Arc<str>, Limits)>,
+    upstream: HashMap<Target, (Arc<str>, Limits)>,
+}
+
+fn named<K: Clone + Eq + std::hash::Hash + std::fmt::Display>(
+    kind: &str,
+    table: &HashMap<K, Limits>,
+) -> HashMap<K, (Arc<str>, Limits)> {
+    table
+        .iter()
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(name, l)| (name.clone(), (Arc::from(format!("{kind}:{name}")), *l)))
+        .collect()
 }
 
 /// What a request is estimated to use, before it is sent.
@@ -86,28 +100,29 @@ impl Gate {
     pub fn new(cfg: LimitsConfig, store: Store, prices: sluice_limits::PriceTable) -> Self {
         Gate {
             limiter: Limiter::new(Arc::new(StoreCounter(store)), cfg.lease_slices),
+            users: named("user", &cfg.users),
+            agents: named("agent", &cfg.agents),
+            models: named("model", &cfg.models),
+            upstream: named("upstream", &cfg.upstream),
             cfg,
             prices,
         }
     }
 
     /// The scopes a request answers to, with their limits (empty ones left out).
-    fn scopes(&self, caller: &Caller, model: &str, agent: Option<&str>) -> Vec<(String, Limits)> {
+    fn scopes(&self, caller: &Caller, model: &str, agent: Option<&str>) -> Vec<(Arc<str>, Limits)> {
         let mut out = Vec::with_capacity(4);
         if !caller.limits.is_empty() {
-            out.push((format!("key:{}", caller.key_ref), caller.limits));
+            out.push((caller.key_scope.clone(), caller.limits));
         }
         let named = [
-            ("user", caller.user_id.as_deref(), &self.cfg.users),
-            ("agent", agent, &self.cfg.agents),
-            ("model", Some(model), &self.cfg.models),
+            (caller.user_id.as_deref(), &self.users),
+            (agent, &self.agents),
+            (Some(model), &self.models),
         ];
-        for (kind, name, table) in named {
-            if let Some(name) = name
-                && let Some(l) = table.get(name)
-                && !l.is_empty()
-            {
-                out.push((format!("{kind}:{name}"), *l));
+        for (name, table) in named {
+            if let Some(scope) = name.and_then(|n| table.get(n)) {
+                out.push(scope.clone());
             }
         }
         out
@@ -174,8 +189,7 @@ impl Gate {
         chain: &[Target],
         est: impl FnOnce() -> Estimate,
     ) -> Option<Arc<Upstream>> {
-        if self.cfg.upstream.is_empty() || !chain.iter().any(|t| self.cfg.upstream.contains_key(t))
-        {
+        if self.upstream.is_empty() || !chain.iter().any(|t| self.upstream.contains_key(t)) {
             return None;
         }
         Some(Arc::new(Upstream {
@@ -195,7 +209,7 @@ impl Gate {
     }
 }
 
-fn demands(scopes: &[(String, Limits)], tokens: u64, usd: u64) -> Vec<Demand> {
+fn demands(scopes: &[(Arc<str>, Limits)], tokens: u64, usd: u64) -> Vec<Demand> {
     let mut out = Vec::new();
     for (scope, limits) in scopes {
         for (meter, period, capacity) in limits.each() {
@@ -270,16 +284,12 @@ impl Upstream {
 
 impl Admission for Upstream {
     fn headroom(&self, target: &Target) -> Option<f64> {
-        let limits = self.gate.cfg.upstream.get(target)?;
-        let scope = format!("upstream:{target}");
+        let (scope, limits) = self.gate.upstream.get(target)?;
         let now = now_ms();
         limits
             .each()
-            .filter(|(_, period, _)| *period == sluice_limits::spec::Period::Minute)
-            .filter_map(|(meter, period, _)| {
-                let name = sluice_limits::spec::bucket_name(&scope, meter, &period.window(now));
-                self.gate.limiter.headroom(&name, now)
-            })
+            .filter(|(_, period, _)| *period == Period::Minute)
+            .filter_map(|(meter, period, _)| self.gate.limiter.headroom(scope, meter, period, now))
             .reduce(f64::min)
     }
 
@@ -288,13 +298,13 @@ impl Admission for Upstream {
         target: &'a Target,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), Duration>> + Send + 'a>> {
         Box::pin(async move {
-            let Some(limits) = self.gate.cfg.upstream.get(target) else {
+            let Some(scope) = self.gate.upstream.get(target) else {
                 return Ok(());
             };
             let usd = self
                 .gate
                 .cost_bound(std::slice::from_ref(target), self.estimate);
-            let scopes = [(format!("upstream:{target}"), *limits)];
+            let scopes = [scope.clone()];
             let demands = demands(&scopes, self.estimate.tokens(), usd);
             match self.gate.limiter.reserve(&demands, now_ms()).await {
                 Ok(r) => {

@@ -31,7 +31,7 @@ fn demands(scopes: &[(&str, Limits)]) -> Vec<Demand> {
     for (scope, limits) in scopes {
         for (meter, period, capacity) in limits.each() {
             out.push(Demand {
-                scope: (*scope).to_owned(),
+                scope: Arc::from(*scope),
                 meter,
                 period,
                 capacity,

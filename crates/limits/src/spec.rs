@@ -93,22 +93,20 @@ impl Period {
         }
     }
 
-    /// The window containing `now_ms`: its name (part of the bucket's name, so a new
-    /// window is a new, empty bucket) and when it ends.
+    /// The window containing `now_ms`: which one (a new window is a new, empty bucket)
+    /// and when it ends. No allocation: it is computed for every limit of every request.
     pub fn window(self, now_ms: i64) -> Window {
         match self {
-            Period::Minute => Window {
-                id: "min".into(),
-                ends_ms: None,
-            },
-            Period::Total => Window {
-                id: "total".into(),
+            Period::Minute | Period::Total => Window {
+                period: self,
+                key: 0,
                 ends_ms: None,
             },
             Period::Day => {
                 let day = now_ms.div_euclid(DAY_MS);
                 Window {
-                    id: format!("d{day}"),
+                    period: self,
+                    key: day,
                     ends_ms: Some((day + 1) * DAY_MS),
                 }
             }
@@ -116,7 +114,8 @@ impl Period {
                 let (y, m, _) = civil_from_days(now_ms.div_euclid(DAY_MS));
                 let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
                 Window {
-                    id: format!("m{y:04}-{m:02}"),
+                    period: self,
+                    key: y * 12 + i64::from(m) - 1,
                     ends_ms: Some(days_from_civil(ny, nm, 1) * DAY_MS),
                 }
             }
@@ -124,17 +123,35 @@ impl Period {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Window {
-    pub id: String,
+    pub period: Period,
+    /// Which window of the period: the day number, `year * 12 + month - 1`, or 0.
+    pub key: i64,
     /// When the window ends (a budget's refusal says to come back then); `None` for the
     /// rolling minute and the lifetime.
     pub ends_ms: Option<i64>,
 }
 
+impl Window {
+    /// The window's part of a bucket name: `min`, `total`, `d20417`, `m2026-11`.
+    pub fn id(&self) -> String {
+        match self.period {
+            Period::Minute => "min".into(),
+            Period::Total => "total".into(),
+            Period::Day => format!("d{}", self.key),
+            Period::Month => format!(
+                "m{:04}-{:02}",
+                self.key.div_euclid(12),
+                self.key.rem_euclid(12) + 1
+            ),
+        }
+    }
+}
+
 /// The bucket's name, shared by every instance: `scope/meter/window`.
 pub fn bucket_name(scope: &str, meter: Meter, window: &Window) -> String {
-    format!("{scope}/{}/{}", meter.as_str(), window.id)
+    format!("{scope}/{}/{}", meter.as_str(), window.id())
 }
 
 /// (year, month 1-12, day 1-31) of a day number counted from 1970-01-01 (Howard
@@ -174,12 +191,12 @@ mod tests {
         assert_eq!(civil_from_days(last.div_euclid(DAY_MS)), (2026, 11, 30));
         let day = Period::Day.window(last);
         let next_day = Period::Day.window(last + 1);
-        assert_ne!(day.id, next_day.id);
+        assert_ne!(day.id(), next_day.id());
         assert_eq!(day.ends_ms, Some(last + 1));
         let month = Period::Month.window(last);
-        assert_eq!(month.id, "m2026-11");
+        assert_eq!(month.id(), "m2026-11");
         assert_eq!(month.ends_ms, Some(last + 1));
-        assert_eq!(Period::Month.window(last + 1).id, "m2026-12");
+        assert_eq!(Period::Month.window(last + 1).id(), "m2026-12");
         // December rolls into January of the next year.
         let dec = days_from_civil(2026, 12, 15) * DAY_MS;
         assert_eq!(
