@@ -6,16 +6,16 @@ use std::time::Instant;
 
 use sluice_config::Target;
 use sluice_llm::Usage;
-use sluice_providers::CallContext;
+use sluice_providers::{CallContext, Route};
 use std::sync::Arc;
 
 use sluice_limits::Tokens;
 use sluice_store::ledger::SpendRow;
 
-use crate::AppState;
 use crate::auth::{Caller, now_ms};
-use crate::limits::Upstream;
-use sluice_limits::lease::Reservation;
+use crate::limits::{Estimate, Upstream};
+use crate::{ApiError, AppState};
+use sluice_limits::lease::{Reservation, Snapshot};
 
 /// What a request's rows share.
 pub(crate) struct Spend {
@@ -31,7 +31,59 @@ pub(crate) struct Spend {
     pub agent: Option<String>,
 }
 
+/// A request let through its limits: what its answer settles, and what the router needs.
+pub(crate) struct Begun {
+    pub spend: Spend,
+    pub route: Arc<Route>,
+    pub ctx: CallContext,
+    /// Headroom for the `x-ratelimit-*` headers, when a limit applied.
+    pub limits: Option<Snapshot>,
+}
+
 impl Spend {
+    /// Resolves the model once, reserves the request in every limit that applies
+    /// (`estimate` runs only when a token or USD limit does), and sets up its spend rows
+    /// and the router's context (with the chain's upstream limits).
+    pub async fn begin(
+        state: &Arc<AppState>,
+        request_id: &str,
+        caller: Caller,
+        agent: Option<String>,
+        model: &str,
+        started: Instant,
+        estimate: impl Fn() -> Estimate,
+    ) -> Result<Begun, ApiError> {
+        let route = state.router.route(model)?;
+        let chain = route.targets();
+        let admitted = state
+            .gate
+            .reserve(&caller, model, agent.as_deref(), chain, &estimate)
+            .await?;
+        let mut ctx = CallContext::new(request_id.to_owned());
+        let upstream = state
+            .gate
+            .upstream(chain, || admitted.estimate.unwrap_or_else(&estimate));
+        if let Some(u) = &upstream {
+            ctx.admission = Some(u.clone());
+        }
+        let limits = admitted.reservation.is_some().then_some(admitted.snapshot);
+        let spend = Spend {
+            state: state.clone(),
+            request_id: request_id.to_owned(),
+            caller,
+            started,
+            reservation: admitted.reservation,
+            upstream,
+            agent,
+        };
+        Ok(Begun {
+            spend,
+            route,
+            ctx,
+            limits,
+        })
+    }
+
     fn row(&self, seq: usize, target: &Target, status: &str, latency_ms: i64) -> SpendRow {
         SpendRow {
             request_id: self.request_id.clone(),

@@ -26,8 +26,8 @@ use sluice_llm::{ChatResponse, EmbeddingsResponse};
 
 pub use failure::{Action, Failure, FailureClass};
 pub use router::{
-    Admission, BuildError, CallContext, Exhaustion, FailedCall, ProfileEvent, RouteError, Routed,
-    Router,
+    Admission, BuildError, CallContext, Exhaustion, FailedCall, ProfileEvent, Route, RouteError,
+    Routed, Router,
 };
 pub use stream::{ChunkStream, StreamError};
 

@@ -142,9 +142,10 @@ const FAILURE_SAMPLE: Duration = Duration::from_secs(1);
 type Planned<'r> = (&'r Target, Option<(&'r Arc<Group>, usize)>);
 
 /// A model's chain: its entries as written (single targets and balanced groups), and all
-/// its targets flattened in order.
+/// its targets flattened in order. Resolved once per request ([`Router::route`]) and
+/// handed to [`Router::chat`] / [`Router::embeddings`].
 #[derive(Debug)]
-struct Route {
+pub struct Route {
     flat: Arc<[Target]>,
     entries: Vec<Entry>,
     /// Some group keeps prompt prefixes on one target.
@@ -158,6 +159,11 @@ enum Entry {
 }
 
 impl Route {
+    /// Every target of the chain in order, groups flattened (for pricing and limits).
+    pub fn targets(&self) -> &[Target] {
+        &self.flat
+    }
+
     fn single(target: Target) -> Route {
         Route {
             flat: Arc::from([target.clone()]),
@@ -282,11 +288,9 @@ impl Router {
     }
 
     /// The chain for a requested model name.
-    pub fn resolve(&self, model: &str) -> Result<Arc<[Target]>, RouteError> {
-        self.route(model).map(|r| r.flat.clone())
-    }
-
-    fn route(&self, model: &str) -> Result<Arc<Route>, RouteError> {
+    /// The chain a client's model name stands for: an alias, or (when allowed) a
+    /// `provider:model` of a configured provider.
+    pub fn route(&self, model: &str) -> Result<Arc<Route>, RouteError> {
         if let Some(route) = self.aliases.get(model) {
             return Ok(route.clone());
         }
@@ -353,12 +357,12 @@ impl Router {
     pub async fn chat(
         &self,
         req: &ChatRequest,
+        route: &Route,
         ctx: &CallContext,
     ) -> Result<Routed<ChatReply>, RouteError> {
-        let route = self.route(&req.model)?;
         // Boxed once here, the walk's large state is not copied each time the caller's
         // future moves.
-        let routed = Box::pin(self.walk_within_deadline(&route, Op::Chat(req), ctx)).await?;
+        let routed = Box::pin(self.walk_within_deadline(route, Op::Chat(req), ctx)).await?;
         match routed.value {
             Reply::Chat(value) => Ok(Routed {
                 value,
@@ -372,10 +376,10 @@ impl Router {
     pub async fn embeddings(
         &self,
         req: &EmbeddingsRequest,
+        route: &Route,
         ctx: &CallContext,
     ) -> Result<Routed<EmbeddingsReply>, RouteError> {
-        let route = self.route(&req.model)?;
-        let routed = Box::pin(self.walk_within_deadline(&route, Op::Embeddings(req), ctx)).await?;
+        let routed = Box::pin(self.walk_within_deadline(route, Op::Embeddings(req), ctx)).await?;
         match routed.value {
             Reply::Embeddings(value) => Ok(Routed {
                 value: *value,
@@ -476,37 +480,48 @@ impl Router {
 
     /// The targets to try, in order: single entries as they are, each group's targets as
     /// its strategy ranks them (healthy first), with the group and index for its stats.
-    fn plan<'r>(
-        &self,
-        route: &'r Route,
+    /// A group's ranking is made when the walk reaches the group, with its targets'
+    /// health at that moment; a chain of single entries allocates nothing.
+    fn plan<'a>(
+        &'a self,
+        route: &'a Route,
         prefix: Option<u64>,
-        ctx: &CallContext,
-    ) -> Vec<Planned<'r>> {
-        let mut plan = Vec::with_capacity(route.flat.len());
-        let now = Instant::now();
-        for entry in &route.entries {
-            match entry {
-                Entry::Single(t) => plan.push((t, None)),
+        ctx: &'a CallContext,
+    ) -> impl Iterator<Item = Planned<'a>> + Send + 'a {
+        route.entries.iter().flat_map(move |entry| {
+            let (single, group) = match entry {
+                Entry::Single(t) => (Some((t, None)), None),
                 Entry::Group(g) => {
-                    let healthy: Vec<bool> =
-                        g.targets.iter().map(|t| self.healthy(t, now)).collect();
-                    let prefix = prefix.filter(|_| g.affinity.is_some());
-                    let own: Option<Vec<f64>> = match (&ctx.admission, g.strategy) {
-                        (Some(a), sluice_config::Strategy::Headroom) => Some(
-                            g.targets
-                                .iter()
-                                .map(|t| a.headroom(t).unwrap_or(1.0))
-                                .collect(),
+                    let order = self.rank(g, prefix, ctx);
+                    (
+                        None,
+                        Some(
+                            order
+                                .into_iter()
+                                .map(move |i| (&g.targets[i], Some((g, i)))),
                         ),
-                        _ => None,
-                    };
-                    for i in g.order(&healthy, prefix, own.as_deref()) {
-                        plan.push((&g.targets[i], Some((g, i))));
-                    }
+                    )
                 }
-            }
-        }
-        plan
+            };
+            single.into_iter().chain(group.into_iter().flatten())
+        })
+    }
+
+    /// A group's targets in the order to try them now.
+    fn rank(&self, g: &Group, prefix: Option<u64>, ctx: &CallContext) -> Vec<usize> {
+        let now = Instant::now();
+        let healthy: Vec<bool> = g.targets.iter().map(|t| self.healthy(t, now)).collect();
+        let prefix = prefix.filter(|_| g.affinity.is_some());
+        let own: Option<Vec<f64>> = match (&ctx.admission, g.strategy) {
+            (Some(a), sluice_config::Strategy::Headroom) => Some(
+                g.targets
+                    .iter()
+                    .map(|t| a.headroom(t).unwrap_or(1.0))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        g.order(&healthy, prefix, own.as_deref())
     }
 
     async fn walk(

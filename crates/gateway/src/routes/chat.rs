@@ -14,13 +14,13 @@ use std::time::Instant;
 
 use sluice_limits::tokens::{prompt_tokens, text_tokens, tokens_from_bytes};
 use sluice_llm::{ChatRequest, Usage};
-use sluice_providers::{CallContext, ChatReply};
+use sluice_providers::ChatReply;
 
 use crate::auth::Caller;
 use crate::auth::now_ms;
 use crate::limits::{Estimate, apply_snapshot};
 use crate::request_id::RequestId;
-use crate::spend::Spend;
+use crate::spend::{Begun, Spend};
 use crate::{ApiError, AppState, sse};
 
 pub async fn completions(
@@ -58,35 +58,28 @@ pub async fn completions(
         .as_ref()
         .and_then(|o| o.include_usage)
         .unwrap_or(false);
-    let chain = state.router.resolve(&req.model)?;
     let estimate = || Estimate {
         prompt: prompt_tokens(&req, &req.model).tokens,
         output: req
             .max_output_tokens()
             .map_or(state.output_reserve, u64::from),
     };
-    let admitted = state
-        .gate
-        .reserve(&caller, &req.model, agent.as_deref(), &chain, estimate)
-        .await?;
-    let mut ctx = CallContext::new(request_id.clone());
-    let upstream = state
-        .gate
-        .upstream(&chain, || admitted.estimate.unwrap_or_else(estimate));
-    if let Some(u) = &upstream {
-        ctx.admission = Some(u.clone());
-    }
-    let limits = admitted.reservation.is_some().then_some(admitted.snapshot);
-    let spend = Spend {
-        state: state.clone(),
-        request_id: request_id.clone(),
+    let Begun {
+        spend,
+        route,
+        ctx,
+        limits,
+    } = Spend::begin(
+        &state,
+        &request_id,
         caller,
-        started,
-        reservation: admitted.reservation,
-        upstream,
         agent,
-    };
-    let result = state.router.chat(&req, &ctx).await;
+        &req.model,
+        started,
+        estimate,
+    )
+    .await?;
+    let result = state.router.chat(&req, &route, &ctx).await;
     let seq = spend.failed_calls(&ctx);
     let routed = result?;
     let mut resp = match routed.value {

@@ -9,13 +9,12 @@ use axum::response::Response;
 use bytes::Bytes;
 use sluice_limits::tokens::text_tokens;
 use sluice_llm::EmbeddingsRequest;
-use sluice_providers::CallContext;
 
 use super::chat::{json_response, served_by};
 use crate::auth::{Caller, now_ms};
 use crate::limits::{Estimate, apply_snapshot};
 use crate::request_id::RequestId;
-use crate::spend::Spend;
+use crate::spend::{Begun, Spend};
 use crate::{ApiError, AppState};
 
 pub async fn create(
@@ -42,33 +41,26 @@ pub async fn create(
     }
     let agent = super::agent(&headers)?;
     state.spend_breaker.check(&caller.key_ref, now_ms())?;
-    let chain = state.router.resolve(&req.model)?;
     let estimate = || Estimate {
         prompt: text_tokens(&req.input.to_string(), &req.model).tokens,
         output: 0,
     };
-    let admitted = state
-        .gate
-        .reserve(&caller, &req.model, agent.as_deref(), &chain, estimate)
-        .await?;
-    let mut ctx = CallContext::new(request_id.clone());
-    let upstream = state
-        .gate
-        .upstream(&chain, || admitted.estimate.unwrap_or_else(estimate));
-    if let Some(u) = &upstream {
-        ctx.admission = Some(u.clone());
-    }
-    let limits = admitted.reservation.is_some().then_some(admitted.snapshot);
-    let spend = Spend {
-        state: state.clone(),
-        request_id,
+    let Begun {
+        spend,
+        route,
+        ctx,
+        limits,
+    } = Spend::begin(
+        &state,
+        &request_id,
         caller,
-        started,
-        reservation: admitted.reservation,
-        upstream,
         agent,
-    };
-    let result = state.router.embeddings(&req, &ctx).await;
+        &req.model,
+        started,
+        estimate,
+    )
+    .await?;
+    let result = state.router.embeddings(&req, &route, &ctx).await;
     let seq = spend.failed_calls(&ctx);
     let routed = result?;
     spend.answered(
