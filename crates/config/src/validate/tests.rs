@@ -1,0 +1,289 @@
+use crate::{ChainEntry, Config, Strategy};
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "OPENAI_API_KEY" => Some("sk-test-1".into()),
+        "DEV_KEY" => Some("dev-key-123456".into()),
+        _ => None,
+    }
+}
+
+fn parse(text: &str) -> Result<Config, Vec<String>> {
+    Config::parse(text, &env).map_err(|e| e.problems)
+}
+
+#[test]
+fn issue_example_parses_with_presets_and_empty_keys_dropped() {
+    let cfg = parse(
+        r#"
+        [server]
+        listen = "127.0.0.1:8080"
+        [[keys]]
+        name = "dev"
+        key = "${DEV_KEY}"
+        [providers.openai]
+        kind = "openai"
+        api_keys = ["${OPENAI_API_KEY}", "${OPENAI_API_KEY_2:-}"]
+        timeout_ms = 120000
+        [providers.groq]
+        kind = "groq"
+        api_keys = ["g"]
+        [models.smart]
+        chain = ["openai:gpt-4o", "groq:llama-3.3-70b"]
+        "#,
+    )
+    .unwrap();
+    let openai = &cfg.providers["openai"];
+    assert_eq!(
+        openai.api_keys.len(),
+        1,
+        "the empty optional key is dropped"
+    );
+    assert_eq!(openai.base_url, "https://api.openai.com/v1");
+    assert_eq!(
+        cfg.providers["groq"].base_url,
+        "https://api.groq.com/openai/v1"
+    );
+    assert_eq!(cfg.models["smart"].chain[1].model, "llama-3.3-70b");
+    assert_eq!(
+        format!("{:?}", cfg.keys[0].key),
+        "***",
+        "secrets never print"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_with_its_path() {
+    let problems = parse(
+        r#"
+        [server]
+        listen = "nowhere"
+        [providers.az]
+        kind = "azure"
+        api_keys = ["k"]
+        [providers.oa]
+        kind = "openai"
+        [models.smart]
+        chain = ["missing:gpt-4o", "no-colon"]
+        [routing.breaker]
+        failure_threshold = 0
+        "#,
+    )
+    .unwrap_err();
+    let all = problems.join("\n");
+    for needle in [
+        "server.listen",
+        "providers.az.base_url",
+        "providers.az.api_version",
+        "providers.oa.api_keys",
+        "models.smart.chain[0]: provider `missing`",
+        "models.smart.chain[1]",
+        "routing.breaker.failure_threshold",
+    ] {
+        assert!(all.contains(needle), "missing `{needle}` in:\n{all}");
+    }
+}
+
+#[test]
+fn chains_take_balanced_groups_beside_plain_entries() {
+    let cfg = parse(
+        r#"
+        [providers.east]
+        kind = "openai"
+        api_keys = ["k"]
+        [providers.west]
+        kind = "openai"
+        api_keys = ["k"]
+        [models.smart]
+        chain = [
+          { targets = ["east:gpt-4o", "west:gpt-4o"], strategy = "weighted", weights = [1, 3], affinity = "prefix" },
+          "east:gpt-4o-mini",
+        ]
+        [models.plain]
+        chain = ["east:gpt-4o"]
+        "#,
+    )
+    .unwrap();
+    let smart = &cfg.models["smart"];
+    assert_eq!(smart.chain.len(), 3, "flattened for pricing and limits");
+    let ChainEntry::Group(g) = &smart.entries[0] else {
+        panic!("a group")
+    };
+    assert_eq!(g.strategy, Strategy::Weighted);
+    assert_eq!(g.weights, vec![1, 3]);
+    assert_eq!(g.affinity, Some(crate::Affinity::Prefix));
+    assert!(matches!(&smart.entries[1], ChainEntry::Single(t) if t.model == "gpt-4o-mini"));
+    assert_eq!(cfg.models["plain"].entries.len(), 1);
+
+    let problems = parse(
+        r#"
+        [providers.east]
+        kind = "openai"
+        api_keys = ["k"]
+        [models.a]
+        chain = [{ targets = ["east:x"] }]
+        [models.b]
+        chain = [{ targets = ["east:x", "nope:y"], strategy = "latency" }]
+        [models.c]
+        chain = [{ targets = ["east:x", "east:y"], strategy = "weighted", weights = [1] }]
+        [models.d]
+        chain = [{ targets = ["east:x", "east:y"], weights = [1, 2] }]
+        [models.e]
+        chain = [{ targets = ["east:x", "east:x"] }]
+        "#,
+    )
+    .unwrap_err()
+    .join("\n");
+    for needle in [
+        "models.a.chain[0].targets: a group needs at least two",
+        "models.b.chain[0].targets[1]: provider `nope`",
+        "models.c.chain[0].weights: 1 weight(s) for 2",
+        "models.d.chain[0].weights: only the `weighted` strategy",
+        "models.e.chain[0].targets[1]: `east:x` is in the group twice",
+    ] {
+        assert!(
+            problems.contains(needle),
+            "missing `{needle}` in:\n{problems}"
+        );
+    }
+}
+
+#[test]
+fn limits_parse_per_scope_and_their_problems_are_named() {
+    let cfg = parse(
+        r#"
+        [[keys]]
+        name = "ci"
+        key = "sk-ci-0123456789"
+        user = "alice"
+        limits = { rpm = 60, budget_usd_day = 2.5 }
+        [providers.oa]
+        kind = "openai"
+        api_keys = ["k"]
+        [models.smart]
+        chain = ["oa:gpt-4o"]
+        [limits]
+        max_output_tokens = 4096
+        [limits.users.alice]
+        budget_tokens_month = 1000000
+        [limits.models.smart]
+        tpm = 50000
+        [limits.upstream."oa:gpt-4o"]
+        rpm = 500
+        [limits.spend_breaker]
+        max_usd = 20
+        cooldown_ms = 600000
+        "#,
+    )
+    .unwrap();
+    let key = &cfg.keys[0];
+    assert_eq!(key.user.as_deref(), Some("alice"));
+    assert_eq!(key.limits.rpm, Some(60));
+    assert_eq!(key.limits.usd_day_nanos, Some(2_500_000_000));
+    let l = &cfg.limits;
+    assert_eq!(l.max_output_tokens, Some(4096));
+    assert_eq!(l.output_reserve, 1024);
+    assert_eq!(l.users["alice"].tokens_month, Some(1_000_000));
+    assert_eq!(l.models["smart"].tpm, Some(50_000));
+    let t = super::parse_target("oa:gpt-4o").unwrap();
+    assert_eq!(l.upstream[&t].rpm, Some(500));
+    let b = l.spend_breaker.unwrap();
+    assert_eq!(b.max_nanos, Some(20_000_000_000));
+    assert_eq!(b.multiple, None);
+    assert_eq!(b.cooldown, Some(std::time::Duration::from_secs(600)));
+
+    let problems = parse(
+        r#"
+        [[keys]]
+        name = "ci"
+        key = "sk-ci-0123456789"
+        limits = { rpm = 0, budget_usd_day = -1 }
+        [providers.oa]
+        kind = "openai"
+        api_keys = ["k"]
+        [limits]
+        output_reserve = 8192
+        max_output_tokens = 4096
+        [limits.models.nosuch]
+        rpm = 1
+        [limits.upstream."other:gpt-4o"]
+        rpm = 1
+        [limits.spend_breaker]
+        multiple = 0.5
+        "#,
+    )
+    .unwrap_err()
+    .join("\n");
+    for needle in [
+        "keys[0].limits.rpm",
+        "keys[0].limits.budget_usd_day",
+        "limits.output_reserve",
+        "limits.models.nosuch",
+        "limits.upstream.\"other:gpt-4o\": provider `other`",
+        "limits.spend_breaker.multiple",
+    ] {
+        assert!(
+            problems.contains(needle),
+            "missing `{needle}` in:\n{problems}"
+        );
+    }
+}
+
+#[test]
+fn prices_come_from_the_shipped_table_a_file_and_overrides() {
+    let cfg = parse("[prices.models.\"my-model\"]\ninput = 1.0\noutput = 2.0\n").unwrap();
+    let t = sluice_limits::Tokens {
+        prompt: 1_000_000,
+        ..Default::default()
+    };
+    assert_eq!(
+        cfg.prices.cost_nanos("p", "my-model", t),
+        Some(1_000_000_000)
+    );
+    assert!(
+        cfg.prices.cost_nanos("openai", "gpt-4o", t).is_some(),
+        "the shipped table is there too"
+    );
+
+    let problems = parse("[prices.models.x]\ninput = -1.0\noutput = 2.0\n").unwrap_err();
+    assert!(
+        problems[0].starts_with("prices.models") && problems[0].contains("`x`"),
+        "{problems:?}"
+    );
+    let problems = parse("[prices]\nfile = \"/nonexistent/prices.toml\"\n").unwrap_err();
+    assert!(problems[0].starts_with("prices.file"), "{problems:?}");
+
+    let dir = std::env::temp_dir().join(format!("sluice-prices-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("p.toml"),
+        "[models.only]\ninput = 1.0\noutput = 1.0\n",
+    )
+    .unwrap();
+    let cfg = crate::Config::parse_in("[prices]\nfile = \"p.toml\"\n", &env, &dir).unwrap();
+    assert_eq!(
+        cfg.prices.len(),
+        1,
+        "a file replaces the shipped table, relative to the config"
+    );
+}
+
+#[test]
+fn unknown_fields_and_missing_variables_name_their_place() {
+    let problems = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n").unwrap_err();
+    assert!(
+        problems[0].contains("server") && problems[0].contains("lisen"),
+        "{problems:?}"
+    );
+
+    let problems =
+        parse("[providers.a]\nkind = \"openai\"\napi_keys = [\"${NOPE}\"]\n").unwrap_err();
+    assert!(
+        problems[0].starts_with("providers.a.api_keys[0]"),
+        "{problems:?}"
+    );
+    assert!(problems[0].contains("NOPE"), "{problems:?}");
+
+    let problems = parse("[providers.a]\nkind = \"openia\"\n").unwrap_err();
+    assert!(problems[0].contains("providers.a.kind"), "{problems:?}");
+}
