@@ -527,3 +527,73 @@ async fn embeddings_are_reserved_and_settled_like_chat() {
     assert!((3..=5).contains(&answered), "{answered} answered");
     assert_eq!(refused.unwrap()["error"]["code"], "budget_exceeded");
 }
+
+#[tokio::test]
+async fn a_stream_the_client_abandons_settles_its_reservation_to_what_it_used() {
+    let extra = "[providers.slow]\nkind = \"mock\"\nwords = 12\nchunk_delay_ms = 200\n[models.slow]\nchain = [\"slow:model-x\"]\n";
+    let gw = Gateway::start(&config("budget_tokens_total = 1000", extra)).await;
+    let mut body = ask("slow", 10);
+    body["stream"] = json!(true);
+    let resp = gw
+        .client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY_A)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = resp.bytes_stream();
+    futures_util::StreamExt::next(&mut stream)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(stream); // the client goes away mid-answer
+    // The call is recorded, and the budget is charged what the ledger says it used: not
+    // the 18 reserved, nor nothing.
+    assert!(
+        eventually(5, async || {
+            gw.state.ledger.flush().await;
+            gw.state.store.count_spend().await.unwrap() == 1
+        })
+        .await
+    );
+    let line = gw
+        .state
+        .store
+        .spend_report(GroupBy::Key, 0, i64::MAX)
+        .await
+        .unwrap()
+        .remove(0);
+    let used = u64::try_from(line.prompt_tokens + line.completion_tokens).unwrap();
+    assert!(used > 0 && used < 18, "{used}");
+    gw.state.gate.sync(std::time::Duration::ZERO).await;
+    let (in_bucket, _) = gw
+        .state
+        .store
+        .bucket("key:config:a/tokens/total")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(in_bucket, used);
+}
+
+#[tokio::test]
+async fn a_call_that_times_out_gives_its_reservation_back() {
+    use sluice_e2e::{MockProvider, Step, Wire, provider};
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    mock.script("stuck", vec![Step::Hang]);
+    let extra = format!(
+        "{}[models.stuck]\nchain = [\"up:stuck\"]\n",
+        provider("up", &mock, &["sk-up"], "max_retries = 0\ntimeout_ms = 300")
+    );
+    // 18 tokens reserved per request: a budget of 20 holds one at a time.
+    let gw = Gateway::start(&config("budget_tokens_total = 20", &extra)).await;
+    let stuck = send(&gw, KEY_A, &ask("stuck", 10), None).await;
+    assert_eq!((stuck.status, stuck.code()), (504, "upstream_timeout"));
+    let next = send(&gw, KEY_A, &ask("m", 10), None).await;
+    assert_eq!(
+        next.status, 200,
+        "the timed-out call's 18 tokens came back: {}",
+        next.json
+    );
+}
