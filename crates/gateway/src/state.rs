@@ -19,9 +19,6 @@ pub struct AppState {
     pub keys: KeyRing,
     pub profiles: ProfileSync,
     pub store: Store,
-    /// `[limits] max_output_tokens`: the per-request output cap.
-    pub max_output_tokens: Option<u32>,
-    pub output_reserve: u64,
     pub ledger: Ledger,
     pub prices: sluice_limits::PriceTable,
     pub gate: Arc<crate::limits::Gate>,
@@ -77,8 +74,6 @@ impl AppState {
             store,
             ledger,
             prices: cfg.prices.clone(),
-            max_output_tokens: cfg.limits.max_output_tokens,
-            output_reserve: cfg.limits.output_reserve,
             gate,
             spend_breaker,
             unpriced: std::sync::Mutex::default(),

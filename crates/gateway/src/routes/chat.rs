@@ -42,7 +42,7 @@ pub async fn completions(
     }
     let agent = super::agent(&headers)?;
     state.spend_breaker.check(&caller.key_ref, now_ms())?;
-    if let Some(cap) = state.max_output_tokens {
+    if let Some(cap) = state.gate.cfg.max_output_tokens {
         match req.max_output_tokens() {
             Some(asked) if asked > cap => {
                 return Err(ApiError::MaxTokensTooLarge { asked, cap });
@@ -62,7 +62,7 @@ pub async fn completions(
         prompt: prompt_tokens(&req, &req.model).tokens,
         output: req
             .max_output_tokens()
-            .map_or(state.output_reserve, u64::from),
+            .map_or(state.gate.cfg.output_reserve, u64::from),
     };
     let Begun {
         spend,
