@@ -20,6 +20,7 @@ pub struct Trip {
 impl Store {
     /// Records a trip; a key already tripped keeps its first trip.
     pub async fn trip_key(&self, t: &Trip) -> Result<(), StoreError> {
+        let _write = self.write_permit().await?;
         sqlx::query(
             "INSERT INTO key_breakers (key_id, tripped_at_ms, until_ms, reason) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (key_id) DO NOTHING",
@@ -28,16 +29,17 @@ impl Store {
         .bind(t.tripped_at_ms)
         .bind(t.until_ms)
         .bind(&t.reason)
-        .execute(self.pool())
+        .execute(&*self.pool())
         .await?;
         Ok(())
     }
 
     /// Closes a key's breaker; `false` when it was not open.
     pub async fn reset_trip(&self, key_id: &str) -> Result<bool, StoreError> {
+        let _write = self.write_permit().await?;
         let done = sqlx::query("DELETE FROM key_breakers WHERE key_id = $1")
             .bind(key_id)
-            .execute(self.pool())
+            .execute(&*self.pool())
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -46,12 +48,12 @@ impl Store {
     pub async fn open_trips(&self, now_ms: i64) -> Result<Vec<Trip>, StoreError> {
         sqlx::query("DELETE FROM key_breakers WHERE until_ms IS NOT NULL AND until_ms <= $1")
             .bind(now_ms)
-            .execute(self.pool())
+            .execute(&*self.pool())
             .await?;
         let rows = sqlx::query(
             "SELECT key_id, tripped_at_ms, until_ms, reason FROM key_breakers ORDER BY key_id",
         )
-        .fetch_all(self.pool())
+        .fetch_all(&*self.pool())
         .await?;
         rows.iter()
             .map(|r| {

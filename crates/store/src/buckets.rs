@@ -20,12 +20,13 @@ impl Store {
         now_ms: i64,
         f: impl Fn(u64, i64) -> (Option<(u64, i64)>, T),
     ) -> Result<T, StoreError> {
+        let _write = self.write_permit().await?;
         for _ in 0..MAX_ATTEMPTS {
             let row = sqlx::query(
                 "SELECT used, updated_ms, version FROM limit_buckets WHERE bucket = $1",
             )
             .bind(bucket)
-            .fetch_optional(self.pool())
+            .fetch_optional(&*self.pool())
             .await?;
             let Some(row) = row else {
                 let (next, answer) = f(0, now_ms);
@@ -40,7 +41,7 @@ impl Store {
                 .bind(to_i64(used))
                 .bind(updated)
                 .bind(expires_ms)
-                .execute(self.pool())
+                .execute(&*self.pool())
                 .await?;
                 if inserted.rows_affected() == 1 {
                     return Ok(answer);
@@ -62,7 +63,7 @@ impl Store {
             .bind(updated)
             .bind(bucket)
             .bind(version)
-            .execute(self.pool())
+            .execute(&*self.pool())
             .await?;
             if written.rows_affected() == 1 {
                 return Ok(answer);
@@ -75,7 +76,7 @@ impl Store {
     pub async fn bucket(&self, bucket: &str) -> Result<Option<(u64, i64)>, StoreError> {
         let row = sqlx::query("SELECT used, updated_ms FROM limit_buckets WHERE bucket = $1")
             .bind(bucket)
-            .fetch_optional(self.pool())
+            .fetch_optional(&*self.pool())
             .await?;
         row.map(|r| {
             let used: i64 = r.try_get("used")?;
@@ -86,9 +87,10 @@ impl Store {
 
     /// Deletes buckets of calendar windows that ended long enough ago.
     pub async fn delete_expired_buckets(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let _write = self.write_permit().await?;
         let done = sqlx::query("DELETE FROM limit_buckets WHERE expires_ms < $1")
             .bind(now_ms)
-            .execute(self.pool())
+            .execute(&*self.pool())
             .await?;
         Ok(done.rows_affected())
     }

@@ -129,6 +129,7 @@ fn from_row(row: &AnyRow) -> Result<ApiKey, StoreError> {
 impl Store {
     /// Inserts a key as given (id, hash and times made by the caller).
     pub async fn insert_key(&self, k: &ApiKey) -> Result<(), StoreError> {
+        let _write = self.write_permit().await?;
         let models = k
             .allowed_models
             .as_ref()
@@ -154,7 +155,7 @@ impl Store {
             .bind(k.updated_at_ms)
             .bind(k.expires_at_ms)
             .bind(k.revoked_at_ms)
-            .execute(self.pool())
+            .execute(&*self.pool())
             .await?;
         Ok(())
     }
@@ -162,7 +163,7 @@ impl Store {
     pub async fn list_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM api_keys ORDER BY created_at_ms, id");
         let rows = sqlx::query(AssertSqlSafe(sql))
-            .fetch_all(self.pool())
+            .fetch_all(&*self.pool())
             .await?;
         rows.iter().map(from_row).collect()
     }
@@ -171,7 +172,7 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1");
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(self.pool())
+            .fetch_optional(&*self.pool())
             .await?;
         row.as_ref().map(from_row).transpose()
     }
@@ -183,19 +184,20 @@ impl Store {
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(since_ms)
-            .fetch_all(self.pool())
+            .fetch_all(&*self.pool())
             .await?;
         rows.iter().map(from_row).collect()
     }
 
     /// Marks a key revoked. `false` when there is no such key or it was already revoked.
     pub async fn revoke_key(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let _write = self.write_permit().await?;
         let done = sqlx::query(
             "UPDATE api_keys SET revoked_at_ms = $1, updated_at_ms = $1 WHERE id = $2 AND revoked_at_ms IS NULL",
         )
         .bind(now_ms)
         .bind(id)
-        .execute(self.pool())
+        .execute(&*self.pool())
         .await?;
         Ok(done.rows_affected() == 1)
     }

@@ -14,14 +14,19 @@
 
 pub mod breakers;
 pub mod buckets;
+mod file;
 pub mod keys;
 pub mod ledger;
 pub mod profiles;
 pub mod spend;
 
+pub use file::FileCheck;
+
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
@@ -34,6 +39,17 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "the database file {path} is missing, but {marker} says one was created there: it was \
+         deleted or moved. Restore it (keys, budgets and the spend ledger live in it), or \
+         delete {marker} to start with an empty database"
+    )]
+    DatabaseMissing { path: String, marker: String },
+    #[error(
+        "the database file {0} was replaced by another file while the gateway had it open; \
+         writes are refused until a restart opens the new file"
+    )]
+    FileReplaced(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -67,8 +83,19 @@ pub enum Backend {
 /// A handle on the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: AnyPool,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Swapped only when a deleted SQLite file is restored ([`Store::check_file`]).
+    pool: ArcSwap<AnyPool>,
     backend: Backend,
+    /// The SQLite file, when the store is one.
+    file: Option<file::DbFile>,
+    /// Writes hold it shared; restoring a deleted file holds it alone, so no write lands
+    /// in the deleted file after the copy was taken.
+    writes: tokio::sync::RwLock<()>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -76,23 +103,20 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migr
 
 impl Store {
     /// Connects (creating a SQLite file and its directory when missing). Does not migrate.
+    ///
+    /// A SQLite file gets a marker beside it (`<file>.created`); when the marker is there
+    /// and the file is not, the file was deleted or moved, and connecting fails with
+    /// [`StoreError::DatabaseMissing`] instead of creating an empty database in its place.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         install_default_drivers();
-        let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
+        let (backend, url, file) = if let Some(path) = url.strip_prefix("sqlite://") {
             let file = path.split('?').next().unwrap_or_default();
             if file.is_empty() {
                 return Err(StoreError::UnsupportedUrl(url.to_owned()));
             }
-            let dir = Path::new(file)
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty());
-            if file != ":memory:"
-                && let Some(dir) = dir
-            {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-                    path: file.to_owned(),
-                    source,
-                })?;
+            let db_file = (file != ":memory:").then(|| file::DbFile::new(file));
+            if let Some(f) = &db_file {
+                f.check_before_open()?;
             }
             let url = if path.contains("mode=") {
                 url.to_owned()
@@ -101,27 +125,24 @@ impl Store {
             } else {
                 format!("{url}?mode=rwc")
             };
-            (Backend::Sqlite, url)
+            (Backend::Sqlite, url, db_file)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Backend::Postgres, url.to_owned())
+            (Backend::Postgres, url.to_owned(), None)
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
-        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
-        options = match backend {
-            // One writer at a time in SQLite; WAL lets readers go on meanwhile, and the busy
-            // timeout turns lock contention into a short wait instead of an error.
-            Backend::Sqlite => options.max_connections(4).after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
-                        .await?;
-                    Ok(())
-                })
+        let pool = connect_pool(backend, &url).await?;
+        if let Some(f) = &file {
+            f.opened(url);
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                pool: ArcSwap::from_pointee(pool),
+                backend,
+                file,
+                writes: tokio::sync::RwLock::new(()),
             }),
-            Backend::Postgres => options.max_connections(16),
-        };
-        let pool = options.connect(&url).await?;
-        Ok(Store { pool, backend })
+        })
     }
 
     /// Connects and applies pending migrations.
@@ -133,23 +154,25 @@ impl Store {
 
     /// Applies the backend's pending migrations (idempotent).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self.backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        let pool = self.pool();
+        match self.inner.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&*pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&*pool).await?,
         }
         Ok(())
     }
 
     /// One round trip, for `/readyz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&*self.pool()).await?;
         Ok(())
     }
 
     /// Runs one statement without binds: administrative SQL from code, never from input
     /// (tests create and drop their databases with it).
     pub async fn execute_raw(&self, sql: &str) -> Result<(), StoreError> {
-        self.pool
+        let _write = self.write_permit().await?;
+        self.pool()
             .execute(sqlx::AssertSqlSafe(sql.to_owned()))
             .await?;
         Ok(())
@@ -163,23 +186,60 @@ impl Store {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM {table}"
         )))
-        .fetch_one(&self.pool)
+        .fetch_one(&*self.pool())
         .await?;
         Ok(sqlx::Row::try_get(&row, "n")?)
     }
 
     pub fn backend(&self) -> Backend {
-        self.backend
+        self.inner.backend
     }
 
-    pub(crate) fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// The SQLite file, when the store is one.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        self.inner.file.as_ref().map(|f| f.path())
+    }
+
+    pub(crate) fn pool(&self) -> Arc<AnyPool> {
+        self.inner.pool.load_full()
+    }
+
+    /// Held for the length of a write. Refused when the SQLite file was replaced under
+    /// the gateway (a write would land in a file nobody will read again).
+    pub(crate) async fn write_permit(
+        &self,
+    ) -> Result<tokio::sync::RwLockReadGuard<'_, ()>, StoreError> {
+        let permit = self.inner.writes.read().await;
+        if let Some(f) = &self.inner.file
+            && f.is_replaced()
+        {
+            return Err(StoreError::FileReplaced(f.path().display().to_string()));
+        }
+        Ok(permit)
     }
 
     /// Closes the pool, waiting for connections in use.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.pool().close().await;
     }
+}
+
+/// The pool for one backend. SQLite gets one writer at a time; WAL lets readers go on
+/// meanwhile, and the busy timeout turns lock contention into a short wait instead of an
+/// error.
+async fn connect_pool(backend: Backend, url: &str) -> Result<AnyPool, StoreError> {
+    let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+    let options = match backend {
+        Backend::Sqlite => options.max_connections(4).after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+                    .await?;
+                Ok(())
+            })
+        }),
+        Backend::Postgres => options.max_connections(16),
+    };
+    Ok(options.connect(url).await?)
 }
 
 /// `($1, $2, …), (…)` for `rows` rows of `cols` values on Postgres; `(?, ?, …), (…)` on

@@ -21,6 +21,7 @@ pub struct ProfileState {
 impl Store {
     /// Inserts or replaces one profile's state.
     pub async fn upsert_profile(&self, p: &ProfileState) -> Result<(), StoreError> {
+        let _write = self.write_permit().await?;
         sqlx::query(
             "INSERT INTO auth_profiles (provider, profile_id, state, until_ms, failures, reason, updated_at_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -35,7 +36,7 @@ impl Store {
         .bind(p.failures)
         .bind(&p.reason)
         .bind(p.updated_at_ms)
-        .execute(self.pool())
+        .execute(&*self.pool())
         .await?;
         Ok(())
     }
@@ -54,7 +55,7 @@ impl Store {
              FROM auth_profiles WHERE updated_at_ms >= $1 ORDER BY updated_at_ms, provider, profile_id",
         )
         .bind(since_ms)
-        .fetch_all(self.pool())
+        .fetch_all(&*self.pool())
         .await?;
         rows.iter()
             .map(|r| {

@@ -83,7 +83,7 @@ impl Store {
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(from_ms)
             .bind(to_ms)
-            .fetch_all(self.pool())
+            .fetch_all(&*self.pool())
             .await?;
         rows.iter()
             .map(|r| {
@@ -103,7 +103,7 @@ impl Store {
     /// Number of spend rows, for tests and status.
     pub async fn count_spend(&self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM spend")
-            .fetch_one(self.pool())
+            .fetch_one(&*self.pool())
             .await?;
         Ok(row.try_get("n")?)
     }

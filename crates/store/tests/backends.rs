@@ -191,6 +191,7 @@ async fn concurrent_ledger_rows_all_arrive_exactly_once() {
                 batch_size: 64,
                 flush_interval: Duration::from_millis(20),
                 queue_capacity: 10_000,
+                ..LedgerConfig::default()
             },
         );
         let mut tasks = Vec::new();
@@ -210,7 +211,9 @@ async fn concurrent_ledger_rows_all_arrive_exactly_once() {
             .insert_spend(&[row(0, 0, "gpt-4o", 0), row(1, 0, "gpt-4o", 0)])
             .await
             .unwrap();
-        ledger.shutdown().await;
+        ledger
+            .shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
+            .await;
         store.insert_spend(&[row(7, 0, "gpt-4o", 0)]).await.unwrap();
         assert_eq!(store.count_spend().await.unwrap(), 2000);
         assert_eq!(ledger.dropped(), 0);
@@ -227,6 +230,7 @@ async fn shutdown_flushes_what_the_interval_has_not() {
                 batch_size: 100_000,
                 flush_interval: Duration::from_secs(3600),
                 queue_capacity: 1000,
+                ..LedgerConfig::default()
             },
         );
         for i in 0..123 {
@@ -238,7 +242,9 @@ async fn shutdown_flushes_what_the_interval_has_not() {
             0,
             "nothing written before a flush"
         );
-        ledger.shutdown().await;
+        ledger
+            .shutdown(tokio::time::Instant::now() + Duration::from_secs(5))
+            .await;
         assert_eq!(
             store.count_spend().await.unwrap(),
             123,
