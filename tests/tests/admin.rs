@@ -242,7 +242,7 @@ async fn every_provider_call_of_concurrent_requests_is_in_the_ledger_once() {
         t.await.unwrap();
     }
     // A stream's row is queued before its `[DONE]` is sent, so every row is queued by now.
-    gw.state.ledger.flush().await;
+    gw.state.ledger.flush().await.expect("ledger rows written");
     assert_eq!(
         gw.state.store.count_spend().await.unwrap(),
         120,
@@ -394,7 +394,7 @@ async fn ledger_rows_are_priced_from_the_table_and_the_operators_overrides() {
         assert_eq!(r.status, 200);
         usages.push(r.json["usage"].clone());
     }
-    gw.state.ledger.flush().await;
+    gw.state.ledger.flush().await.expect("ledger rows written");
     let (_, report) = admin(
         &gw,
         "GET",
@@ -460,7 +460,7 @@ async fn calls_without_provider_usage_are_counted_by_sluice_and_marked_estimated
     let s = gw.chat_stream(ask("m", "Hello world")).await;
     assert_eq!(s.text(), "one two three four");
     assert!(s.usage().is_none(), "no usage reached the client either");
-    gw.state.ledger.flush().await;
+    gw.state.ledger.flush().await.expect("ledger rows written");
     let (_, report) = admin(
         &gw,
         "GET",
@@ -608,7 +608,7 @@ async fn a_stream_the_client_abandons_is_still_in_the_ledger() {
         .unwrap();
     drop(stream); // the client goes away mid-answer
     let found = sluice_e2e::eventually(5, async || {
-        gw.state.ledger.flush().await;
+        gw.state.ledger.flush().await.expect("ledger rows written");
         let (_, report) = admin(
             &gw,
             "GET",

@@ -266,7 +266,7 @@ async fn request_ids_are_echoed_or_made() {
         again.headers()["x-sluice-request-id"].to_str().unwrap(),
         own
     );
-    gw.state.ledger.flush().await;
+    gw.state.ledger.flush().await.expect("ledger rows written");
     assert_eq!(gw.state.store.count_spend().await.unwrap(), 2);
     let a = gw.client.get(gw.url("/healthz")).send().await.unwrap();
     let b = gw.client.get(gw.url("/healthz")).send().await.unwrap();

@@ -95,7 +95,7 @@ fn ask(model: &str, max_tokens: u32) -> Value {
 }
 
 async fn spent_by(gw: &Gateway, key: &str) -> i64 {
-    gw.state.ledger.flush().await;
+    gw.state.ledger.flush().await.expect("ledger rows written");
     let lines = gw
         .state
         .store
@@ -177,7 +177,7 @@ async fn two_instances_on_one_postgres_hold_one_budget_and_one_rate_limit() {
     let answers = burst(&[&one, &two], KEY_A, &ask("m", 10), 200).await;
     let (ok, _) = tally(&answers, &["budget_exceeded", "rate_limit_exceeded"]);
     assert!((5..=6).contains(&ok), "{ok} answered");
-    one.state.ledger.flush().await;
+    one.state.ledger.flush().await.expect("ledger rows written");
     let spent = spent_by(&two, "config:a").await;
     assert!(spent <= BUDGET_NANOS, "spent {spent} of {BUDGET_NANOS}");
     assert_eq!(spent, ok as i64 * 11 * NANOS_PER_TOKEN);
@@ -289,7 +289,7 @@ budget_tokens_day = 30
     assert_eq!(send(&gw, KEY_A, &ask("m", 10), None).await.status, 200);
     let bad = send(&gw, KEY_A, &ask("m", 10), Some("no spaces")).await;
     assert_eq!((bad.status, bad.code()), (400, "invalid_request"));
-    gw.state.ledger.flush().await;
+    gw.state.ledger.flush().await.expect("ledger rows written");
     let by_agent = gw
         .state
         .store
@@ -552,7 +552,7 @@ async fn a_stream_the_client_abandons_settles_its_reservation_to_what_it_used() 
     // the 18 reserved, nor nothing.
     assert!(
         eventually(5, async || {
-            gw.state.ledger.flush().await;
+            gw.state.ledger.flush().await.expect("ledger rows written");
             gw.state.store.count_spend().await.unwrap() == 1
         })
         .await

@@ -133,8 +133,8 @@ async fn two_instances_on_one_postgres_share_keys_profiles_and_spend() {
     );
 
     // Both instances' calls are in one ledger.
-    one.state.ledger.flush().await;
-    two.state.ledger.flush().await;
+    one.state.ledger.flush().await.expect("ledger rows written");
+    two.state.ledger.flush().await.expect("ledger rows written");
     let report: Value = one
         .client
         .get(one.url("/admin/spend?by=key&since=1h"))

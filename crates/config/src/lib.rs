@@ -99,6 +99,22 @@ pub struct ServerConfig {
     pub admin_token: Option<Secret>,
     /// Threads serving requests; `None`: one per CPU.
     pub worker_threads: Option<usize>,
+    pub conn: ConnLimits,
+}
+
+/// How long a client connection may take over each part of its life, and how many may be
+/// open: the bounds that keep slow or idle clients from holding the gateway's resources.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// From a request's first byte to the end of its headers.
+    pub header_read: Duration,
+    /// A kept-alive connection with no request in progress.
+    pub idle: Duration,
+    /// A whole request body.
+    pub body_read: Duration,
+    /// A client that takes none of the bytes written to it for this long is dropped.
+    pub write: Duration,
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +123,8 @@ pub struct DatabaseConfig {
     pub key_refresh: Duration,
     pub ledger_flush: Duration,
     pub ledger_batch: usize,
+    /// Where spend rows go that the database cannot take; read back at the next start.
+    pub ledger_spill_file: std::path::PathBuf,
 }
 
 /// A bearer token clients present to the gateway.

@@ -39,6 +39,16 @@ pub struct RawServer {
     pub admin_token: Option<String>,
     /// Threads serving requests: 0 = one per CPU; 1 = a single-threaded runtime.
     pub worker_threads: u64,
+    /// From a request's first byte to the end of its headers.
+    pub header_read_timeout_ms: u64,
+    /// A kept-alive connection with no request in progress is closed after this long.
+    pub idle_timeout_ms: u64,
+    /// A whole request body, from the end of its headers.
+    pub body_read_timeout_ms: u64,
+    /// A client that takes none of what the gateway writes for this long is dropped.
+    pub write_timeout_ms: u64,
+    /// Open client connections at most; more are answered 503 and closed.
+    pub max_connections: u64,
 }
 
 impl Default for RawServer {
@@ -50,6 +60,11 @@ impl Default for RawServer {
             shutdown_grace_ms: 30_000,
             admin_token: None,
             worker_threads: 0,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            body_read_timeout_ms: 30_000,
+            write_timeout_ms: 30_000,
+            max_connections: 10_000,
         }
     }
 }
@@ -310,6 +325,9 @@ pub struct RawDatabase {
     /// The spend ledger writes a batch at least this often.
     pub ledger_flush_ms: u64,
     pub ledger_batch: u64,
+    /// Where spend rows go that the database cannot take (empty: beside the SQLite file,
+    /// or `data/ledger-spill.jsonl` for Postgres).
+    pub ledger_spill_file: String,
 }
 
 impl Default for RawDatabase {
@@ -319,6 +337,7 @@ impl Default for RawDatabase {
             key_refresh_ms: 1_000,
             ledger_flush_ms: 500,
             ledger_batch: 500,
+            ledger_spill_file: String::new(),
         }
     }
 }

@@ -43,6 +43,10 @@ pub enum ApiError {
     NotFoundEntity(String),
     #[error("the store failed: {0}")]
     Store(#[from] sluice_store::StoreError),
+    #[error("the gateway is shutting down; retry on another instance or shortly")]
+    ShuttingDown,
+    #[error("the request body did not arrive within {}s", .0.as_secs())]
+    BodyTimeout(Duration),
     #[error("request body is larger than the limit of {0} bytes")]
     BodyTooLarge(usize),
     #[error("could not read the request body: {0}")]
@@ -175,6 +179,16 @@ impl ApiError {
                 "api_error",
                 "store_error",
                 "the gateway's store failed; see its log".into(),
+            ),
+            ApiError::ShuttingDown => Parts {
+                retry_after: Some(Duration::from_secs(1)),
+                ..p(S::SERVICE_UNAVAILABLE, "api_error", "shutting_down", msg)
+            },
+            ApiError::BodyTimeout(_) => p(
+                S::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                "request_body_timeout",
+                msg,
             ),
             ApiError::BodyTooLarge(_) => p(
                 S::PAYLOAD_TOO_LARGE,

@@ -7,6 +7,7 @@
 //! (canonical chunks → `text/event-stream`), [`state`].
 
 pub mod auth;
+mod conn;
 pub mod error;
 pub mod limits;
 pub mod profiles;
@@ -18,6 +19,7 @@ mod sse;
 pub mod state;
 pub mod velocity;
 
+pub use conn::raise_fd_limit;
 pub use error::ApiError;
 pub use server::run;
 pub use sluice_limits::tokens::warm as warm_tokenizers;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
+use tokio::time::{Duration, Instant};
 
 use crate::{ApiError, AppState, auth, request_id, routes};
 
@@ -37,8 +37,18 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests and
-/// streams finish for up to the configured grace period.
+/// At least this long for the store work of a stop (leases back, key state, the
+/// ledger's last rows) when the grace period was used up by requests.
+const MIN_STOP_WORK: Duration = Duration::from_secs(5);
+
+/// Serves until `shutdown` resolves, then stops:
+/// 1. stops accepting, fails `/readyz`, and lets in-flight requests and streams finish
+///    for up to the grace period;
+/// 2. when the grace is over, streams end with an error event and requests still waiting
+///    for their first byte are answered `503 shutting_down`; each records its ledger row;
+/// 3. gives leased limits back, persists key state and writes the ledger's last rows,
+///    within the rest of the grace period (at least [`MIN_STOP_WORK`]); rows the database
+///    does not take by then go to the spill file, and the log says how many.
 pub async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -47,52 +57,52 @@ pub async fn run(
     let grace = state.shutdown_grace;
     let refresher = tokio::spawn(refresh_keys(state.clone()));
     let limits_sync = tokio::spawn(sync_limits(state.clone()));
-    let gate = state.gate.clone();
     let persister = crate::profiles::Persister::spawn(&state);
-    let ledger = state.ledger.clone();
-    let (tx, mut rx) = tokio::sync::watch::channel(false);
-    let draining = state.clone();
-    let cutter = state.clone();
-    // Without TCP_NODELAY, Nagle's algorithm and the client's delayed ACK hold small SSE
-    // chunks back ~40 ms: the chunk spacing of a stream would not survive the proxy.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-    });
-    let serve = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
-        shutdown.await;
-        draining.start_draining();
-        tracing::info!(
-            grace_ms = grace.as_millis() as u64,
-            "shutting down: no new connections; waiting for in-flight requests"
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let serve = crate::conn::serve(listener, app(state.clone()), state.conn_limits, stop_rx);
+    tokio::pin!(serve);
+    tokio::select! {
+        () = &mut serve => {}
+        () = shutdown => {}
+    }
+    let stop_started = Instant::now();
+    state.start_draining();
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: no new connections; waiting for in-flight requests"
+    );
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(grace, &mut serve).await.is_err() {
+        tracing::warn!(
+            "grace period over; ending open streams and answering waiting requests with shutting_down"
         );
-        let _ = tx.send(true);
-    });
-    let deadline = async move {
-        let _ = rx.wait_for(|started| *started).await;
-        tokio::time::sleep(grace).await;
-        // Open streams get an error event rather than a silent cut; give it a moment out.
-        cutter.cut_streams();
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
-    let result = tokio::select! {
-        r = serve => r,
-        () = deadline => {
-            tracing::warn!("grace period over; dropping the requests still running");
-            Ok(())
-        }
-    };
+        state.cut_streams();
+        // The error answers and events are written; then the connections are dropped.
+        let _ = tokio::time::timeout(Duration::from_millis(500), &mut serve).await;
+    }
     refresher.abort();
     limits_sync.abort();
+    let deadline = (stop_started + grace).max(Instant::now() + MIN_STOP_WORK);
     // Allowances this instance holds go back to the shared buckets; debts are recorded.
-    gate.sync(std::time::Duration::ZERO).await;
-    if let Some(p) = persister {
-        p.finish().await;
+    if tokio::time::timeout_at(deadline, state.gate.sync(Duration::ZERO))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "could not give leased limits back before the deadline; they return when their window ends"
+        );
     }
-    // Every spend row of the requests that finished is written before we return.
-    ledger.shutdown().await;
-    result
+    if let Some(p) = persister
+        && tokio::time::timeout_at(deadline, p.finish()).await.is_err()
+    {
+        tracing::warn!("could not persist provider-key state before the deadline");
+    }
+    // Every spend row is written, or spilled to be written at the next start.
+    let report = state.ledger.shutdown(deadline).await;
+    if report.spilled == 0 && report.lost == 0 {
+        tracing::info!(rows = report.written, "spend ledger written");
+    }
+    Ok(())
 }
 
 /// Reloads changed API keys and auth-profile states every `key_refresh`, so a key revoked
@@ -103,6 +113,7 @@ async fn refresh_keys(state: Arc<AppState>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        state.set_file_check(state.store.check_file().await);
         match state.keys.refresh(&state.store).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(changed = n, "API keys reloaded"),

@@ -136,6 +136,19 @@ impl Spend {
         failed.len()
     }
 
+    /// The shutdown grace ended while the request waited for its first byte: rows for the
+    /// calls that failed and for the one in progress (status `shutting_down`, its prompt
+    /// counted by Sluice, since the provider may bill it), then the reservation settles.
+    pub fn cut(self, ctx: &CallContext, prompt: impl FnOnce(&Target) -> u64) {
+        let seq = self.failed_calls(ctx);
+        let Some((target, _)) = ctx.call_in_flight() else {
+            // Between calls (backing off): nothing was asked of a provider; the
+            // reservation goes back when `self` drops.
+            return;
+        };
+        self.answered(seq, &target, None, "shutting_down", || (prompt(&target), 0));
+    }
+
     /// The row of the call that answered. Without usage from the provider, `estimate`
     /// gives (prompt, completion) tokens counted by Sluice, and the row is marked
     /// estimated; either way the row is priced.

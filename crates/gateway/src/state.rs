@@ -28,6 +28,9 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
     pub key_refresh: Duration,
+    pub conn_limits: sluice_config::ConnLimits,
+    /// What the last look at the SQLite file found (`/readyz` fails unless it is fine).
+    file_check: std::sync::Mutex<sluice_store::FileCheck>,
     /// SHA-256 of the admin token; `None`: the admin API is off.
     pub(crate) admin_token: Option<[u8; 32]>,
     draining: AtomicBool,
@@ -64,6 +67,7 @@ impl AppState {
             LedgerConfig {
                 batch_size: cfg.database.ledger_batch,
                 flush_interval: cfg.database.ledger_flush,
+                spill_file: Some(cfg.database.ledger_spill_file.clone()),
                 ..LedgerConfig::default()
             },
         );
@@ -80,6 +84,8 @@ impl AppState {
             max_body_bytes: cfg.server.max_body_bytes,
             shutdown_grace: cfg.server.shutdown_grace,
             key_refresh: cfg.database.key_refresh,
+            conn_limits: cfg.server.conn,
+            file_check: std::sync::Mutex::new(sluice_store::FileCheck::Fine),
             admin_token: cfg
                 .server
                 .admin_token
@@ -99,6 +105,17 @@ impl AppState {
         self.draining.load(Ordering::Acquire)
     }
 
+    pub fn set_file_check(&self, check: sluice_store::FileCheck) {
+        *self.file_check.lock().unwrap_or_else(|p| p.into_inner()) = check;
+    }
+
+    pub fn file_check(&self) -> sluice_store::FileCheck {
+        self.file_check
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Ends every open stream with an error event (the grace period is over).
     pub fn cut_streams(&self) {
         self.cut_streams.send_replace(true);
@@ -106,5 +123,18 @@ impl AppState {
 
     pub(crate) fn stream_cut_signal(&self) -> watch::Receiver<bool> {
         self.cut_streams.subscribe()
+    }
+
+    /// Runs `call` unless the shutdown grace ends first (`None`).
+    pub(crate) async fn until_cut<T>(
+        &self,
+        call: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        let mut cut = self.cut_streams.subscribe();
+        tokio::select! {
+            biased;
+            _ = cut.wait_for(|cut| *cut) => None,
+            r = call => Some(r),
+        }
     }
 }

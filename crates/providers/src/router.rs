@@ -58,6 +58,9 @@ pub struct CallContext {
     pub failed_calls: std::sync::Mutex<Vec<FailedCall>>,
     /// Upstream-model limits; `None`: none apply.
     pub admission: Option<Arc<dyn Admission>>,
+    /// The provider call in progress and when it started, so a caller that gives up on
+    /// the walk (the shutdown grace ended) can still record that call.
+    pub in_flight: std::sync::Mutex<Option<(Target, Instant)>>,
 }
 
 impl CallContext {
@@ -66,7 +69,20 @@ impl CallContext {
             request_id,
             failed_calls: std::sync::Mutex::default(),
             admission: None,
+            in_flight: std::sync::Mutex::default(),
         }
+    }
+
+    /// The provider call in progress, if the walk is in one.
+    pub fn call_in_flight(&self) -> Option<(Target, Instant)> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_in_flight(&self, call: Option<(Target, Instant)>) {
+        *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) = call;
     }
 
     /// The failed calls recorded so far, taken out.
@@ -587,6 +603,7 @@ impl Router {
                 attempts += 1;
                 let started = Instant::now();
                 let in_flight = stats.map(|s| s.start());
+                ctx.set_in_flight(Some((target.clone(), started)));
                 let result = Box::pin(call(
                     provider,
                     &op,
@@ -596,6 +613,7 @@ impl Router {
                     stats.map(|s| &**s),
                 ))
                 .await;
+                ctx.set_in_flight(None);
                 let now = Instant::now();
                 if let Some(s) = stats {
                     let took = now.duration_since(started);

@@ -164,11 +164,35 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
                 .into(),
         );
     }
-    let admin_token = raw.server.admin_token.filter(|t| !t.is_empty());
+    let admin_token = raw.server.admin_token.clone().filter(|t| !t.is_empty());
     if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
         p.push("server.admin_token: must be at least 16 characters".into());
     }
+    let ledger_spill_file = match db.ledger_spill_file.as_str() {
+        "" => match db.url.strip_prefix("sqlite://") {
+            Some(path) if !path.starts_with(":memory:") => {
+                let file = path.split('?').next().unwrap_or_default();
+                std::path::PathBuf::from(format!("{file}.ledger-spill.jsonl"))
+            }
+            _ => std::path::PathBuf::from("data/ledger-spill.jsonl"),
+        },
+        path => std::path::PathBuf::from(path),
+    };
+    let s = &raw.server;
+    for (field, value) in [
+        ("header_read_timeout_ms", s.header_read_timeout_ms),
+        ("idle_timeout_ms", s.idle_timeout_ms),
+        ("body_read_timeout_ms", s.body_read_timeout_ms),
+        ("write_timeout_ms", s.write_timeout_ms),
+        ("max_connections", s.max_connections),
+    ] {
+        if value == 0 {
+            p.push(format!("server.{field}: must be greater than 0"));
+        }
+    }
+    let conn = conn_limits(s);
     let database = DatabaseConfig {
+        ledger_spill_file,
         url: Secret::new(db.url),
         key_refresh: ms(db.key_refresh_ms),
         ledger_flush: ms(db.ledger_flush_ms),
@@ -191,6 +215,7 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
                 0 => None,
                 n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
             },
+            conn,
         },
         database,
         keys,
@@ -200,6 +225,16 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
         prices,
         limits,
     })
+}
+
+fn conn_limits(s: &crate::raw::RawServer) -> crate::ConnLimits {
+    crate::ConnLimits {
+        header_read: ms(s.header_read_timeout_ms),
+        idle: ms(s.idle_timeout_ms),
+        body_read: ms(s.body_read_timeout_ms),
+        write: ms(s.write_timeout_ms),
+        max_connections: usize::try_from(s.max_connections).unwrap_or(usize::MAX),
+    }
 }
 
 /// Parses a chain target at a field path, reporting its problem.

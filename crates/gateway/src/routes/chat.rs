@@ -79,7 +79,10 @@ pub async fn completions(
         estimate,
     )
     .await?;
-    let result = state.router.chat(&req, &route, &ctx).await;
+    let Some(result) = state.until_cut(state.router.chat(&req, &route, &ctx)).await else {
+        spend.cut(&ctx, |target| prompt_tokens(&req, &target.model).tokens);
+        return Err(ApiError::ShuttingDown);
+    };
     let seq = spend.failed_calls(&ctx);
     let routed = result?;
     let mut resp = match routed.value {

@@ -60,7 +60,15 @@ pub async fn create(
         estimate,
     )
     .await?;
-    let result = state.router.embeddings(&req, &route, &ctx).await;
+    let Some(result) = state
+        .until_cut(state.router.embeddings(&req, &route, &ctx))
+        .await
+    else {
+        spend.cut(&ctx, |target| {
+            text_tokens(&req.input.to_string(), &target.model).tokens
+        });
+        return Err(ApiError::ShuttingDown);
+    };
     let seq = spend.failed_calls(&ctx);
     let routed = result?;
     spend.answered(

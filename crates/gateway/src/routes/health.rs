@@ -1,5 +1,7 @@
-//! Probes. `/healthz`: the process answers. `/readyz`: the store answers and the gateway is
-//! not draining.
+//! Probes. `/healthz`: the process answers. `/readyz`: the gateway can do its whole job:
+//! it is not draining, the store answers, the SQLite file is the one it opened, and the
+//! spend ledger keeps up (its last write worked and its backlog is not piling up). A
+//! gateway that answers requests but cannot record what they cost is not ready.
 
 use std::sync::Arc;
 
@@ -8,7 +10,13 @@ use axum::extract::State;
 use http::StatusCode;
 use serde_json::{Value, json};
 
+use sluice_store::FileCheck;
+
 use crate::AppState;
+
+/// Rows waiting for the ledger past which the gateway says it is not ready, even while
+/// writes work: a writer this far behind is not keeping up.
+const LEDGER_BACKLOG_NOT_READY: u64 = 50_000;
 
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
@@ -20,6 +28,25 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Val
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "draining"})),
         );
+    }
+    let ledger = state.ledger.health();
+    if ledger.failing || ledger.backlog > LEDGER_BACKLOG_NOT_READY {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "ledger_behind",
+                "ledger": {"backlog": ledger.backlog, "failing": ledger.failing},
+            })),
+        );
+    }
+    match state.file_check() {
+        FileCheck::Fine | FileCheck::Restored => {}
+        FileCheck::Replaced | FileCheck::Missing(_) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "database_file_lost"})),
+            );
+        }
     }
     let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
     if !matches!(ping, Ok(Ok(()))) {

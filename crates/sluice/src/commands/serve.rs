@@ -26,6 +26,14 @@ pub fn run(cfg: Config) -> anyhow::Result<ExitCode> {
 async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     // The first token count would otherwise wait ~0.7 s for the tokenizers to load.
     tokio::task::spawn_blocking(sluice_gateway::warm_tokenizers);
+    // Every client connection, upstream connection and stream needs a descriptor; the
+    // default soft limit (often 1024) would cap the gateway long before its own limits.
+    if let Some(n) = sluice_gateway::raise_fd_limit() {
+        tracing::debug!(
+            open_file_limit = n,
+            "open-file limit raised to its hard limit"
+        );
+    }
     let store = super::open_store(&cfg).await?;
     let state = Arc::new(AppState::new(&cfg, store.clone()).await?);
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
