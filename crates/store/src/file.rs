@@ -165,6 +165,11 @@ impl Store {
 
     /// Writes the open database to its path and moves the pool onto that file. The caller
     /// holds every write back.
+    ///
+    /// The copy is made beside the path and renamed into place only after the old pool
+    /// has closed: closing checkpoints and removes the old database's `-wal` and `-shm`
+    /// files, which are still at the path's names and must not be read as the new file's.
+    /// Reads in that short gap fail and are retried by their callers.
     async fn restore(&self, file: &crate::file::DbFile) -> Result<(), StoreError> {
         file.check_before_open().or_else(|e| match e {
             // The marker is there by design: the file is what we are putting back.
@@ -172,17 +177,23 @@ impl Store {
             e => Err(e),
         })?;
         let old = self.pool();
-        let target = file.path.display().to_string();
+        let mut copy = file.path.clone().into_os_string();
+        copy.push(".restoring");
+        let copy = std::path::PathBuf::from(copy);
+        let _ = std::fs::remove_file(&copy);
         sqlx::query("VACUUM INTO $1")
-            .bind(&target)
+            .bind(copy.display().to_string())
             .execute(&*old)
             .await?;
+        old.close().await;
+        std::fs::rename(&copy, &file.path).map_err(|source| StoreError::Restore {
+            path: file.path.display().to_string(),
+            source,
+        })?;
         let url = file.url.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let pool = connect_pool(self.inner.backend, &url).await?;
         self.inner.pool.store(std::sync::Arc::new(pool));
         *file.identity.lock().unwrap_or_else(|p| p.into_inner()) = identity(&file.path);
-        // Readers still using the old pool finish on it; it closes when they are done.
-        tokio::spawn(async move { old.close().await });
         Ok(())
     }
 }

@@ -50,6 +50,11 @@ pub enum StoreError {
          writes are refused until a restart opens the new file"
     )]
     FileReplaced(String),
+    #[error("cannot put the database file back at {path}: {source}")]
+    Restore {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
