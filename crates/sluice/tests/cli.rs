@@ -5,43 +5,14 @@
     reason = "a test helper that fails is a failed test"
 )]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::{BIN, config_dir, run, serve, serve_config, sigterm, temp_db};
 use futures_util::StreamExt;
-
-const BIN: &str = env!("CARGO_BIN_EXE_sluice");
-
-/// A SQLite URL in a fresh directory of its own (left for the OS to clean up).
-fn temp_db() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "sluice-cli-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    format!("sqlite://{}/sluice.db", dir.display())
-}
-
-fn config_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config")
-}
-
-fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .envs(envs.iter().copied())
-        .output()
-        .expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn check_config_accepts_the_demo_and_summarises_it() {
@@ -141,48 +112,6 @@ fn help_explains_each_command() {
         out.contains("--config") && out.contains("config/sluice.toml"),
         "{out}"
     );
-}
-
-/// Starts `sluice serve` on the demo config at port 0 and returns it with its address.
-fn serve(extra_env: &[(&str, &str)]) -> (Child, String) {
-    serve_config(&config_dir().join("demo.toml"), extra_env)
-}
-
-/// Starts `sluice serve --config PATH` at port 0 (`SLUICE_LISTEN`) on a fresh SQLite
-/// file unless `extra_env` names another `SLUICE_DATABASE_URL`.
-fn serve_config(config: &Path, extra_env: &[(&str, &str)]) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env("SLUICE_LISTEN", "127.0.0.1:0")
-        .env("SLUICE_DATABASE_URL", temp_db())
-        .envs(extra_env.iter().copied())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && let Some(addr) = line.split("sluice listening on ").nth(1) {
-                let _ = tx.send(addr.trim().to_owned());
-                sent = true;
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the server reports its address");
-    (child, addr)
-}
-
-fn sigterm(child: &Child) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
 }
 
 #[tokio::test]
@@ -483,32 +412,8 @@ async fn stored_keys_work_and_a_revocation_reaches_a_running_gateway() {
 /// budget of a few requests' worth, spread over both, spend no more than the budget.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_gateway_processes_on_one_postgres_hold_one_budget() {
-    let Ok(admin_url) = std::env::var("SLUICE_TEST_DATABASE_URL") else {
-        assert!(
-            std::env::var("SLUICE_TEST_SKIP_POSTGRES").is_ok(),
-            "SLUICE_TEST_DATABASE_URL is not set: run scripts/test"
-        );
+    let Some((db_url, name)) = common::postgres_database("sluice_cli").await else {
         return;
-    };
-    let name = format!("sluice_cli_{}", std::process::id());
-    let admin = sluice_store::Store::connect(&admin_url).await.unwrap();
-    let _ = admin
-        .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await;
-    admin
-        .execute_raw(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let (base, query) = admin_url
-        .split_once('?')
-        .map_or((admin_url.as_str(), None), |(b, q)| (b, Some(q)));
-    let server = &base[..base
-        .rfind('/')
-        .filter(|i| base[..*i].ends_with(|c: char| c != '/'))
-        .unwrap_or(base.len())];
-    let db_url = match query {
-        Some(q) => format!("{server}/{name}?{q}"),
-        None => format!("{server}/{name}"),
     };
 
     // Each call reserves 8 + 10 tokens ($0.018) and uses 1 + 10 ($0.011).
@@ -586,10 +491,7 @@ url = "${SLUICE_DATABASE_URL}"
         "spent {spent} nano-dollars of a $0.10 budget"
     );
     store.close().await;
-    admin
-        .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .unwrap();
+    common::postgres_admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
 }
 
 #[test]

@@ -108,3 +108,40 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 }
+
+impl Store {
+    /// The newest `limit` ledger rows, newest first (for status views and tests).
+    pub async fn recent_spend(&self, limit: i64) -> Result<Vec<crate::ledger::SpendRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT request_id, call_seq, key_id, user_id, agent_id, run_id, provider, model, \
+             prompt_tokens, completion_tokens, cached_tokens, cost_nanos, \
+             CAST(CASE WHEN estimated THEN 1 ELSE 0 END AS BIGINT) AS estimated, status, \
+             latency_ms, created_at_ms FROM spend ORDER BY created_at_ms DESC, request_id, call_seq LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&*self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(crate::ledger::SpendRow {
+                    request_id: r.try_get("request_id")?,
+                    call_seq: r.try_get("call_seq")?,
+                    key_id: r.try_get("key_id")?,
+                    user_id: r.try_get("user_id")?,
+                    agent_id: r.try_get("agent_id")?,
+                    run_id: r.try_get("run_id")?,
+                    provider: r.try_get("provider")?,
+                    model: r.try_get("model")?,
+                    prompt_tokens: r.try_get("prompt_tokens")?,
+                    completion_tokens: r.try_get("completion_tokens")?,
+                    cached_tokens: r.try_get("cached_tokens")?,
+                    cost_nanos: r.try_get("cost_nanos")?,
+                    estimated: r.try_get::<i64, _>("estimated")? != 0,
+                    status: r.try_get("status")?,
+                    latency_ms: r.try_get("latency_ms")?,
+                    created_at_ms: r.try_get("created_at_ms")?,
+                })
+            })
+            .collect()
+    }
+}
