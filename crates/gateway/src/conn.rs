@@ -217,6 +217,9 @@ struct ActivityState {
     idle_since: Instant,
     /// When the bytes of the next request began (the connection's start for the first).
     head_started: Option<Instant>,
+    /// A read left waiting without a deadline while a request was in progress: woken
+    /// when the connection turns idle, so its idle timer starts.
+    reader: Option<std::task::Waker>,
 }
 
 impl Activity {
@@ -228,6 +231,7 @@ impl Activity {
                 upgraded: false,
                 idle_since: now,
                 head_started: Some(now),
+                reader: None,
             }),
         }
     }
@@ -248,6 +252,9 @@ impl Activity {
         if s.active == 0 {
             s.idle_since = Instant::now();
             s.head_started = None;
+            if let Some(reader) = s.reader.take() {
+                reader.wake();
+            }
         }
     }
 
@@ -258,10 +265,17 @@ impl Activity {
         }
     }
 
-    /// When a read that is still waiting gives up; `None`: it may wait.
-    fn read_deadline(&self, limits: &ConnLimits) -> Option<Instant> {
-        let s = self.lock();
-        if s.upgraded || s.active > 0 {
+    /// When a read that is still waiting gives up; `None`: it may wait (and is woken
+    /// when that changes).
+    fn read_deadline(&self, limits: &ConnLimits, cx: &Context<'_>) -> Option<Instant> {
+        let mut s = self.lock();
+        if s.upgraded {
+            return None;
+        }
+        if s.active > 0 {
+            if !s.reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                s.reader = Some(cx.waker().clone());
+            }
             return None;
         }
         Some(match s.head_started {
@@ -355,7 +369,7 @@ impl AsyncRead for TimedIo {
                 Poll::Ready(r)
             }
             Poll::Pending => {
-                let Some(deadline) = this.activity.read_deadline(&this.limits) else {
+                let Some(deadline) = this.activity.read_deadline(&this.limits, cx) else {
                     return Poll::Pending;
                 };
                 if this.read_deadline != Some(deadline) {

@@ -21,7 +21,12 @@ use sluice_store::Store;
 const KEY: &str = "sk-durable-key-1";
 const ADMIN: &str = "admin-token-0123456789";
 
-fn write_config(dir: &Path, extra_server: &str, provider: &str, spill: &Path) -> std::path::PathBuf {
+fn write_config(
+    dir: &Path,
+    extra_server: &str,
+    provider: &str,
+    spill: &Path,
+) -> std::path::PathBuf {
     let path = dir.join("sluice.toml");
     std::fs::write(
         &path,
@@ -110,7 +115,9 @@ impl Tmpfs {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); the full-disk test did not run");
+            eprintln!(
+                "SKIPPED: cannot mount a tmpfs here (needs root); the full-disk test did not run"
+            );
             return None;
         }
         Some(Tmpfs(dir))
@@ -230,7 +237,12 @@ async fn a_stop_with_postgres_down_spills_the_rows_and_the_next_start_writes_the
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(n, 25, "every row, once, after the next start\n{}", log.text());
+    assert_eq!(
+        n,
+        25,
+        "every row, once, after the next start\n{}",
+        log.text()
+    );
     store.close().await;
     sigterm(&child);
     assert!(wait_exit(child, Duration::from_secs(60)).await.success());
@@ -264,10 +276,14 @@ async fn requests_waiting_at_the_end_of_the_grace_get_shutting_down_and_their_ro
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     sigterm(&child);
-    for (what, resp) in [("plain", plain.await.unwrap()), ("stream", streamed.await.unwrap())] {
+    for (what, resp) in [
+        ("plain", plain.await.unwrap()),
+        ("stream", streamed.await.unwrap()),
+    ] {
         assert_eq!(resp.status(), 503, "{what}");
         assert_eq!(
-            resp.headers()["retry-after"], "1",
+            resp.headers()["retry-after"],
+            "1",
             "{what}: another instance can take it"
         );
         let body: Value = resp.json().await.unwrap();
@@ -312,7 +328,8 @@ async fn a_deleted_database_file_is_put_back_while_running_and_refused_at_the_ne
 
     std::fs::remove_file(&db).unwrap();
     assert!(
-        log.wait_for("was deleted while the gateway had it open").await,
+        log.wait_for("was deleted while the gateway had it open")
+            .await,
         "the deletion is noticed and said:\n{}",
         log.text()
     );
@@ -322,7 +339,11 @@ async fn a_deleted_database_file_is_put_back_while_running_and_refused_at_the_ne
     sigterm(&child);
     assert!(wait_exit(child, Duration::from_secs(60)).await.success());
     let store = Store::connect(&url).await.unwrap();
-    assert_eq!(store.count_spend().await.unwrap(), 10, "rows before and after");
+    assert_eq!(
+        store.count_spend().await.unwrap(),
+        10,
+        "rows before and after"
+    );
     let keys = store.list_keys().await.unwrap();
     assert!(keys.iter().any(|k| k.name == "kept"), "the stored key too");
     store.close().await;
@@ -331,7 +352,10 @@ async fn a_deleted_database_file_is_put_back_while_running_and_refused_at_the_ne
     std::fs::remove_file(&db).unwrap();
     let (code, _, err) = common::run(
         &["serve", "--config", config.to_str().unwrap()],
-        &[("SLUICE_DATABASE_URL", &url), ("SLUICE_LISTEN", "127.0.0.1:0")],
+        &[
+            ("SLUICE_DATABASE_URL", &url),
+            ("SLUICE_LISTEN", "127.0.0.1:0"),
+        ],
     );
     assert_ne!(code, 0);
     assert!(err.contains("is missing"), "{err}");

@@ -111,7 +111,10 @@ impl Store {
 
 impl Store {
     /// The newest `limit` ledger rows, newest first (for status views and tests).
-    pub async fn recent_spend(&self, limit: i64) -> Result<Vec<crate::ledger::SpendRow>, StoreError> {
+    pub async fn recent_spend(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<crate::ledger::SpendRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT request_id, call_seq, key_id, user_id, agent_id, run_id, provider, model, \
              prompt_tokens, completion_tokens, cached_tokens, cost_nanos, \

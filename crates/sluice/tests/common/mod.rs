@@ -1,10 +1,7 @@
 //! Helpers for tests of the real `sluice` binary: run a command, start `serve` on port 0
 //! and read its address (and its log), stop it with SIGTERM, make a Postgres database.
 
-#![allow(
-    dead_code,
-    reason = "each test binary uses the helpers it needs"
-)]
+#![allow(dead_code, reason = "each test binary uses the helpers it needs")]
 #![allow(
     clippy::unwrap_used,
     reason = "a test helper that fails is a failed test"
