@@ -456,6 +456,45 @@ async fn a_tripped_key_opens_again_after_the_cool_down() {
     );
 }
 
+/// Found in a weekend replay: after each cool-down the key spent unwatched until the next
+/// key refresh (the expired trip stayed in memory, so nothing tripped again). With a
+/// refresh far away, the key must still be stopped as fast as the first time.
+#[tokio::test]
+async fn after_a_cool_down_the_breaker_watches_from_the_first_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[limits.spend_breaker]\nmax_usd = 0.015\ncooldown_ms = 1000\n[database]\nkey_refresh_ms = 600000\nurl = \"sqlite://{}/s.db\"\n",
+        dir.path().display()
+    );
+    let gw = Gateway::start(&config("rpm = 1000", &extra)).await;
+    let mut first = 0;
+    while send(&gw, KEY_A, &ask("m", 10), None).await.status == 200 {
+        first += 1;
+        assert!(first < 20, "the breaker trips at all");
+    }
+    assert!(
+        eventually(5, async || send(&gw, KEY_A, &ask("m", 10), None)
+            .await
+            .status
+            == 200)
+        .await,
+        "the cool-down passes"
+    );
+    let mut again = 1;
+    loop {
+        let r = send(&gw, KEY_A, &ask("m", 10), None).await;
+        if r.status != 200 {
+            assert_eq!(r.code(), "spend_breaker_open");
+            break;
+        }
+        again += 1;
+        assert!(
+            again <= first,
+            "{again} calls after the cool-down, {first} before the trip"
+        );
+    }
+}
+
 #[tokio::test]
 async fn streams_are_reserved_and_settled_from_their_usage() {
     let gw = Gateway::start(&config("budget_tokens_total = 40", "")).await;

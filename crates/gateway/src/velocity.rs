@@ -79,6 +79,16 @@ impl SpendBreaker {
         if cost_nanos == 0 {
             return None;
         }
+        // A trip whose cool-down has passed no longer holds the key, and the key is
+        // watched again from its first call: the window starts afresh at the end of the
+        // cool-down (what it held was spent before the trip), and the next anomaly trips
+        // again at once, without waiting for a refresh to clear the old trip.
+        let cooled_at = self
+            .trips
+            .load()
+            .get(&**key_ref)
+            .and_then(|t| t.until_ms)
+            .filter(|until| *until <= now_ms);
         let window_ms = i64::try_from(cfg.window.as_millis())
             .unwrap_or(i64::MAX)
             .max(1);
@@ -93,6 +103,13 @@ impl SpendBreaker {
             })
         });
         let mut r = entry.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(until) = cooled_at
+            && r.slot_start < until
+        {
+            r.slots = [0; SLOTS];
+            r.cur = 0;
+            r.slot_start = now_ms;
+        }
         let slot_ms = (window_ms / SLOTS as i64).max(1);
         let steps = (now_ms - r.slot_start).max(0) / slot_ms;
         for _ in 0..steps.min(SLOTS as i64) {
@@ -141,8 +158,13 @@ impl SpendBreaker {
                 .map(|c| now_ms + i64::try_from(c.as_millis()).unwrap_or(i64::MAX)),
             reason,
         };
-        if self.trips.load().contains_key(&trip.key_id) {
-            return None; // already open
+        let open = self
+            .trips
+            .load()
+            .get(&trip.key_id)
+            .is_some_and(|t| t.until_ms.is_none_or(|u| u > now_ms));
+        if open {
+            return None;
         }
         tracing::warn!(key = %trip.key_id, "spend breaker tripped: {}", trip.reason);
         self.local
@@ -196,8 +218,12 @@ impl SpendBreaker {
             }
         }
         let before = self.trips.load();
-        for id in before.keys().filter(|id| !next.contains_key(*id)) {
-            self.rates.remove(id.as_str());
+        for (id, t) in before.iter().filter(|(id, _)| !next.contains_key(*id)) {
+            // Reset (here or elsewhere): the key starts afresh; no call was let through
+            // since. Cooled down: `record` has watched it since, and its window stays.
+            if t.until_ms.is_none_or(|u| u > now_ms) {
+                self.rates.remove(id.as_str());
+            }
             tracing::info!(key = %id, "spend breaker closed");
         }
         self.trips.store(Arc::new(next));
@@ -273,6 +299,30 @@ mod tests {
         assert!(trip.reason.contains("ceiling"), "{}", trip.reason);
         assert!(b.check("k", t0 + 20_000).is_err());
         assert!(b.check("other", t0).is_ok());
+    }
+
+    #[test]
+    fn after_a_cool_down_the_key_is_watched_from_its_first_call() {
+        let mut c = cfg(None, Some(5.0));
+        c.cooldown = Some(Duration::from_secs(30));
+        let b = SpendBreaker::new(Some(c));
+        let k: Arc<str> = Arc::from("k");
+        let trip = (0..6)
+            .find_map(|s| b.record(&k, 1_000_000_000, s * 1_000))
+            .expect("tripped");
+        let until = trip.until_ms.expect("a cool-down");
+        assert!(b.check("k", until - 1).is_err());
+        assert!(
+            b.check("k", until).is_ok(),
+            "open again after the cool-down"
+        );
+        // No refresh has run: the expired trip is still known. Calls are watched anyway,
+        // from a window that starts after the cool-down: five dollars pass, the sixth trips.
+        let again =
+            (0..10).find_map(|s| b.record(&k, 1_000_000_000, until + s * 100).map(|t| (s, t)));
+        let (at, trip) = again.expect("the runaway is stopped again");
+        assert_eq!(at, 5, "the same allowance as before the trip, no more");
+        assert!(b.check("k", trip.tripped_at_ms + 1).is_err());
     }
 
     #[test]
