@@ -183,6 +183,17 @@ async fn bad_admin_input_gets_a_clear_400_and_writes_nothing() {
         (json!({"name": "x", "allowed_models": []}), "allowed_models"),
         (json!({"name": "x", "expires_at_ms": 5}), "expires_at_ms"),
         (json!({"user_id": "x"}), "name"),
+        // Control characters would land raw in the text log (a forged line), break
+        // Postgres (NUL) or display as something else (direction overrides).
+        (json!({"name": "ops\n2026-11-29 ERROR forged"}), "name"),
+        (json!({"name": "nul\u{0}byte"}), "name"),
+        (json!({"name": "\u{202E}lanretxe"}), "name"),
+        (json!({"name": "esc\u{1b}[31m"}), "name"),
+        (json!({"name": "x", "user_id": "ali\tce"}), "user_id"),
+        (
+            json!({"name": "x", "allowed_models": ["m", "bad\u{7}"]}),
+            "allowed_models",
+        ),
     ];
     for (body, field) in cases {
         let (s, b) = admin(&gw, "POST", "/admin/keys", Some(ADMIN), Some(body.clone())).await;
@@ -208,6 +219,19 @@ async fn bad_admin_input_gets_a_clear_400_and_writes_nothing() {
     assert_eq!(s, 400);
     let (s, _) = admin(&gw, "GET", "/admin/spend?bogus=1", Some(ADMIN), None).await;
     assert_eq!(s, 400);
+    let (s, b) = admin(
+        &gw,
+        "DELETE",
+        "/admin/keys/key_%0Aforged",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("id"),
+        "{b}"
+    );
     let (_, list) = admin(&gw, "GET", "/admin/keys", Some(ADMIN), None).await;
     assert_eq!(list["data"], json!([]), "nothing half-written");
 }

@@ -218,10 +218,41 @@ pub struct KeySpec {
     pub limits: KeyLimits,
 }
 
+/// Whether text holds a character that must not reach a log line, a terminal or a
+/// database as it is: control characters (newlines, NUL, escapes) and the Unicode
+/// direction overrides and isolates that make text display as something it is not.
+pub fn has_control_chars(s: &str) -> bool {
+    s.chars().any(|c| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+            )
+    })
+}
+
 impl KeySpec {
     /// Every problem with the spec, each naming its field.
     pub fn problems(&self, now_ms: i64) -> Vec<String> {
         let mut p = Vec::new();
+        let texts = std::iter::once(("name", Some(self.name.as_str())))
+            .chain(std::iter::once(("user_id", self.user_id.as_deref())))
+            .chain(
+                self.allowed_models
+                    .iter()
+                    .flatten()
+                    .map(|m| ("allowed_models", Some(m.as_str()))),
+            );
+        for (field, text) in texts {
+            if text.is_some_and(has_control_chars)
+                && !p.iter().any(|x: &String| x.starts_with(field))
+            {
+                p.push(format!(
+                    "{field}: must not contain control characters (newlines, NUL, escapes, \
+                     text-direction overrides)"
+                ));
+            }
+        }
         if self.name.trim().is_empty() || self.name.len() > 200 {
             p.push("name: must be 1 to 200 characters".to_owned());
         }

@@ -39,6 +39,17 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
         )
 }
 
+/// Refuses a path parameter with control characters (400 naming it): such text is no id,
+/// and it must not reach the log as it is.
+fn plain_text(field: &str, value: &str) -> Result<(), ApiError> {
+    if sluice_store::keys::has_control_chars(value) {
+        return Err(ApiError::InvalidRequest(format!(
+            "{field}: must not contain control characters"
+        )));
+    }
+    Ok(())
+}
+
 /// Middleware: the admin token, compared in constant time.
 pub async fn require_admin(
     State(state): State<Arc<AppState>>,
@@ -87,6 +98,7 @@ async fn show_key(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    plain_text("id", &id)?;
     let key = state
         .store
         .get_key(&id)
@@ -99,6 +111,7 @@ async fn revoke_key(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    plain_text("id", &id)?;
     let Some(key) = state.store.get_key(&id).await? else {
         return Err(ApiError::NotFoundEntity(format!("no key `{id}`")));
     };
@@ -228,6 +241,7 @@ async fn reset_profiles(
     State(state): State<Arc<AppState>>,
     Path(provider): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    plain_text("provider", &provider)?;
     if !state.router.reset_keys(&provider) {
         return Err(ApiError::NotFoundEntity(format!(
             "no provider `{provider}`"
@@ -254,6 +268,7 @@ async fn reset_spend_breaker(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    plain_text("key", &key)?;
     if !state.spend_breaker.reset(&state.store, &key).await? {
         return Err(ApiError::NotFoundEntity(format!(
             "the spend breaker of `{key}` is not open"
