@@ -651,3 +651,26 @@ async fn a_stream_the_client_abandons_is_still_in_the_ledger() {
     let rows = gw.state.store.count_spend().await.unwrap();
     assert_eq!(rows, 1);
 }
+
+/// Found by a hostile client: every new direct model name without a price added an entry
+/// (and a log line) for good. The set is bounded.
+#[tokio::test]
+async fn unpriced_direct_model_names_do_not_grow_state_without_bound() {
+    let gw = Gateway::start(
+        "[server]\nallow_direct_models = true\n[providers.free]\nkind = \"mock\"\nwords = 1\n",
+    )
+    .await;
+    for i in 0..1100 {
+        let (status, body) = chat_with(&gw, sluice_e2e::KEY, &format!("free:model-{i}")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let remembered = gw.state.unpriced_models();
+    assert!(
+        remembered <= 1025,
+        "{remembered} unpriced names kept for 1100 client-chosen models"
+    );
+    assert!(
+        remembered >= 1000,
+        "names are still reported up to the bound"
+    );
+}

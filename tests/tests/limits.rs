@@ -337,6 +337,38 @@ async fn the_output_cap_is_sent_upstream_and_enforced() {
     assert_eq!((over.status, over.code()), (400, "max_tokens_too_large"));
 }
 
+/// Found in review: with a cap set, a request without max_tokens reserved the whole cap
+/// (16,384 tokens with the reference config) instead of `output_reserve`, so a budget
+/// admitted far fewer requests than it could.
+#[tokio::test]
+async fn a_request_without_max_tokens_reserves_output_reserve_not_the_cap() {
+    let gw = Gateway::start(&config(
+        "budget_tokens_total = 100",
+        "[limits]\nmax_output_tokens = 1000\noutput_reserve = 20\n",
+    ))
+    .await;
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+    // Each call reserves about 8 + 20 tokens and uses 1 + 12: several fit in 100.
+    let mut answered = 0;
+    for _ in 0..10 {
+        let r = send(&gw, KEY_A, &body, None).await;
+        if r.status != 200 {
+            assert_eq!(r.code(), "budget_exceeded", "{:?}", r.json);
+            break;
+        }
+        assert_eq!(
+            r.json["usage"]["completion_tokens"], 12,
+            "the cap went upstream, not a reserve-sized limit"
+        );
+        answered += 1;
+    }
+    assert!(
+        answered >= 5,
+        "only {answered} of a 100-token budget's requests were admitted"
+    );
+    assert!(spent_by(&gw, "config:a").await > 0);
+}
+
 #[tokio::test]
 async fn the_spend_breaker_trips_and_an_operator_resets_it() {
     // Each call costs $0.011; more than $0.03 in a minute trips the key.
@@ -537,6 +569,14 @@ async fn a_lease_the_store_cannot_give_is_a_clear_503_and_held_allowances_go_on(
     let big = send(&gw, KEY_A, &ask("m", 20_000), None).await;
     assert_eq!((big.status, big.code()), (503, "limits_unavailable"));
     assert_eq!(big.headers["retry-after"], "1");
+    // The database's own words stay in the log.
+    let text = big.json.to_string().to_lowercase();
+    for internal in ["pool", "database", "sqlite", "sqlx", "closed"] {
+        assert!(
+            !text.contains(internal),
+            "`{internal}` reached the client: {text}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -20,7 +20,8 @@ pub enum ApiError {
     InvalidApiKey,
     #[error("{}", limit_message(.0))]
     LimitReached(Box<Refusal>),
-    #[error("limits could not be checked; retry shortly ({0})")]
+    /// The detail (a database error) goes to the log, never to the client.
+    #[error("limits could not be checked; retry shortly")]
     LimitsUnavailable(String),
     #[error("this API key is stopped by its spend breaker: {reason}; an operator can reset it")]
     SpendBreakerOpen {
@@ -387,8 +388,12 @@ pub fn error_body(message: &str, kind: &str, code: &str) -> serde_json::Value {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let parts = self.parts();
-        if let ApiError::Store(e) = &self {
-            tracing::error!("store: {e}");
+        match &self {
+            ApiError::Store(e) => tracing::error!("store: {e}"),
+            ApiError::LimitsUnavailable(detail) => {
+                tracing::warn!("limits could not be checked: {detail}");
+            }
+            _ => {}
         }
         if parts.status.is_server_error() {
             tracing::warn!(code = parts.code, "{}", parts.message);

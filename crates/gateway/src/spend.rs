@@ -17,6 +17,9 @@ use crate::limits::{Estimate, Upstream};
 use crate::{ApiError, AppState};
 use sluice_limits::lease::{Reservation, Snapshot};
 
+/// Unpriced models named in the log, at most (see [`Spend::unpriced`]).
+pub(crate) const MAX_UNPRICED_NAMED: usize = 1024;
+
 /// What a request's rows share.
 pub(crate) struct Spend {
     pub state: Arc<AppState>,
@@ -107,7 +110,9 @@ impl Spend {
     }
 
     /// A model without a price: its calls cost 0 in the ledger (and are still limited by
-    /// tokens); said once per model in the log.
+    /// tokens); said once per model in the log. Direct model names come from clients, so
+    /// at most [`MAX_UNPRICED_NAMED`] are remembered and named; past that, once, the log
+    /// says that more exist.
     fn unpriced(&self, target: &Target) {
         let key = target.to_string();
         let mut seen = self
@@ -115,13 +120,25 @@ impl Spend {
             .unpriced
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if seen.insert(key) {
-            tracing::warn!(
-                provider = %target.provider,
-                model = %target.model,
-                "no price for this model: its calls are recorded at cost 0; add it under [prices.models]"
-            );
+        if seen.contains(&key) {
+            return;
         }
+        if seen.len() >= MAX_UNPRICED_NAMED {
+            // The empty name marks that the overflow was reported.
+            if seen.insert(String::new()) {
+                tracing::warn!(
+                    "more than {MAX_UNPRICED_NAMED} models without a price were called; \
+                     further ones are recorded at cost 0 without being named here"
+                );
+            }
+            return;
+        }
+        seen.insert(key);
+        tracing::warn!(
+            provider = %target.provider,
+            model = %target.model,
+            "no price for this model: its calls are recorded at cost 0; add it under [prices.models]"
+        );
     }
 
     /// Rows for the calls that failed; returns how many.

@@ -105,6 +105,14 @@ impl AppState {
         self.draining.load(Ordering::Acquire)
     }
 
+    /// Unpriced models remembered (bounded: client input names them).
+    pub fn unpriced_models(&self) -> usize {
+        self.unpriced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     pub fn set_file_check(&self, check: sluice_store::FileCheck) {
         *self.file_check.lock().unwrap_or_else(|p| p.into_inner()) = check;
     }

@@ -42,13 +42,16 @@ pub async fn completions(
     }
     let agent = super::agent(&headers)?;
     state.spend_breaker.check(&caller.key_ref, now_ms())?;
+    // The reservation is for what the client asked for, or `output_reserve` when it
+    // asked for nothing; the cap, sent upstream, is what bounds a stream's overshoot of
+    // that reservation (docs/limits.md, "the bound").
+    let asked = req.max_output_tokens();
     if let Some(cap) = state.gate.cfg.max_output_tokens {
-        match req.max_output_tokens() {
+        match asked {
             Some(asked) if asked > cap => {
                 return Err(ApiError::MaxTokensTooLarge { asked, cap });
             }
             Some(_) => {}
-            // The cap is what bounds a budget's overshoot: the provider stops there.
             None => req.max_tokens = Some(cap),
         }
     }
@@ -60,9 +63,7 @@ pub async fn completions(
         .unwrap_or(false);
     let estimate = || Estimate {
         prompt: prompt_tokens(&req, &req.model).tokens,
-        output: req
-            .max_output_tokens()
-            .map_or(state.gate.cfg.output_reserve, u64::from),
+        output: asked.map_or(state.gate.cfg.output_reserve, u64::from),
     };
     let Begun {
         spend,
