@@ -561,3 +561,52 @@ async fn serve_runs_on_a_single_threaded_runtime_when_asked() {
     .unwrap();
     assert!(status.success());
 }
+
+/// Every client and upstream connection needs a descriptor: `serve` raises its soft
+/// open-file limit to the hard limit at start (the usual soft default, 1024, would refuse
+/// connections long before `server.max_connections`).
+#[tokio::test]
+async fn serve_raises_its_open_file_limit_to_the_hard_limit() {
+    let mut child = Command::new("prlimit")
+        .args(["--nofile=256:8192", BIN, "serve", "--config"])
+        .arg(config_dir().join("demo.toml"))
+        .env("SLUICE_LISTEN", "127.0.0.1:0")
+        .env("SLUICE_DATABASE_URL", temp_db())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("prlimit runs the gateway");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("server output").unwrap();
+        if let Some(a) = line.split("sluice listening on ").nth(1) {
+            break a.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect::<Vec<_>>();
+    assert_eq!(
+        open_files,
+        ["8192", "8192"],
+        "soft raised to hard: {limits}"
+    );
+    let ok = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    sigterm(&child);
+    assert!(
+        common::wait_exit(child, Duration::from_secs(60))
+            .await
+            .success()
+    );
+}
