@@ -136,6 +136,12 @@ pub struct ProviderConfig {
     /// `max_tokens` sent to Anthropic when the client gives none (Anthropic requires it).
     pub default_max_tokens: u32,
     pub max_retries: u32,
+    /// The largest non-streamed answer read; a larger one is a bad upstream answer and the
+    /// connection is dropped as soon as that is known.
+    pub max_answer_bytes: usize,
+    /// The longest event (or line) of a provider's stream; a longer one breaks the stream
+    /// as a bad upstream answer instead of being buffered.
+    pub max_stream_event_bytes: usize,
     pub mock: MockSettings,
 }
 
@@ -144,10 +150,13 @@ pub struct Timeouts {
     pub connect: Duration,
     /// From sending the request to the response headers (and, for streams, the first event).
     pub first_byte: Duration,
-    /// Longest silence allowed between two stream chunks.
+    /// Longest gap allowed between two substantive stream chunks (empty deltas, pings and
+    /// keep-alive comments do not count as progress).
     pub idle: Duration,
     /// Whole non-streamed call.
     pub total: Duration,
+    /// A whole stream, from sending the request to its last chunk.
+    pub stream: Duration,
 }
 
 /// Behaviour of the built-in `mock` provider kind.

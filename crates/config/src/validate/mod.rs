@@ -367,9 +367,18 @@ fn provider(
         ("connect_timeout_ms", rp.connect_timeout_ms),
         ("first_byte_timeout_ms", rp.first_byte_timeout_ms),
         ("idle_timeout_ms", rp.idle_timeout_ms),
+        ("stream_timeout_ms", rp.stream_timeout_ms),
     ] {
         if v == 0 {
             p.push(format!("{path}.{field}: must be greater than 0"));
+        }
+    }
+    for (field, v, min) in [
+        ("max_answer_bytes", rp.max_answer_bytes, 1024),
+        ("max_stream_event_bytes", rp.max_stream_event_bytes, 1024),
+    ] {
+        if v < min {
+            p.push(format!("{path}.{field}: must be at least {min}"));
         }
     }
     for name in rp.headers.keys() {
@@ -390,12 +399,15 @@ fn provider(
             first_byte: ms(rp.first_byte_timeout_ms),
             idle: ms(rp.idle_timeout_ms),
             total: ms(rp.timeout_ms),
+            stream: ms(rp.stream_timeout_ms),
         },
         headers: rp.headers,
         api_version: rp.api_version,
         stream_usage: rp.stream_usage.unwrap_or(preset.stream_usage),
         default_max_tokens: rp.default_max_tokens,
         max_retries: rp.max_retries.unwrap_or(default_retries),
+        max_answer_bytes: usize::try_from(rp.max_answer_bytes).unwrap_or(usize::MAX),
+        max_stream_event_bytes: usize::try_from(rp.max_stream_event_bytes).unwrap_or(usize::MAX),
         mock: MockSettings {
             latency: ms(rp.latency_ms),
             chunk_delay: ms(rp.chunk_delay_ms),
