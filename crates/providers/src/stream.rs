@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::{Stream, StreamExt};
 use sluice_llm::{ChatChunk, Decoded, StreamDecoder};
@@ -131,12 +131,7 @@ where
     B: Stream<Item = Result<Bytes, E>> + Send + 'static,
     E: std::fmt::Display + Send + 'static,
 {
-    let guarded = EventGuard {
-        inner: Box::pin(bytes),
-        max: rules.max_event_bytes,
-        len: EventLen::default(),
-        failed: false,
-    };
+    let guarded = EventGuard::new(bytes, rules.max_event_bytes);
     let state = SseState {
         events: Box::pin(guarded.eventsource()),
         decoder,
@@ -304,15 +299,65 @@ impl<E: std::fmt::Display> std::fmt::Display for GuardError<E> {
     }
 }
 
-/// The bytes of a provider stream, failed once an SSE event (or a single line) passes
-/// `max`. `eventsource-stream` buffers a line until its end and re-parses that buffer on
-/// every chunk, and an event's data until the blank line that ends it: without this, one
-/// endless line costs memory without bound and time quadratic in its length.
+/// The bytes of a provider stream, passed on a whole line at a time and failed once an SSE
+/// event (or a single line) passes `max`.
+///
+/// `eventsource-stream` re-parses an unfinished line from its start on every chunk, and
+/// buffers an event's data until the blank line that ends it: without this, one endless
+/// line costs memory without bound and time quadratic in its length (a 256 MB line pinned
+/// a core for a minute). Holding the unfinished line here (at most `max` bytes) keeps the
+/// parser's work linear; a chunk that ends on a line end, as providers' chunks do, passes
+/// without a copy.
 struct EventGuard<B> {
     inner: Pin<Box<B>>,
     max: usize,
     len: EventLen,
-    failed: bool,
+    /// The start of a line whose end has not come yet.
+    tail: BytesMut,
+    /// The cap was passed: the lines before it went out, the error is next.
+    over: bool,
+    done: bool,
+}
+
+impl<B> EventGuard<B> {
+    fn new(inner: B, max: usize) -> Self {
+        EventGuard {
+            inner: Box::pin(inner),
+            max,
+            len: EventLen::default(),
+            tail: BytesMut::new(),
+            over: false,
+            done: false,
+        }
+    }
+
+    /// Takes the next bytes: the complete lines to pass on, if any.
+    fn push(&mut self, bytes: Bytes) -> Option<Bytes> {
+        let over = self.len.feed(&bytes, self.max);
+        self.over = over.is_some();
+        let upto = over.unwrap_or(bytes.len());
+        let Some(end) = bytes[..upto]
+            .iter()
+            .rposition(|b| *b == b'\n' || *b == b'\r')
+            .map(|i| i + 1)
+        else {
+            if !self.over {
+                self.tail.extend_from_slice(&bytes);
+            }
+            return None;
+        };
+        let lines = if self.tail.is_empty() {
+            bytes.slice(..end)
+        } else {
+            let mut lines = std::mem::take(&mut self.tail);
+            lines.extend_from_slice(&bytes[..end]);
+            lines.freeze()
+        };
+        if !self.over {
+            self.tail.extend_from_slice(&bytes[end..]);
+        }
+        Some(lines)
+    }
 }
 
 impl<B, E> Stream for EventGuard<B>
@@ -322,23 +367,34 @@ where
     type Item = Result<Bytes, GuardError<E>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.failed {
-            return Poll::Ready(None);
-        }
-        let item = std::task::ready!(self.inner.as_mut().poll_next(cx));
-        Poll::Ready(match item {
-            Some(Ok(bytes)) => {
-                let max = self.max;
-                if self.len.feed(&bytes, max) {
-                    Some(Ok(bytes))
-                } else {
-                    self.failed = true;
-                    Some(Err(GuardError::TooLong(max)))
+        loop {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            if self.over {
+                self.done = true;
+                return Poll::Ready(Some(Err(GuardError::TooLong(self.max))));
+            }
+            let item = std::task::ready!(self.inner.as_mut().poll_next(cx));
+            match item {
+                Some(Ok(bytes)) => {
+                    if let Some(lines) = self.push(bytes) {
+                        return Poll::Ready(Some(Ok(lines)));
+                    }
+                }
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(GuardError::Transport(e))));
+                }
+                None => {
+                    // An unfinished last line goes to the parser, which ends the stream
+                    // the way it always has.
+                    self.done = true;
+                    let tail = std::mem::take(&mut self.tail);
+                    return Poll::Ready((!tail.is_empty()).then(|| Ok(tail.freeze())));
                 }
             }
-            Some(Err(e)) => Some(Err(GuardError::Transport(e))),
-            None => None,
-        })
+        }
     }
 }
 
@@ -354,9 +410,10 @@ struct EventLen {
 }
 
 impl EventLen {
-    /// Feeds the next bytes; `false` once the event or a line passes `max`.
-    fn feed(&mut self, bytes: &[u8], max: usize) -> bool {
-        for &b in bytes {
+    /// Feeds the next bytes; the index of the byte at which the event or a line passes
+    /// `max`, if one does.
+    fn feed(&mut self, bytes: &[u8], max: usize) -> Option<usize> {
+        for (i, &b) in bytes.iter().enumerate() {
             match b {
                 b'\n' if self.after_cr => self.after_cr = false,
                 b'\n' | b'\r' => {
@@ -378,12 +435,12 @@ impl EventLen {
                         self.event += 1;
                     }
                     if self.line > max || self.event > max {
-                        return false;
+                        return Some(i);
                     }
                 }
             }
         }
-        true
+        None
     }
 }
 

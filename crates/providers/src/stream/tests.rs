@@ -97,7 +97,7 @@ async fn a_ten_megabyte_line_is_refused_after_about_one_mebibyte() {
 
 #[test]
 fn event_length_counts_lines_events_and_not_comments() {
-    let feed = |bytes: &[u8], max: usize| EventLen::default().feed(bytes, max);
+    let feed = |bytes: &[u8], max: usize| EventLen::default().feed(bytes, max).is_none();
     assert!(
         feed(b"data: 12345\n\ndata: 12345\r\n\r\n", 11),
         "two short events"
@@ -117,15 +117,62 @@ fn event_length_counts_lines_events_and_not_comments() {
     );
     // A line that crosses chunk boundaries is counted across them.
     let mut len = EventLen::default();
-    assert!(len.feed(b"data: 12", 11));
-    assert!(!len.feed(b"3456", 11));
+    assert_eq!(len.feed(b"data: 12", 11), None);
+    assert_eq!(len.feed(b"3456", 11), Some(3), "the 12th byte of the line");
     // CRLF is one line end, not a line end and a blank line.
     let mut len = EventLen::default();
-    assert!(len.feed(b"data: 1234\r", 21));
-    assert!(len.feed(b"\ndata: 1234\r\n", 21));
+    assert_eq!(len.feed(b"data: 1234\r", 21), None);
+    assert_eq!(len.feed(b"\ndata: 1234\r\n", 21), None);
     assert!(
-        !len.feed(b"data: 1\n", 21),
+        len.feed(b"data: 1\n", 21).is_some(),
         "the event goes on past the CRLF"
+    );
+}
+
+#[tokio::test]
+async fn lines_split_across_chunks_are_passed_on_whole() {
+    // One event cut at every byte: the guard holds each unfinished line and the decoder
+    // sees every event once.
+    let text = format!("{}{}data: [DONE]\n\n", content("Hel"), content("lo"));
+    let pieces: Vec<Result<Bytes, std::io::Error>> = text
+        .as_bytes()
+        .iter()
+        .map(|b| Ok(Bytes::copy_from_slice(&[*b])))
+        .collect();
+    let mut stream = sse_chunks(futures_util::stream::iter(pieces), decoder(), rules());
+    let mut text = String::new();
+    while let Some(item) = stream.next().await {
+        let chunk = item.expect("a clean stream");
+        text.push_str(
+            chunk.choices[0]
+                .delta
+                .content
+                .as_deref()
+                .unwrap_or_default(),
+        );
+    }
+    assert_eq!(text, "Hello");
+}
+
+#[tokio::test]
+async fn events_before_an_oversized_line_in_the_same_chunk_still_arrive() {
+    let text = format!("{}data: {}", content("Hi"), "x".repeat(4096));
+    let one = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(text))]);
+    let rules = StreamRules {
+        max_event_bytes: 1024,
+        ..rules()
+    };
+    let mut stream = sse_chunks(one, decoder(), rules);
+    let first = stream
+        .next()
+        .await
+        .expect("a chunk")
+        .expect("the event before");
+    assert_eq!(first.choices[0].delta.content.as_deref(), Some("Hi"));
+    let next = stream.next().await;
+    assert!(
+        matches!(next, Some(Err(StreamError::Upstream(ref f))) if f.class == FailureClass::BadResponse),
+        "{next:?}"
     );
 }
 
