@@ -38,6 +38,20 @@ impl ConfigError {
     }
 }
 
+/// Whether `problem` (`field.path: what`) is about the field at `path` where a variable was
+/// unset: that field, a field inside it, or the list it is an element of.
+fn same_field(problem: &str, path: &str) -> bool {
+    let Some((field, _)) = problem.split_once(": ") else {
+        return false;
+    };
+    let inside = |outer: &str, inner: &str| {
+        inner
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    };
+    inside(path, field) || path.strip_prefix(field).is_some_and(|r| r.starts_with('['))
+}
+
 /// The validated configuration the gateway runs on.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -255,10 +269,28 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut tree: toml::Table =
             toml::from_str(text).map_err(|e| ConfigError::one(format!("syntax: {e}")))?;
-        interpolate::table(&mut tree, "", env)?;
-        let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Value::Table(tree))
-            .map_err(|e| ConfigError::one(format!("{}: {}", e.path(), e.inner())))?;
-        validate::validate(raw, dir)
+        // Missing variables expand to nothing and checking goes on, so one run names every
+        // unset variable and every other problem; a problem that only follows from an
+        // unset variable (an empty key "too short") is not reported twice.
+        let unset = interpolate::table(&mut tree, "", env);
+        let checked = serde_path_to_error::deserialize(toml::Value::Table(tree))
+            .map_err(|e| ConfigError::one(format!("{}: {}", e.path(), e.inner())))
+            .and_then(|raw: raw::RawConfig| validate::validate(raw, dir));
+        if unset.is_empty() {
+            return checked;
+        }
+        let mut problems: Vec<String> = unset
+            .iter()
+            .map(|(path, problem)| format!("{path}: {problem}"))
+            .collect();
+        if let Err(e) = checked {
+            problems.extend(
+                e.problems
+                    .into_iter()
+                    .filter(|p| !unset.iter().any(|(path, _)| same_field(p, path))),
+            );
+        }
+        Err(ConfigError { problems })
     }
 
     /// A one-line summary for `sluice check-config`.

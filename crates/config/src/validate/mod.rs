@@ -64,6 +64,9 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
     }
 
     let default_retries = raw.routing.max_retries;
+    // Chains are checked against every provider written, so one with a problem of its own
+    // is not also reported as missing from each chain that names it.
+    let declared: HashSet<String> = raw.providers.keys().cloned().collect();
     let mut providers = BTreeMap::new();
     for (id, rp) in raw.providers {
         if let Some(provider) = provider(&id, rp, default_retries, &mut p) {
@@ -85,7 +88,7 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
         let mut chain = Vec::new();
         let mut entries = Vec::new();
         let target = |at: &str, s: &str, p: &mut Vec<String>| match parse_target(s) {
-            Ok(t) if !providers.contains_key(&t.provider) => {
+            Ok(t) if !declared.contains(&t.provider) => {
                 p.push(format!(
                     "{at}: provider `{}` is not defined under [providers]",
                     t.provider
