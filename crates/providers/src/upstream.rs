@@ -294,7 +294,8 @@ fn to_vec<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, sluice_llm::TranslateEr
 
 /// A transport error: the client learns only that the provider could not be reached or
 /// did not answer in time; reqwest's message and its chain of causes, which name the
-/// upstream URL (an internal host, an Azure deployment, a query), go to the log.
+/// upstream URL (an internal host, an Azure deployment, a query), go to the log. They
+/// never hold our headers, so no provider key reaches the log either.
 fn transport_failure(e: &reqwest::Error) -> Failure {
     let (class, message) = if e.is_timeout() {
         (FailureClass::Timeout, "the connection timed out")
