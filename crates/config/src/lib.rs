@@ -38,6 +38,20 @@ impl ConfigError {
     }
 }
 
+/// Whether `problem` (`field.path: what`) is about the field at `path` where a variable was
+/// unset: that field, a field inside it, or the list it is an element of.
+fn same_field(problem: &str, path: &str) -> bool {
+    let Some((field, _)) = problem.split_once(": ") else {
+        return false;
+    };
+    let inside = |outer: &str, inner: &str| {
+        inner
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    };
+    inside(path, field) || path.strip_prefix(field).is_some_and(|r| r.starts_with('['))
+}
+
 /// The validated configuration the gateway runs on.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -154,6 +168,12 @@ pub struct ProviderConfig {
     /// `max_tokens` sent to Anthropic when the client gives none (Anthropic requires it).
     pub default_max_tokens: u32,
     pub max_retries: u32,
+    /// The largest non-streamed answer read; a larger one is a bad upstream answer and the
+    /// connection is dropped as soon as that is known.
+    pub max_answer_bytes: usize,
+    /// The longest event (or line) of a provider's stream; a longer one breaks the stream
+    /// as a bad upstream answer instead of being buffered.
+    pub max_stream_event_bytes: usize,
     pub mock: MockSettings,
 }
 
@@ -162,10 +182,13 @@ pub struct Timeouts {
     pub connect: Duration,
     /// From sending the request to the response headers (and, for streams, the first event).
     pub first_byte: Duration,
-    /// Longest silence allowed between two stream chunks.
+    /// Longest gap allowed between two substantive stream chunks (empty deltas, pings and
+    /// keep-alive comments do not count as progress).
     pub idle: Duration,
     /// Whole non-streamed call.
     pub total: Duration,
+    /// A whole stream, from sending the request to its last chunk.
+    pub stream: Duration,
 }
 
 /// Behaviour of the built-in `mock` provider kind.
@@ -264,10 +287,28 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut tree: toml::Table =
             toml::from_str(text).map_err(|e| ConfigError::one(format!("syntax: {e}")))?;
-        interpolate::table(&mut tree, "", env)?;
-        let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Value::Table(tree))
-            .map_err(|e| ConfigError::one(format!("{}: {}", e.path(), e.inner())))?;
-        validate::validate(raw, dir)
+        // Missing variables expand to nothing and checking goes on, so one run names every
+        // unset variable and every other problem; a problem that only follows from an
+        // unset variable (an empty key "too short") is not reported twice.
+        let unset = interpolate::table(&mut tree, "", env);
+        let checked = serde_path_to_error::deserialize(toml::Value::Table(tree))
+            .map_err(|e| ConfigError::one(format!("{}: {}", e.path(), e.inner())))
+            .and_then(|raw: raw::RawConfig| validate::validate(raw, dir));
+        if unset.is_empty() {
+            return checked;
+        }
+        let mut problems: Vec<String> = unset
+            .iter()
+            .map(|(path, problem)| format!("{path}: {problem}"))
+            .collect();
+        if let Err(e) = checked {
+            problems.extend(
+                e.problems
+                    .into_iter()
+                    .filter(|p| !unset.iter().any(|(path, _)| same_field(p, path))),
+            );
+        }
+        Err(ConfigError { problems })
     }
 
     /// A one-line summary for `sluice check-config`.

@@ -180,6 +180,15 @@ pub struct RawProvider {
     pub first_byte_timeout_ms: u64,
     #[serde(default = "default_idle_timeout_ms")]
     pub idle_timeout_ms: u64,
+    /// The longest a stream may run in all, from sending the request to its end.
+    #[serde(default = "default_stream_timeout_ms")]
+    pub stream_timeout_ms: u64,
+    /// The largest non-streamed answer (chat or embeddings) read from the provider.
+    #[serde(default = "default_max_answer_bytes")]
+    pub max_answer_bytes: u64,
+    /// The longest event (and so line) of a provider's stream.
+    #[serde(default = "default_max_stream_event_bytes")]
+    pub max_stream_event_bytes: u64,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default)]
@@ -212,6 +221,15 @@ fn default_first_byte_timeout_ms() -> u64 {
 }
 fn default_idle_timeout_ms() -> u64 {
     30_000
+}
+fn default_stream_timeout_ms() -> u64 {
+    30 * 60_000
+}
+fn default_max_answer_bytes() -> u64 {
+    32 * 1024 * 1024
+}
+fn default_max_stream_event_bytes() -> u64 {
+    1024 * 1024
 }
 fn default_max_tokens() -> u32 {
     4096

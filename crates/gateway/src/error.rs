@@ -10,7 +10,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::json;
 use sluice_limits::lease::Refusal;
 use sluice_limits::spec::{Meter, Period};
-use sluice_providers::{Exhaustion, FailureClass, RouteError};
+use sluice_providers::{Exhaustion, Failure, FailureClass, RouteError, StreamError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -294,45 +294,76 @@ fn exhausted(last: &Exhaustion) -> Parts {
         }
         Exhaustion::Failure(f) => f,
     };
-    let upstream = |what: &str| format!("{what}: {}", f.message);
-    let (status, kind, code, message) = match f.class {
+    let (status, kind, code, message) = failure_parts(f);
+    Parts {
+        status,
+        kind,
+        code,
+        message,
+        retry_after: f.retry_after,
+    }
+}
+
+/// How a failed provider call reads to the client: status, type, stable code and message.
+///
+/// The message is one of ours for every class where the provider's words would tell the
+/// client nothing it can act on (and might name an organisation, a deployment or a host).
+/// Only for the client-error classes (bad request, context overflow, content filter) is
+/// the provider's own message relayed: it tells the client what to fix, and it comes from
+/// the provider's documented JSON error format (`Failure::message` never holds a raw body,
+/// a URL or a transport error; those are in `Failure::detail`, which only the log gets).
+fn failure_parts(f: &Failure) -> (StatusCode, &'static str, &'static str, String) {
+    use StatusCode as S;
+    let ours = |s: &str| s.to_owned();
+    match f.class {
         FailureClass::RateLimited => (
             S::TOO_MANY_REQUESTS,
             "rate_limit_error",
             "rate_limited",
-            upstream("the provider rate limited the request"),
+            ours("the provider rate limited the request; retry later"),
         ),
         FailureClass::Auth => (
             S::BAD_GATEWAY,
             "api_error",
             "upstream_auth_failed",
-            "the provider refused the gateway's API key".to_owned(),
+            ours("the provider refused the gateway's API key"),
         ),
         FailureClass::Billing => (
             S::BAD_GATEWAY,
             "api_error",
             "upstream_quota_exhausted",
-            "the provider's quota or billing limit is exhausted".to_owned(),
+            ours("the provider's quota or billing limit is exhausted"),
         ),
         FailureClass::Timeout => (
             S::GATEWAY_TIMEOUT,
             "api_error",
             "upstream_timeout",
-            upstream("the provider did not answer in time"),
+            match f.status {
+                // Which of our deadlines passed ("no answer within the request deadline
+                // of 5s"): ours, and what the client can tune against.
+                None => format!("the provider did not answer in time: {}", f.message),
+                // A provider's 408.
+                Some(_) => ours("the provider did not answer in time"),
+            },
         ),
         FailureClass::Connect => (
             S::BAD_GATEWAY,
             "api_error",
             "upstream_unreachable",
-            // The transport error names the upstream URL (an internal host, an Azure
-            // resource): it goes to the log, not to the client.
-            "the provider could not be reached".to_owned(),
+            ours("the provider could not be reached"),
         ),
         FailureClass::Server => (
             S::BAD_GATEWAY,
             "api_error",
             "upstream_error",
-            upstream("the provider failed"),
+            ours("the provider failed"),
+        ),
+        FailureClass::BadResponse => (
+            S::BAD_GATEWAY,
+            "api_error",
+            "upstream_bad_response",
+            // Ours too: "too large", "not a stream", "could not be decoded".
+            f.message.clone(),
         ),
         FailureClass::ContextOverflow => (
             S::BAD_REQUEST,
@@ -356,27 +387,51 @@ fn exhausted(last: &Exhaustion) -> Parts {
             S::BAD_GATEWAY,
             "api_error",
             "upstream_forbidden",
-            upstream("the provider does not allow this model for the gateway's key"),
+            ours("the provider does not allow this model for the gateway's key"),
         ),
         FailureClass::Untranslatable => (
             S::BAD_REQUEST,
             "invalid_request_error",
             "unsupported_by_provider",
+            // Ours: what the request has that the provider's format cannot say.
             f.message.clone(),
         ),
         FailureClass::ModelNotFound => (
             S::BAD_GATEWAY,
             "api_error",
             "upstream_model_not_found",
-            upstream("the provider does not serve the model"),
+            ours("the provider does not serve the model"),
         ),
-    };
-    Parts {
-        status,
-        kind,
-        code,
-        message,
-        retry_after: f.retry_after,
+    }
+}
+
+/// The code and message of the error event that ends a stream broken after it was
+/// committed. A provider error event is worded like the same failure before commit.
+pub fn stream_error(e: &StreamError) -> (&'static str, String) {
+    match e {
+        StreamError::Idle(_) | StreamError::NoFirstToken => (
+            "upstream_idle_timeout",
+            "the provider's stream broke: it stopped sending the answer".to_owned(),
+        ),
+        StreamError::TooLong(limit) => (
+            "upstream_stream_timeout",
+            format!(
+                "the provider's stream broke: it ran past the gateway's limit of {} s",
+                limit.as_secs()
+            ),
+        ),
+        StreamError::Cut => (
+            "upstream_stream_cut",
+            "the provider's stream broke: it ended before the answer was complete".to_owned(),
+        ),
+        StreamError::Upstream(f) => {
+            let code = match f.class {
+                FailureClass::BadResponse => "upstream_bad_response",
+                _ => "upstream_stream_error",
+            };
+            let (.., message) = failure_parts(f);
+            (code, format!("the provider's stream broke: {message}"))
+        }
     }
 }
 

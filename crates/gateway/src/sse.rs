@@ -9,10 +9,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::HeaderValue;
 use sluice_llm::Usage;
-use sluice_providers::{ChunkStream, StreamError};
+use sluice_providers::ChunkStream;
 use tokio::sync::watch;
 
-use crate::error::error_body;
+use crate::error::{error_body, stream_error};
 
 /// Called once when the stream ends, with the usage it reported, the bytes of text and
 /// tool-call arguments it streamed (for an estimate when it reported no usage), and how
@@ -106,18 +106,12 @@ pub fn response(
                     return Some((Ok(event(&chunk)), Some(st)));
                 }
                 Some(Err(e)) => {
-                    let code = match e {
-                        StreamError::Idle(_) | StreamError::NoFirstToken => "upstream_idle_timeout",
-                        StreamError::Cut => "upstream_stream_cut",
-                        StreamError::Upstream(_) => "upstream_stream_error",
-                    };
+                    // The client gets a stable code and our wording; the detail (which may
+                    // name the upstream) goes to the log with the request id.
+                    let (code, message) = stream_error(&e);
                     tracing::warn!(request_id = %st.request_id, code, "stream broke after it was committed: {e}");
                     st.end.finish(code);
-                    let body = error_body(
-                        &format!("the provider's stream broke: {e}"),
-                        "api_error",
-                        code,
-                    );
+                    let body = error_body(&message, "api_error", code);
                     return Some((Ok(event(&body)), None));
                 }
             }

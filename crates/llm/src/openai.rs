@@ -4,8 +4,8 @@
 use serde::Deserialize;
 
 use crate::{
-    ChatChunk, ChatRequest, ChatResponse, DecodeError, Decoded, StreamDecoder, StreamOptions,
-    UpstreamError,
+    ChatChunk, ChatRequest, ChatResponse, DecodeError, Decoded, ResponseMeta, StreamDecoder,
+    StreamOptions, UpstreamError,
 };
 
 /// The body to send upstream: the client's request with the upstream model name, and, for
@@ -62,13 +62,28 @@ pub fn decode_error(body: &[u8]) -> Option<UpstreamError> {
 }
 
 /// Decodes `data:` events of an OpenAI-compatible stream; `[DONE]` ends it.
-#[derive(Debug, Default)]
-pub struct Stream;
+///
+/// Lenient in what the gateway can do without, strict in what it needs. OpenAI-compatible
+/// servers (vLLM, Ollama, LM Studio, Azure's filter chunks) omit or blank `id`, `created`
+/// and `model`: they are filled from earlier chunks, else from the request's
+/// [`ResponseMeta`]. `event: ping` frames and empty objects are keep-alives and skipped. A
+/// `data:` line that is not a JSON object, or that holds an `error`, fails the stream.
+#[derive(Debug)]
+pub struct Stream {
+    /// The stream's identity: the request's until a chunk names its own.
+    meta: ResponseMeta,
+}
+
+impl Stream {
+    pub fn new(meta: ResponseMeta) -> Self {
+        Stream { meta }
+    }
+}
 
 impl StreamDecoder for Stream {
     fn decode(
         &mut self,
-        _event: &str,
+        event: &str,
         data: &str,
         out: &mut Vec<ChatChunk>,
     ) -> Result<Decoded, DecodeError> {
@@ -76,16 +91,52 @@ impl StreamDecoder for Stream {
         if data == "[DONE]" {
             return Ok(Decoded::Done);
         }
-        if data.is_empty() {
+        if data.is_empty() || event == "ping" {
             return Ok(Decoded::More);
         }
-        if data.starts_with("{\"error\"")
-            && let Some(err) = decode_error(data.as_bytes())
-        {
-            return Err(DecodeError::Upstream(err));
+        let mut chunk: ChatChunk =
+            serde_json::from_str(data).map_err(|e| match decode_error(data.as_bytes()) {
+                Some(err) => DecodeError::Upstream(err),
+                None => DecodeError::malformed(e),
+            })?;
+        if let Some(err) = chunk.rest.get("error").filter(|e| !e.is_null()) {
+            return Err(match (decode_error(data.as_bytes()), err) {
+                (Some(err), _) => DecodeError::Upstream(err),
+                (None, serde_json::Value::String(message)) => {
+                    DecodeError::Upstream(UpstreamError {
+                        kind: String::new(),
+                        message: message.clone(),
+                    })
+                }
+                (None, _) => DecodeError::malformed("an error event in no known shape"),
+            });
         }
-        out.push(serde_json::from_str(data).map_err(DecodeError::malformed)?);
+        if chunk.choices.is_empty()
+            && chunk.usage.is_none()
+            && chunk.rest.is_empty()
+            && chunk.system_fingerprint.is_none()
+        {
+            // `{}` and the like: a keep-alive with nothing to forward.
+            return Ok(Decoded::More);
+        }
+        fill(&mut chunk.id, &mut self.meta.id);
+        fill(&mut chunk.model, &mut self.meta.model);
+        if chunk.created == 0 {
+            chunk.created = self.meta.created;
+        } else {
+            self.meta.created = chunk.created;
+        }
+        out.push(chunk);
         Ok(Decoded::More)
+    }
+}
+
+/// A blank field takes the stream's known value; a given one becomes it.
+fn fill(field: &mut String, known: &mut String) {
+    if field.is_empty() {
+        field.clone_from(known);
+    } else if field != known {
+        known.clone_from(field);
     }
 }
 
@@ -158,7 +209,11 @@ mod tests {
 
     #[test]
     fn stream_decodes_chunks_errors_and_done() {
-        let mut s = Stream;
+        let mut s = Stream::new(ResponseMeta {
+            id: "chatcmpl-req".into(),
+            created: 7,
+            model: "m".into(),
+        });
         let mut out = Vec::new();
         let chunk = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#;
         assert_eq!(s.decode("", chunk, &mut out).unwrap(), Decoded::More);

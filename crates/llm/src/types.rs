@@ -267,13 +267,19 @@ pub struct Choice {
     pub rest: Rest,
 }
 
+/// A streamed chunk. `id`, `created`, `model` and `choices` may be missing or null in what
+/// a provider sends (blank or zero then): the stream decoder fills the identity in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatChunk {
+    #[serde(default, deserialize_with = "null_as_default")]
     pub id: String,
     #[serde(default = "chunk_object")]
     pub object: String,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub created: u64,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub model: String,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub choices: Vec<ChunkChoice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
@@ -281,6 +287,15 @@ pub struct ChatChunk {
     pub system_fingerprint: Option<String>,
     #[serde(flatten)]
     pub rest: Rest,
+}
+
+/// A missing or `null` field as the type's default.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
 }
 
 fn chunk_object() -> String {
@@ -305,7 +320,10 @@ impl ChatChunk {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkChoice {
+    #[serde(default)]
     pub index: u32,
+    /// Missing in some servers' last chunk, which carries only the finish reason.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub delta: Delta,
     pub finish_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

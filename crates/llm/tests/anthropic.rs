@@ -498,3 +498,25 @@ fn stream_chunks_use_meta_until_message_start() {
 fn api_version_is_the_one_the_translation_targets() {
     assert_eq!(anthropic::API_VERSION, "2023-06-01");
 }
+
+#[test]
+fn stream_ping_frames_are_skipped_whatever_their_data() {
+    // Proxies in front of Anthropic send `event: ping` with `data: {}`, which has no `type`.
+    let mut stream = Stream::new(meta());
+    let mut out = Vec::new();
+    for data in ["{}", r#"{"type":"ping"}"#, ""] {
+        assert_eq!(
+            stream.decode("ping", data, &mut out),
+            Ok(Decoded::More),
+            "{data}"
+        );
+    }
+    assert!(out.is_empty(), "a ping is no chunk: {out:?}");
+    assert!(
+        matches!(
+            stream.decode("", "{}", &mut out),
+            Err(DecodeError::Malformed(_))
+        ),
+        "an untyped event that is not a ping is still malformed"
+    );
+}

@@ -498,3 +498,24 @@ fn embeddings_response() {
         Err(DecodeError::Malformed(_))
     ));
 }
+
+#[test]
+fn stream_ping_frames_and_empty_objects_are_skipped() {
+    let mut stream = gemini::Stream::new(meta());
+    let mut out = Vec::new();
+    for (event, data) in [("ping", "{}"), ("ping", "keep-alive"), ("", "{}")] {
+        assert_eq!(
+            stream.decode(event, data, &mut out),
+            Ok(Decoded::More),
+            "{event}: {data}"
+        );
+    }
+    assert!(out.is_empty(), "no chunk from a keep-alive: {out:?}");
+    assert!(
+        matches!(
+            stream.decode("", "not json", &mut out),
+            Err(DecodeError::Malformed(_))
+        ),
+        "data that is not JSON still fails"
+    );
+}

@@ -83,7 +83,7 @@ fn requests(c: &mut Criterion) {
 fn chunks(c: &mut Criterion) {
     let mut out: Vec<ChatChunk> = Vec::with_capacity(4);
     c.bench_function("openai chunk: decode + re-encode", |b| {
-        let mut dec = openai::Stream;
+        let mut dec = openai::Stream::new(meta());
         b.iter(|| {
             out.clear();
             dec.decode("", black_box(OPENAI_CHUNK), &mut out).unwrap();

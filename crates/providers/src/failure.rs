@@ -18,8 +18,14 @@ pub enum FailureClass {
     Timeout,
     /// The connection could not be made or broke before a response.
     Connect,
-    /// 5xx, overload, or a response that broke the wire protocol: retry, then fall back.
+    /// 5xx or overload: retry, then fall back.
     Server,
+    /// The provider answered 2xx with something that is not a usable answer: a body that
+    /// does not decode, one larger than `max_answer_bytes`, a non-SSE answer to a stream
+    /// request, a stream event over `max_stream_event_bytes`, or a stream that holds back
+    /// too much before its first substantive chunk. Treated like a server error: retry,
+    /// then fall back; it counts against the breaker.
+    BadResponse,
     /// The prompt is too long for this model: another chain entry may take it.
     ContextOverflow,
     /// The provider refused the content: fail at once; do not shop it around.
@@ -55,7 +61,10 @@ impl FailureClass {
             FailureClass::RateLimited | FailureClass::Auth | FailureClass::Billing => {
                 Action::RotateKey
             }
-            FailureClass::Timeout | FailureClass::Connect | FailureClass::Server => Action::Retry,
+            FailureClass::Timeout
+            | FailureClass::Connect
+            | FailureClass::Server
+            | FailureClass::BadResponse => Action::Retry,
             FailureClass::ContextOverflow
             | FailureClass::ModelNotFound
             | FailureClass::Forbidden
@@ -69,7 +78,10 @@ impl FailureClass {
     pub fn counts_against_breaker(self) -> bool {
         matches!(
             self,
-            FailureClass::Timeout | FailureClass::Connect | FailureClass::Server
+            FailureClass::Timeout
+                | FailureClass::Connect
+                | FailureClass::Server
+                | FailureClass::BadResponse
         )
     }
 
@@ -82,6 +94,7 @@ impl FailureClass {
             FailureClass::Timeout => "timeout",
             FailureClass::Connect => "connect",
             FailureClass::Server => "server",
+            FailureClass::BadResponse => "bad_response",
             FailureClass::ContextOverflow => "context_overflow",
             FailureClass::ContentFilter => "content_filter",
             FailureClass::BadRequest => "bad_request",
@@ -93,14 +106,34 @@ impl FailureClass {
 }
 
 /// One failed provider call.
+///
+/// It has two texts: `message`, which a client may be shown, and `detail`, which only the
+/// log gets (with the request id). `message` is a sentence of Sluice's or the message a
+/// provider wrote in its documented JSON error format; it never holds an upstream URL, a
+/// host name, a transport error or a raw body. Those go to `detail`. Neither ever holds our
+/// credentials: they are never sent back to us.
 #[derive(Debug, Clone)]
 pub struct Failure {
     pub class: FailureClass,
     /// The upstream HTTP status, when there was one.
     pub status: Option<u16>,
     pub retry_after: Option<Duration>,
-    /// The provider's message (never contains our credentials: we never send them back).
+    /// Safe to show a client (see the type's doc).
     pub message: String,
+    /// For the log only: the transport error chain, an excerpt of a body that was not the
+    /// provider's error format, the decoder's complaint. Empty when `message` says it all.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Failure {
+    /// The log form: the message, then the detail.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        if !self.detail.is_empty() {
+            write!(f, " ({})", self.detail)?;
+        }
+        Ok(())
+    }
 }
 
 impl Failure {
@@ -110,7 +143,15 @@ impl Failure {
             status: None,
             retry_after: None,
             message: message.into(),
+            detail: String::new(),
         }
+    }
+
+    /// Adds what only the log may see.
+    #[must_use]
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
     }
 
     /// Classifies an HTTP error response from its status, headers and the provider's
@@ -121,21 +162,23 @@ impl Failure {
         upstream: Option<UpstreamError>,
         raw_body: &[u8],
     ) -> Self {
-        let (kind, message) = match upstream {
-            Some(e) => (e.kind, e.message),
-            None => (
-                String::new(),
-                String::from_utf8_lossy(raw_body)
-                    .chars()
-                    .take(500)
-                    .collect(),
-            ),
+        // A body that is not the provider's JSON error format (an HTML page from a proxy, a
+        // stack trace) may name internal hosts: it goes to the log, never to the client.
+        let decoded = upstream.is_some();
+        let (kind, message, detail) = match upstream {
+            Some(e) => (e.kind, e.message, String::new()),
+            None => (String::new(), String::new(), excerpt(raw_body)),
         };
         let kind_l = kind.to_ascii_lowercase();
-        let text = format!("{kind_l} {}", message.to_ascii_lowercase());
         // Structured details (Gemini's QuotaFailure, ErrorInfo) live beside the message.
         let raw =
             String::from_utf8_lossy(&raw_body[..raw_body.len().min(8192)]).to_ascii_lowercase();
+        // A body in no known format is still read for the words that classify it.
+        let text = if decoded {
+            format!("{kind_l} {}", message.to_ascii_lowercase())
+        } else {
+            raw.clone()
+        };
         let class = match status {
             // A 429 is a rate limit unless its code says the money ran out, or the quota it
             // names is a daily one. Messages are not trusted here: ordinary rate-limit
@@ -175,13 +218,18 @@ impl Failure {
             status: Some(status),
             retry_after,
             message,
+            detail,
         }
     }
 
     /// Classifies an error the provider reported inside a 200 body or stream.
     pub fn from_decode(err: DecodeError) -> Self {
         match err {
-            DecodeError::Malformed(m) => Failure::new(FailureClass::Server, m),
+            DecodeError::Malformed(m) => Failure::new(
+                FailureClass::BadResponse,
+                "the provider's answer could not be decoded",
+            )
+            .with_detail(m),
             DecodeError::Upstream(e) => {
                 let text = format!("{} {}", e.kind, e.message).to_ascii_lowercase();
                 let kind = e.kind.to_ascii_lowercase();
@@ -201,6 +249,20 @@ impl Failure {
                 Failure::new(class, e.message)
             }
         }
+    }
+}
+
+/// The first 500 characters of a body, for the log, on one line.
+pub(crate) fn excerpt(body: &[u8]) -> String {
+    let text: String = String::from_utf8_lossy(&body[..body.len().min(2048)])
+        .chars()
+        .take(500)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if text.trim().is_empty() {
+        "empty body".to_owned()
+    } else {
+        format!("body: {}", text.trim())
     }
 }
 

@@ -125,7 +125,7 @@ pub enum RouteError {
     #[error("the model `{0}` does not exist or you do not have access to it")]
     UnknownModel(String),
     /// A failure whose rule is "fail at once" (bad request, content filter).
-    #[error("{}", .0.message)]
+    #[error("{0}")]
     Rejected(Failure),
     /// Every chain entry failed; `last` says how the last one did.
     #[error("all {entries} chain entr(y/ies) failed")]
@@ -688,10 +688,12 @@ impl Router {
                     }
                     _ => {}
                 }
+                // The only place a failure's detail (transport errors naming the upstream
+                // URL, bodies in no known format) is written: the log, with the request id.
                 tracing::info!(
                     request_id = %ctx.request_id, %target, key = %key.id,
                     class = failure.class.as_str(), status = failure.status,
-                    detail = %failure.message,
+                    detail = %failure,
                     "provider call failed"
                 );
                 let action = failure.class.action();
@@ -763,6 +765,9 @@ impl futures_util::Stream for Watched {
             Some(Err(StreamError::Upstream(f))) if !f.class.counts_against_breaker() => {
                 Some(Verdict::Neutral)
             }
+            // A stream that ran past `stream_timeout_ms` kept answering: a long answer, not
+            // an unhealthy provider.
+            Some(Err(StreamError::TooLong(_))) => Some(Verdict::Neutral),
             Some(Err(_)) => Some(Verdict::Failure),
             Some(Ok(_)) => None,
         };

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::{HeaderName, HeaderValue};
 use sluice_config::{AuthStyle, ProviderConfig, ProviderKind, Wire};
@@ -14,8 +14,8 @@ use sluice_llm::{
     UpstreamError, anthropic, gemini, openai,
 };
 
-use crate::failure::{Failure, FailureClass, retry_after};
-use crate::stream::{commit_first, sse_chunks};
+use crate::failure::{Failure, FailureClass, excerpt, retry_after};
+use crate::stream::{StreamRules, commit_first, sse_chunks};
 use crate::{ChatReply, EmbeddingsReply};
 
 /// Error bodies are read up to this size; the rest is of no use for classifying.
@@ -57,18 +57,19 @@ impl FixedUrls {
 
 impl Http<'_> {
     /// Azure and Gemini put the model in the URL path; a name that could change the path
-    /// (`/`, `..`, `?`, `#`, `%`) is refused rather than escaped.
+    /// (`/`, `?`, `#`, `%`, a segment of dots only, which URL parsing folds away, or `..`
+    /// anywhere) or leave it empty is refused rather than escaped, before any call: the
+    /// request would otherwise go, with the key, to a path the operator never configured.
     fn check_model_in_path(&self, model: &str) -> Result<(), Failure> {
         let in_path = self.cfg.kind == ProviderKind::Azure || self.cfg.kind.wire() == Wire::Gemini;
-        let safe = model
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._@".contains(&b))
-            && !model.contains("..");
-        if in_path && !safe {
+        if in_path && !model_is_path_safe(model) {
             return Err(Failure::new(
                 FailureClass::Untranslatable,
-                format!("model name `{model}` is not valid for this provider"),
-            ));
+                "the model name is not valid for this provider",
+            )
+            .with_detail(format!(
+                "model name `{model}` is not a safe URL path segment"
+            )));
         }
         Ok(())
     }
@@ -98,8 +99,9 @@ impl Http<'_> {
         url.parse().map_err(|e| {
             Failure::new(
                 FailureClass::Untranslatable,
-                format!("invalid provider URL: {e}"),
+                "the provider's URL could not be built for this model",
             )
+            .with_detail(format!("invalid provider URL: {e}"))
         })
     }
 
@@ -193,20 +195,26 @@ impl Http<'_> {
 
         if stream {
             // One deadline for the headers and the first token together.
-            let first_byte = self.cfg.timeouts.first_byte;
-            let deadline = Instant::now() + first_byte;
-            let resp = self.send(rb, deadline, first_byte).await?;
+            let timeouts = self.cfg.timeouts;
+            let now = Instant::now();
+            let deadline = now + timeouts.first_byte;
+            let resp = self.send(rb, deadline, timeouts.first_byte).await?;
+            if !is_event_stream(resp.headers()) {
+                return Err(not_a_stream(resp, deadline, |b| self.decode_error(b)).await);
+            }
             let decoder: Box<dyn StreamDecoder> = match wire {
                 Wire::Anthropic => Box::new(anthropic::Stream::new(meta)),
                 Wire::Gemini => Box::new(gemini::Stream::new(meta)),
-                Wire::OpenAi | Wire::Mock => Box::new(openai::Stream),
+                Wire::OpenAi | Wire::Mock => Box::new(openai::Stream::new(meta)),
             };
-            let chunks = sse_chunks(
-                resp.bytes_stream(),
-                decoder,
-                deadline,
-                self.cfg.timeouts.idle,
-            );
+            let rules = StreamRules {
+                first_deadline: deadline,
+                idle: timeouts.idle,
+                end: now + timeouts.stream,
+                limit: timeouts.stream,
+                max_event_bytes: self.cfg.max_stream_event_bytes,
+            };
+            let chunks = sse_chunks(resp.bytes_stream(), decoder, rules);
             return Ok(ChatReply::Stream(commit_first(chunks).await?));
         }
 
@@ -269,7 +277,7 @@ impl Http<'_> {
         let deadline = Instant::now() + total;
         let call = async {
             let resp = self.send(rb, deadline, total).await?;
-            resp.bytes().await.map_err(|e| transport_failure(&e))
+            read_answer(resp, self.cfg.max_answer_bytes).await
         };
         tokio::time::timeout(total, call).await.unwrap_or_else(|_| {
             Err(Failure::new(
@@ -284,21 +292,114 @@ fn to_vec<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, sluice_llm::TranslateEr
     serde_json::to_vec(v).map_err(|e| sluice_llm::TranslateError::Unsupported(e.to_string()))
 }
 
+/// A transport error: the client learns only that the provider could not be reached or
+/// did not answer in time; reqwest's message and its chain of causes, which name the
+/// upstream URL (an internal host, an Azure deployment, a query), go to the log. They
+/// never hold our headers, so no provider key reaches the log either.
 fn transport_failure(e: &reqwest::Error) -> Failure {
-    let class = if e.is_timeout() {
-        FailureClass::Timeout
+    let (class, message) = if e.is_timeout() {
+        (FailureClass::Timeout, "the connection timed out")
     } else {
-        FailureClass::Connect
+        (FailureClass::Connect, "the provider could not be reached")
     };
-    // reqwest's Display names the URL but never our headers, so no key can leak here.
-    let mut msg = e.to_string();
+    let mut detail = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
         src = s.source();
     }
-    Failure::new(class, msg)
+    Failure::new(class, message).with_detail(detail)
+}
+
+/// Whether a model name can stand as one segment of a URL path as it is.
+fn model_is_path_safe(model: &str) -> bool {
+    !model.is_empty()
+        && model
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._@".contains(&b))
+        && !model.contains("..")
+        // `.` alone is a dot segment too (`..` and longer are caught above).
+        && model != "."
+}
+
+/// Whether a 2xx answer to a stream request is an event stream (parameters such as
+/// `; charset=utf-8` allowed). A missing content type is not accepted: no provider omits
+/// it, and a body in an unknown format would otherwise look like a cut stream.
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
+/// A 2xx answer to a stream request that is not an event stream: the provider's error, if
+/// the body is one in its format (some proxies answer errors with 200), else a bad answer.
+async fn not_a_stream(
+    resp: reqwest::Response,
+    deadline: Instant,
+    decode_error: impl Fn(&[u8]) -> Option<UpstreamError>,
+) -> Failure {
+    let content_type = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let body = read_capped(resp, MAX_ERROR_BODY, deadline).await;
+    if let Some(e) = decode_error(&body) {
+        return Failure::from_decode(DecodeError::Upstream(e));
+    }
+    Failure::new(
+        FailureClass::BadResponse,
+        "the provider answered a stream request with something that is not a stream",
+    )
+    .with_detail(format!(
+        "content-type {}; {}",
+        content_type.as_deref().unwrap_or("missing"),
+        excerpt(&body)
+    ))
+}
+
+/// Reads a whole answer of at most `cap` bytes. A larger one is refused as soon as that is
+/// known (from `Content-Length`, or as the bytes arrive): reading stops and the connection
+/// is dropped, so a provider cannot make the gateway buffer more than `cap`.
+async fn read_answer(resp: reqwest::Response, cap: usize) -> Result<Bytes, Failure> {
+    let too_large = |seen: String| {
+        Failure::new(
+            FailureClass::BadResponse,
+            "the provider's answer is larger than the gateway accepts",
+        )
+        .with_detail(format!("{seen} is over max_answer_bytes ({cap})"))
+    };
+    if let Some(len) = resp.content_length()
+        && len > cap as u64
+    {
+        return Err(too_large(format!("Content-Length {len}")));
+    }
+    let mut body = resp.bytes_stream();
+    // Most answers come in one piece: it is returned as it is, without a copy.
+    let mut first: Option<Bytes> = None;
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| transport_failure(&e))?;
+        let so_far = first.as_ref().map_or(0, Bytes::len) + buf.len();
+        if so_far + chunk.len() > cap {
+            return Err(too_large(format!(
+                "an answer of at least {} bytes",
+                so_far + chunk.len()
+            )));
+        }
+        match first.take() {
+            None if buf.is_empty() => first = Some(chunk),
+            None => buf.extend_from_slice(&chunk),
+            Some(head) => {
+                buf.reserve(head.len() + chunk.len());
+                buf.extend_from_slice(&head);
+                buf.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| buf.freeze()))
 }
 
 /// Reads at most `cap` bytes of a body until `deadline`; whatever arrived is returned.
@@ -316,4 +417,39 @@ async fn read_capped(resp: reqwest::Response, cap: usize, deadline: Instant) -> 
     })
     .await;
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_only_and_empty_model_names_are_not_path_segments() {
+        for bad in [
+            "", ".", "..", "...", "....", "a..b", "a/b", "a?x", "a#x", "a%2e", "a b",
+        ] {
+            assert!(!model_is_path_safe(bad), "`{bad}` must be refused");
+        }
+        for good in ["gpt-4o", "gpt-4o.mini", "my_deploy@v2", ".hidden", "v1."] {
+            assert!(model_is_path_safe(good), "`{good}` is a plain segment");
+        }
+    }
+
+    #[test]
+    fn only_event_streams_are_streams() {
+        let with = |ct: Option<&str>| {
+            let mut h = http::HeaderMap::new();
+            if let Some(ct) = ct {
+                h.insert(http::header::CONTENT_TYPE, ct.parse().expect("header"));
+            }
+            is_event_stream(&h)
+        };
+        assert!(with(Some("text/event-stream")));
+        assert!(with(Some("text/event-stream; charset=utf-8")));
+        assert!(with(Some("Text/Event-Stream ;charset=UTF-8")));
+        assert!(!with(Some("application/json")));
+        assert!(!with(Some("text/html; charset=utf-8")));
+        assert!(!with(Some("text/event-streamx")));
+        assert!(!with(None), "a missing content type is not a stream");
+    }
 }

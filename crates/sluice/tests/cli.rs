@@ -610,3 +610,106 @@ async fn serve_raises_its_open_file_limit_to_the_hard_limit() {
             .success()
     );
 }
+
+#[test]
+fn check_config_names_every_unset_variable_with_every_other_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("unset.toml");
+    std::fs::write(
+        &path,
+        r#"[server]
+listen = "here"
+
+[[keys]]
+name = "dev"
+key = "${SLUICE_TEST_UNSET_KEY}"
+
+[providers.a]
+kind = "openai"
+api_keys = ["${SLUICE_TEST_UNSET_OPENAI}"]
+
+[providers.b]
+kind = "azure"
+base_url = "https://${SLUICE_TEST_UNSET_HOST}.openai.azure.com:${SLUICE_TEST_UNSET_PORT}"
+api_keys = ["k"]
+
+[models.x]
+chain = ["a:gpt-4o", "zzz:m"]
+"#,
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check-config", "--config", path.to_str().unwrap()], &[]);
+    assert_eq!(code, 2, "{err}");
+    for (field, problem) in [
+        ("keys[0].key", "SLUICE_TEST_UNSET_KEY"),
+        ("providers.a.api_keys[0]", "SLUICE_TEST_UNSET_OPENAI"),
+        ("providers.b.base_url", "SLUICE_TEST_UNSET_HOST"),
+        ("providers.b.base_url", "SLUICE_TEST_UNSET_PORT"),
+        // The rest of the file is checked in the same run.
+        ("server.listen", "is not an address"),
+        ("providers.b.api_version", "required"),
+        ("models.x.chain[1]", "`zzz` is not defined"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{field}: ")) && l.contains(problem)),
+            "`{field}: …{problem}…` missing in:\n{err}"
+        );
+    }
+    // What only follows from an unset variable is not reported a second time.
+    assert!(
+        !err.contains("at least 8 characters") && !err.contains("needs at least one"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("models.x.chain[0]"),
+        "provider `a` exists, whatever its own problems:\n{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_demo_request_is_priced_in_the_ledger() {
+    let db = temp_db();
+    let env = [("SLUICE_DATABASE_URL", db.as_str())];
+    let (mut child, addr) = serve(&env);
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth("sk-sluice-demo")
+        .json(
+            &serde_json::json!({"model": "demo", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+
+    let (code, out, err) = run(
+        &[
+            "spend",
+            "--by",
+            "model",
+            "--since",
+            "1h",
+            "--config",
+            &demo(),
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("demo-1"))
+        .unwrap_or_else(|| panic!("no row for the demo model:\n{out}"));
+    let cost = line.split_whitespace().last().unwrap();
+    let usd: f64 = cost.trim_start_matches('$').parse().unwrap();
+    assert!(
+        usd > 0.0,
+        "the demo's mock models have a price, so a request costs something: {line}"
+    );
+}

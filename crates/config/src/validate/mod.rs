@@ -64,6 +64,9 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
     }
 
     let default_retries = raw.routing.max_retries;
+    // Chains are checked against every provider written, so one with a problem of its own
+    // is not also reported as missing from each chain that names it.
+    let declared: HashSet<String> = raw.providers.keys().cloned().collect();
     let mut providers = BTreeMap::new();
     for (id, rp) in raw.providers {
         if let Some(provider) = provider(&id, rp, default_retries, &mut p) {
@@ -85,7 +88,7 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
         let mut chain = Vec::new();
         let mut entries = Vec::new();
         let target = |at: &str, s: &str, p: &mut Vec<String>| match parse_target(s) {
-            Ok(t) if !providers.contains_key(&t.provider) => {
+            Ok(t) if !declared.contains(&t.provider) => {
                 p.push(format!(
                     "{at}: provider `{}` is not defined under [providers]",
                     t.provider
@@ -402,9 +405,18 @@ fn provider(
         ("connect_timeout_ms", rp.connect_timeout_ms),
         ("first_byte_timeout_ms", rp.first_byte_timeout_ms),
         ("idle_timeout_ms", rp.idle_timeout_ms),
+        ("stream_timeout_ms", rp.stream_timeout_ms),
     ] {
         if v == 0 {
             p.push(format!("{path}.{field}: must be greater than 0"));
+        }
+    }
+    for (field, v, min) in [
+        ("max_answer_bytes", rp.max_answer_bytes, 1024),
+        ("max_stream_event_bytes", rp.max_stream_event_bytes, 1024),
+    ] {
+        if v < min {
+            p.push(format!("{path}.{field}: must be at least {min}"));
         }
     }
     for name in rp.headers.keys() {
@@ -425,12 +437,15 @@ fn provider(
             first_byte: ms(rp.first_byte_timeout_ms),
             idle: ms(rp.idle_timeout_ms),
             total: ms(rp.timeout_ms),
+            stream: ms(rp.stream_timeout_ms),
         },
         headers: rp.headers,
         api_version: rp.api_version,
         stream_usage: rp.stream_usage.unwrap_or(preset.stream_usage),
         default_max_tokens: rp.default_max_tokens,
         max_retries: rp.max_retries.unwrap_or(default_retries),
+        max_answer_bytes: usize::try_from(rp.max_answer_bytes).unwrap_or(usize::MAX),
+        max_stream_event_bytes: usize::try_from(rp.max_stream_event_bytes).unwrap_or(usize::MAX),
         mock: MockSettings {
             latency: ms(rp.latency_ms),
             chunk_delay: ms(rp.chunk_delay_ms),

@@ -137,15 +137,17 @@ struct MessageDelta {
 
 impl StreamDecoder for Stream {
     /// Events are told apart by their data's `type`, which Anthropic always sets to the
-    /// SSE event name, so the `event` argument is not needed.
+    /// SSE event name; the `event` argument only marks pings.
     fn decode(
         &mut self,
-        _event: &str,
+        event: &str,
         data: &str,
         out: &mut Vec<ChatChunk>,
     ) -> Result<Decoded, DecodeError> {
         let data = data.trim();
-        if data.is_empty() {
+        // A `ping` is a keep-alive whatever its data (`{"type":"ping"}`, or `{}` from
+        // proxies).
+        if data.is_empty() || event == "ping" {
             return Ok(Decoded::More);
         }
         let event: Event = serde_json::from_str(data).map_err(DecodeError::malformed)?;

@@ -63,9 +63,11 @@ impl Stream {
 }
 
 impl StreamDecoder for Stream {
+    /// Gemini names no events; an `event: ping` (from a proxy in front of it) is a
+    /// keep-alive whatever its data.
     fn decode(
         &mut self,
-        _event: &str,
+        event: &str,
         data: &str,
         out: &mut Vec<ChatChunk>,
     ) -> Result<Decoded, DecodeError> {
@@ -73,7 +75,7 @@ impl StreamDecoder for Stream {
         if self.done {
             return Ok(Decoded::Done);
         }
-        if data.is_empty() {
+        if data.is_empty() || event == "ping" {
             return Ok(Decoded::More);
         }
         let resp = GenerateContentResponse::parse(data.as_bytes())?;
