@@ -2,6 +2,9 @@
 //! out, Anthropic body in → canonical response out, and SSE transcripts, byte for byte as
 //! Anthropic sends them, in → canonical chunks out. Everything compares as JSON values.
 
+mod common;
+
+use common::sse_events;
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
@@ -74,34 +77,6 @@ fn check_response(name: &str) {
         got, expected,
         "response/{name}: decoded response differs from the golden file"
     );
-}
-
-/// Splits an SSE transcript into `(event, data)` pairs the way an SSE client does: fields
-/// up to a blank line, one optional space after the colon, data lines joined by `\n`.
-fn sse_events(transcript: &str) -> Vec<(String, String)> {
-    let mut events = Vec::new();
-    let (mut event, mut data) = (String::new(), Vec::<&str>::new());
-    for line in transcript.split('\n') {
-        if line.is_empty() {
-            if !data.is_empty() {
-                events.push((std::mem::take(&mut event), data.join("\n")));
-                data.clear();
-            }
-            continue;
-        }
-        let (field, value) = line.split_once(':').unwrap_or((line, ""));
-        let value = value.strip_prefix(' ').unwrap_or(value);
-        match field {
-            "event" => event = value.to_owned(),
-            "data" => data.push(value),
-            _ => {}
-        }
-    }
-    assert!(
-        data.is_empty(),
-        "transcript must end with a blank line, as Anthropic's do"
-    );
-    events
 }
 
 /// Feeds a transcript to a fresh decoder, as the router would, and records what came out:

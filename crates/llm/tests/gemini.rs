@@ -9,6 +9,9 @@
     reason = "fixture helpers should fail the test loudly"
 )]
 
+mod common;
+
+use common::sse_events;
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
@@ -72,40 +75,10 @@ fn decode_case(case: &str) {
     assert_golden(case, &serde_json::to_value(resp).unwrap());
 }
 
-/// Splits an SSE transcript into `(event, data)` pairs the way an EventSource does: lines
-/// end in CRLF, LF or CR, `data:` lines of one event are joined with `\n`, a blank line
-/// ends the event, `:` lines are comments.
-fn sse_events(bytes: &[u8]) -> Vec<(String, String)> {
-    let text = std::str::from_utf8(bytes)
-        .unwrap()
-        .replace("\r\n", "\n")
-        .replace('\r', "\n");
-    let mut events = Vec::new();
-    let (mut event, mut data): (String, Vec<&str>) = (String::new(), Vec::new());
-    for line in text.split('\n') {
-        if line.is_empty() {
-            if !data.is_empty() {
-                events.push((std::mem::take(&mut event), data.join("\n")));
-                data.clear();
-            }
-            continue;
-        }
-        let (field, value) = line.split_once(':').unwrap_or((line, ""));
-        let value = value.strip_prefix(' ').unwrap_or(value);
-        match field {
-            "data" => data.push(value),
-            "event" => event = value.to_owned(),
-            _ => {}
-        }
-    }
-    assert!(data.is_empty(), "transcript ends inside an event");
-    events
-}
-
 /// Feeds a transcript to a fresh decoder: the chunks it produced and how it stopped (an
 /// error, or the status of the last event). Nothing may follow `Done`.
 fn run_stream(case: &str) -> (Vec<ChatChunk>, Result<Decoded, DecodeError>) {
-    let events = sse_events(&read(&format!("{case}.in.sse")));
+    let events = sse_events(&String::from_utf8(read(&format!("{case}.in.sse"))).expect("UTF-8"));
     let mut stream = gemini::Stream::new(meta());
     let mut chunks = Vec::new();
     let mut status = Ok(Decoded::More);

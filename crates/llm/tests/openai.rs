@@ -8,6 +8,9 @@
     reason = "fixture helpers should fail the test loudly"
 )]
 
+mod common;
+
+use common::sse_events;
 use std::path::PathBuf;
 
 use serde_json::Value;
@@ -45,31 +48,6 @@ fn meta() -> ResponseMeta {
         created: 1_754_000_000,
         model: "qwen-upstream".into(),
     }
-}
-
-/// `(event, data)` pairs as an EventSource splits them: `data:` lines joined with `\n`, a
-/// blank line ends an event, `:` lines are comments.
-fn sse_events(text: &str) -> Vec<(String, String)> {
-    let text = text.replace("\r\n", "\n");
-    let mut events = Vec::new();
-    let (mut event, mut data): (String, Vec<&str>) = (String::new(), Vec::new());
-    for line in text.split('\n') {
-        if line.is_empty() {
-            if !data.is_empty() {
-                events.push((std::mem::take(&mut event), data.join("\n")));
-                data.clear();
-            }
-            continue;
-        }
-        let (field, value) = line.split_once(':').unwrap_or((line, ""));
-        let value = value.strip_prefix(' ').unwrap_or(value);
-        match field {
-            "data" => data.push(value),
-            "event" => event = value.to_owned(),
-            _ => {}
-        }
-    }
-    events
 }
 
 fn decode_all(events: &[(String, String)]) -> (Vec<ChatChunk>, Result<Decoded, DecodeError>) {

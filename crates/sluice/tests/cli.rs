@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{BIN, config_dir, run, serve, serve_config, sigterm, temp_db};
@@ -160,20 +159,9 @@ async fn grace_period_bounds_the_drain() {
         format!("[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_ms = 200\n[[keys]]\nname = \"t\"\nkey = \"sk-test-1234\"\n[providers.slow]\nkind = \"mock\"\nchunk_delay_ms = 1000\nwords = 60\n[models.slow]\nchain = [\"slow:s\"]\n[database]\nurl = \"sqlite://{}/s.db\"\n", dir.path().display()),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config", path.to_str().unwrap()])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines.next().expect("server output").unwrap();
-        if let Some(a) = line.split("sluice listening on ").nth(1) {
-            break a.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--config", path.to_str().unwrap()]);
+    let (mut child, addr, _log) = common::serve_command(cmd);
     let resp = reqwest::Client::new()
         .post(format!("http://{addr}/v1/chat/completions"))
         .bearer_auth("sk-test-1234")
@@ -567,24 +555,12 @@ async fn serve_runs_on_a_single_threaded_runtime_when_asked() {
 /// connections long before `server.max_connections`).
 #[tokio::test]
 async fn serve_raises_its_open_file_limit_to_the_hard_limit() {
-    let mut child = Command::new("prlimit")
-        .args(["--nofile=256:8192", BIN, "serve", "--config"])
+    let mut cmd = Command::new("prlimit");
+    cmd.args(["--nofile=256:8192", BIN, "serve", "--config"])
         .arg(config_dir().join("demo.toml"))
         .env("SLUICE_LISTEN", "127.0.0.1:0")
-        .env("SLUICE_DATABASE_URL", temp_db())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("prlimit runs the gateway");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines.next().expect("server output").unwrap();
-        if let Some(a) = line.split("sluice listening on ").nth(1) {
-            break a.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines.by_ref() {});
+        .env("SLUICE_DATABASE_URL", temp_db());
+    let (child, addr, _log) = common::serve_command(cmd);
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
     let open_files = limits
         .lines()

@@ -79,11 +79,18 @@ impl Log {
 
 /// [`serve_config`], keeping the process's log.
 pub fn serve_logged(config: &Path, extra_env: &[(&str, &str)]) -> (Child, String, Log) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config", config.to_str().unwrap()])
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--config", config.to_str().unwrap()])
         .env("SLUICE_LISTEN", "127.0.0.1:0")
         .env("SLUICE_DATABASE_URL", temp_db())
-        .envs(extra_env.iter().copied())
+        .envs(extra_env.iter().copied());
+    serve_command(cmd)
+}
+
+/// Starts a command that runs `sluice serve` and returns it once it says where it
+/// listens, with that address and its log.
+pub fn serve_command(mut cmd: Command) -> (Child, String, Log) {
+    let mut child = cmd
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
