@@ -527,6 +527,61 @@ async fn after_a_cool_down_the_breaker_watches_from_the_first_call() {
     }
 }
 
+/// The same with refreshes running (every 100 ms): whichever of a refresh and the next
+/// call sees the end of the cool-down first, the key gets the same allowance as before
+/// its trip (no instant re-trip on spend it was already stopped for), and the new trip is
+/// stored over the expired row, so every instance sees it and it outlives this one's
+/// memory of it.
+#[tokio::test]
+async fn a_trip_after_a_cool_down_is_stored_and_allows_what_the_first_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[limits.spend_breaker]\nmax_usd = 0.015\ncooldown_ms = 1000\n[database]\nkey_refresh_ms = 100\nurl = \"sqlite://{}/s.db\"\n",
+        dir.path().display()
+    );
+    let gw = Gateway::start(&config("rpm = 1000", &extra)).await;
+    let mut first = 0;
+    while send(&gw, KEY_A, &ask("m", 10), None).await.status == 200 {
+        first += 1;
+        assert!(first < 20, "the breaker trips at all");
+    }
+    let first_trip = gw.state.spend_breaker.open();
+    let until = first_trip[0].until_ms.expect("a cool-down");
+    // Past the cool-down, and past a refresh that drops the expired trip.
+    while sluice_gateway::auth::now_ms() < until + 400 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut again = 0;
+    loop {
+        let r = send(&gw, KEY_A, &ask("m", 10), None).await;
+        if r.status != 200 {
+            assert_eq!(r.code(), "spend_breaker_open");
+            break;
+        }
+        again += 1;
+        assert!(
+            again <= first,
+            "{again} calls after the cool-down, {first} before the trip"
+        );
+    }
+    assert_eq!(
+        again, first,
+        "the window started afresh at the end of the cool-down"
+    );
+    assert!(
+        eventually(5, async || gw
+            .state
+            .store
+            .open_trips(sluice_gateway::auth::now_ms())
+            .await
+            .unwrap()
+            .iter()
+            .any(|t| t.tripped_at_ms > until))
+        .await,
+        "the second trip is in the store"
+    );
+}
+
 #[tokio::test]
 async fn streams_are_reserved_and_settled_from_their_usage() {
     let gw = Gateway::start(&config("budget_tokens_total = 40", "")).await;

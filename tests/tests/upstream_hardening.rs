@@ -655,10 +655,13 @@ fn html(status: &'static str) -> Answer {
 
 #[tokio::test]
 async fn no_error_names_the_upstream_url_host_or_raw_body() {
-    // A port that refuses connections.
-    let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    // A port that refuses connections: bound (so no other test can take it) but not
+    // listening, for as long as the test runs.
+    let closed = tokio::net::TcpSocket::new_v4().expect("socket");
+    closed
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
     let closed_port = closed.local_addr().expect("addr").port();
-    drop(closed);
 
     let internal_error = format!(
         "{{\"error\":{{\"message\":\"connection to {INTERNAL_HOST} lost\",\"type\":\"server_error\"}}}}"

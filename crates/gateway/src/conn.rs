@@ -14,6 +14,13 @@
 //!   is dropped, which drops its response, so a stream's upstream is closed and its
 //!   ledger row written.
 //!
+//! Connections speak HTTP/1.1 only. With HTTP/2, flow control lets a client stall one
+//! stream while its socket stays writable, which no socket-level timer sees, so a stream
+//! and its upstream call could be held for ever; TLS and HTTP/2 belong to the proxy in
+//! front. When the grace period of a stop is over, connections still open are dropped
+//! and [`serve`] returns only once they are, so what their responses record on drop (a
+//! stream's ledger row) is recorded before the ledger stops.
+//!
 //! hyper's own header timeout also runs while a kept-alive connection waits for its next
 //! request, which would make the idle timeout the header timeout; so the timers live here,
 //! in the connection's I/O ([`TimedIo`]), told by the service wrapper whether a request
@@ -31,8 +38,7 @@ use axum::body::Body;
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper_util::rt::TokioIo;
 use sluice_config::ConnLimits;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -72,25 +78,37 @@ fn effective_cap(configured: usize) -> usize {
 /// Refusals written at once; past this many, a connection over the cap is just closed.
 const MAX_REFUSING: usize = 256;
 
-/// Accepts and serves connections until `stop` turns true, then stops accepting, asks
-/// every connection to finish its requests, and returns once all of them have closed
-/// (the caller bounds that with its grace period).
+/// Where a server is in its life: serving, draining (no new connections; open ones
+/// finish their requests), or cut (what is still open is dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Phase {
+    Serve,
+    Drain,
+    Cut,
+}
+
+/// Accepts and serves connections until the phase turns to `Drain`, then stops accepting,
+/// asks every connection to finish its requests, and returns once all of them have
+/// closed, or once the phase turns to `Cut`: then every connection still open is dropped,
+/// and returns only when they all are, so that whatever a dropped response records (a
+/// stream's ledger row) is recorded before the caller goes on.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: axum::Router,
     limits: ConnLimits,
-    mut stop: watch::Receiver<bool>,
+    mut phase: watch::Receiver<Phase>,
 ) {
     let cap = effective_cap(limits.max_connections);
     let permits = Arc::new(Semaphore::new(cap));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
-    // Each connection holds a receiver; `closed()` resolves when the last one is gone.
-    let (open_tx, open_rx) = watch::channel(());
+    let mut open = tokio::task::JoinSet::new();
     let mut last_accept_error: Option<Instant> = None;
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = stop.wait_for(|s| *s) => break,
+            _ = phase.wait_for(|p| *p >= Phase::Drain) => break,
+            // Reap finished connections so the set holds only open ones.
+            Some(_) = open.join_next(), if !open.is_empty() => continue,
         };
         let tcp = match accepted {
             Ok((tcp, _)) => tcp,
@@ -120,24 +138,28 @@ pub(crate) async fn serve(
             continue;
         };
         let app = app.clone();
-        let stop = stop.clone();
-        let open = open_rx.clone();
-        tokio::spawn(async move {
-            serve_one(tcp, app, limits, stop).await;
+        let phase = phase.clone();
+        open.spawn(async move {
+            serve_one(tcp, app, limits, phase).await;
             drop(permit);
-            drop(open);
         });
     }
-    drop(open_rx);
     drop(listener);
-    open_tx.closed().await;
+    loop {
+        tokio::select! {
+            next = open.join_next() => if next.is_none() { return },
+            _ = phase.wait_for(|p| *p == Phase::Cut) => break,
+        }
+    }
+    open.abort_all();
+    while open.join_next().await.is_some() {}
 }
 
 async fn serve_one(
     tcp: TcpStream,
     app: axum::Router,
     limits: ConnLimits,
-    mut stop: watch::Receiver<bool>,
+    mut phase: watch::Receiver<Phase>,
 ) {
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(TimedIo::new(tcp, limits, activity.clone()));
@@ -146,18 +168,14 @@ async fn serve_one(
         activity,
         body_read: limits.body_read,
     };
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        // Pings find a dead HTTP/2 peer; HTTP/1 relies on the timeouts above.
-        .keep_alive_interval(Some(Duration::from_secs(20)))
-        .keep_alive_timeout(Duration::from_secs(20))
-        // CONNECT protocol: WebSockets over HTTP/2.
-        .enable_connect_protocol();
-    let conn = builder.serve_connection_with_upgrades(io, service);
+    // HTTP/1 only. HTTP/2 flow control lets a client stall one stream while its socket
+    // stays writable, which no socket-level timer sees: the stream (and its upstream
+    // call) would be held for ever. TLS and HTTP/2 belong to the proxy in front.
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .with_upgrades();
     tokio::pin!(conn);
-    let mut stopping = false;
+    let mut draining = false;
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -166,8 +184,8 @@ async fn serve_one(
                 }
                 return;
             }
-            _ = stop.wait_for(|s| *s), if !stopping => {
-                stopping = true;
+            _ = phase.wait_for(|p| *p >= Phase::Drain), if !draining => {
+                draining = true;
                 conn.as_mut().graceful_shutdown();
             }
         }

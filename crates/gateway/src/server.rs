@@ -10,6 +10,7 @@ use axum::middleware;
 use tokio::net::TcpListener;
 use tokio::time::{Duration, Instant};
 
+use crate::conn::Phase;
 use crate::{ApiError, AppState, auth, request_id, routes};
 
 /// The whole app, middleware order readable top to bottom: request id (outermost, so every
@@ -58,8 +59,8 @@ pub async fn run(
     let refresher = tokio::spawn(refresh_keys(state.clone()));
     let limits_sync = tokio::spawn(sync_limits(state.clone()));
     let persister = crate::profiles::Persister::spawn(&state);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let serve = crate::conn::serve(listener, app(state.clone()), state.conn_limits, stop_rx);
+    let (phase_tx, phase_rx) = tokio::sync::watch::channel(Phase::Serve);
+    let serve = crate::conn::serve(listener, app(state.clone()), state.conn_limits, phase_rx);
     tokio::pin!(serve);
     tokio::select! {
         () = &mut serve => {}
@@ -71,14 +72,22 @@ pub async fn run(
         grace_ms = grace.as_millis() as u64,
         "shutting down: no new connections; waiting for in-flight requests"
     );
-    let _ = stop_tx.send(true);
+    let _ = phase_tx.send(Phase::Drain);
     if tokio::time::timeout(grace, &mut serve).await.is_err() {
         tracing::warn!(
             "grace period over; ending open streams and answering waiting requests with shutting_down"
         );
         state.cut_streams();
-        // The error answers and events are written; then the connections are dropped.
-        let _ = tokio::time::timeout(Duration::from_millis(500), &mut serve).await;
+        // The error answers and events are written; then the connections still open (a
+        // client that reads nothing) are dropped, and `serve` returns once they all are,
+        // so every dropped stream's ledger row is queued before the ledger stops.
+        if tokio::time::timeout(Duration::from_millis(500), &mut serve)
+            .await
+            .is_err()
+        {
+            let _ = phase_tx.send(Phase::Cut);
+            serve.await;
+        }
     }
     refresher.abort();
     limits_sync.abort();

@@ -46,6 +46,18 @@ struct Rates {
     last_ms: i64,
 }
 
+impl Rates {
+    /// Forgets spend from before `until` (the end of a cool-down): the window restarts
+    /// then, unless it already did.
+    fn start_after(&mut self, until: i64, now_ms: i64) {
+        if self.slot_start < until {
+            self.slots = [0; SLOTS];
+            self.cur = 0;
+            self.slot_start = now_ms;
+        }
+    }
+}
+
 impl SpendBreaker {
     pub fn new(cfg: Option<SpendBreakerConfig>) -> Self {
         SpendBreaker {
@@ -103,12 +115,8 @@ impl SpendBreaker {
             })
         });
         let mut r = entry.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(until) = cooled_at
-            && r.slot_start < until
-        {
-            r.slots = [0; SLOTS];
-            r.cur = 0;
-            r.slot_start = now_ms;
+        if let Some(until) = cooled_at {
+            r.start_after(until, now_ms);
         }
         let slot_ms = (window_ms / SLOTS as i64).max(1);
         let steps = (now_ms - r.slot_start).max(0) / slot_ms;
@@ -219,10 +227,22 @@ impl SpendBreaker {
         }
         let before = self.trips.load();
         for (id, t) in before.iter().filter(|(id, _)| !next.contains_key(*id)) {
-            // Reset (here or elsewhere): the key starts afresh; no call was let through
-            // since. Cooled down: `record` has watched it since, and its window stays.
-            if t.until_ms.is_none_or(|u| u > now_ms) {
-                self.rates.remove(id.as_str());
+            match t.until_ms.filter(|u| *u <= now_ms) {
+                // Cooled down: the window starts at the end of the cool-down, whether
+                // `record` saw the expired trip first (then this changes nothing) or not.
+                Some(until) => {
+                    if let Some(rates) = self.rates.get(id.as_str()) {
+                        rates
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .start_after(until, now_ms);
+                    }
+                }
+                // Reset (here or elsewhere): the key starts afresh; no call was let
+                // through since.
+                None => {
+                    self.rates.remove(id.as_str());
+                }
             }
             tracing::info!(key = %id, "spend breaker closed");
         }

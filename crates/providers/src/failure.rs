@@ -109,9 +109,11 @@ impl FailureClass {
 ///
 /// It has two texts: `message`, which a client may be shown, and `detail`, which only the
 /// log gets (with the request id). `message` is a sentence of Sluice's or the message a
-/// provider wrote in its documented JSON error format; it never holds an upstream URL, a
-/// host name, a transport error or a raw body. Those go to `detail`. Neither ever holds our
-/// credentials: they are never sent back to us.
+/// provider wrote in its documented JSON error format; Sluice never puts an upstream URL,
+/// a host name, a transport error or a raw body there (those go to `detail`). What a
+/// provider writes in its own message is its own: it is relayed to clients only for the
+/// client-error classes (bad request, context overflow, content filter), where it says
+/// what to fix. Neither text ever holds our credentials: they are never sent back to us.
 #[derive(Debug, Clone)]
 pub struct Failure {
     pub class: FailureClass,

@@ -18,12 +18,17 @@ pub struct Trip {
 }
 
 impl Store {
-    /// Records a trip; a key already tripped keeps its first trip.
+    /// Records a trip. A key already tripped keeps its first trip, unless that one's
+    /// cool-down had ended by the new trip (a row nobody has swept yet): then the new trip
+    /// replaces it, or a key re-tripped right after a cool-down would be open again.
     pub async fn trip_key(&self, t: &Trip) -> Result<(), StoreError> {
         let _write = self.write_permit().await?;
         sqlx::query(
             "INSERT INTO key_breakers (key_id, tripped_at_ms, until_ms, reason) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (key_id) DO NOTHING",
+             VALUES ($1, $2, $3, $4) ON CONFLICT (key_id) DO UPDATE SET \
+             tripped_at_ms = excluded.tripped_at_ms, until_ms = excluded.until_ms, \
+             reason = excluded.reason \
+             WHERE key_breakers.until_ms IS NOT NULL AND key_breakers.until_ms <= excluded.tripped_at_ms",
         )
         .bind(&t.key_id)
         .bind(t.tripped_at_ms)

@@ -124,6 +124,17 @@ impl Store {
         if file.is_replaced() {
             return FileCheck::Replaced;
         }
+        if self.pool().is_closed() && !self.closing() {
+            // A restore that put the file back but could not reopen it: try again.
+            let _all = self.inner.writes.write().await;
+            return match self.reopen(file).await {
+                Ok(()) => FileCheck::Restored,
+                Err(e) => {
+                    tracing::error!(path = %file.path.display(), "cannot reopen the database file: {e}");
+                    FileCheck::Missing(e.to_string())
+                }
+            };
+        }
         let now = identity(&file.path);
         if now.is_some() && now == file.known() {
             return FileCheck::Fine;
@@ -187,13 +198,22 @@ impl Store {
             .await?;
         old.close().await;
         std::fs::rename(&copy, &file.path).map_err(|source| StoreError::Restore {
-            path: file.path.display().to_string(),
+            path: format!("{} (the copy is {})", file.path.display(), copy.display()),
             source,
         })?;
+        // The file at the path is ours from here on, even if reopening it fails (the next
+        // check tries again).
+        *file.identity.lock().unwrap_or_else(|p| p.into_inner()) = identity(&file.path);
+        self.reopen(file).await
+    }
+
+    /// Opens a fresh pool on the file and marks it (the marker may have gone with the
+    /// directory).
+    async fn reopen(&self, file: &crate::file::DbFile) -> Result<(), StoreError> {
         let url = file.url.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let pool = connect_pool(self.inner.backend, &url).await?;
         self.inner.pool.store(std::sync::Arc::new(pool));
-        *file.identity.lock().unwrap_or_else(|p| p.into_inner()) = identity(&file.path);
+        file.opened(url);
         Ok(())
     }
 }

@@ -219,14 +219,21 @@ pub struct KeySpec {
 }
 
 /// Whether text holds a character that must not reach a log line, a terminal or a
-/// database as it is: control characters (newlines, NUL, escapes) and the Unicode
-/// direction overrides and isolates that make text display as something it is not.
+/// database as it is: control characters (newlines, NUL, escapes), the Unicode line and
+/// paragraph separators, and the direction marks, overrides and isolates that make text
+/// display as something it is not.
 pub fn has_control_chars(s: &str) -> bool {
     s.chars().any(|c| {
         c.is_control()
             || matches!(
                 c,
-                '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+                '\u{200E}'
+                    | '\u{200F}'
+                    | '\u{061C}'
+                    | '\u{2028}'
+                    | '\u{2029}'
+                    | '\u{202A}'..='\u{202E}'
+                    | '\u{2066}'..='\u{2069}'
             )
     })
 }

@@ -12,6 +12,7 @@
 //! Layout: [`keys`] (API keys), [`ledger`] (spend rows and the batched writer),
 //! [`profiles`] (provider auth-profile state), [`spend`] (reports).
 
+mod backoff;
 pub mod breakers;
 pub mod buckets;
 mod file;
@@ -101,6 +102,7 @@ struct Inner {
     /// Writes hold it shared; restoring a deleted file holds it alone, so no write lands
     /// in the deleted file after the copy was taken.
     writes: tokio::sync::RwLock<()>,
+    closing: std::sync::atomic::AtomicBool,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -123,12 +125,29 @@ impl Store {
             if let Some(f) = &db_file {
                 f.check_before_open()?;
             }
-            let url = if path.contains("mode=") {
-                url.to_owned()
-            } else if path.contains('?') {
-                format!("{url}&mode=rwc")
-            } else {
-                format!("{url}?mode=rwc")
+            let with_mode = |mode: &str| {
+                if path.contains("mode=") {
+                    url.to_owned()
+                } else if path.contains('?') {
+                    format!("{url}&mode={mode}")
+                } else {
+                    format!("{url}?mode={mode}")
+                }
+            };
+            // The file is created once, here; the pool then opens it read-write without
+            // creating, so a connection opened after the file was deleted fails instead
+            // of making an empty database in its place.
+            if let Some(f) = &db_file
+                && !f.path().exists()
+            {
+                connect_pool(Backend::Sqlite, &with_mode("rwc"))
+                    .await?
+                    .close()
+                    .await;
+            }
+            let url = match &db_file {
+                Some(_) => with_mode("rw"),
+                None => with_mode("rwc"),
             };
             (Backend::Sqlite, url, db_file)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -146,6 +165,7 @@ impl Store {
                 backend,
                 file,
                 writes: tokio::sync::RwLock::new(()),
+                closing: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -225,7 +245,17 @@ impl Store {
 
     /// Closes the pool, waiting for connections in use.
     pub async fn close(&self) {
+        self.inner
+            .closing
+            .store(true, std::sync::atomic::Ordering::Release);
         self.pool().close().await;
+    }
+
+    /// Whether [`Store::close`] was called (a closed pool is then no fault to mend).
+    pub(crate) fn closing(&self) -> bool {
+        self.inner
+            .closing
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 }
 

@@ -167,6 +167,10 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
                 .into(),
         );
     }
+    // Postgres binds at most 65,535 parameters a statement; a row takes 16.
+    if db.ledger_batch > 4000 {
+        p.push("database.ledger_batch: at most 4000 rows a batch".into());
+    }
     let admin_token = raw.server.admin_token.clone().filter(|t| !t.is_empty());
     if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
         p.push("server.admin_token: must be at least 16 characters".into());
@@ -177,7 +181,9 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
                 let file = path.split('?').next().unwrap_or_default();
                 std::path::PathBuf::from(format!("{file}.ledger-spill.jsonl"))
             }
-            _ => std::path::PathBuf::from("data/ledger-spill.jsonl"),
+            // One file per instance on a host: instances on one host listen on different
+            // ports, and a restarted instance finds its own file again.
+            _ => std::path::PathBuf::from(format!("data/ledger-spill-{}.jsonl", listen.port())),
         },
         path => std::path::PathBuf::from(path),
     };

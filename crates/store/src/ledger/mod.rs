@@ -222,13 +222,32 @@ impl Ledger {
         let Some(task) = task else {
             return StopReport::default();
         };
-        let (done, report) = oneshot::channel();
-        if self.tx.send(Msg::Stop { deadline, done }).await.is_err() {
-            return StopReport::default();
+        // The writer answers by the deadline; past it (plus time to spill) it is stuck in
+        // a write that does not return, and what it holds is reported, not waited for.
+        let limit = deadline + Duration::from_secs(5);
+        let stop = async {
+            let (done, report) = oneshot::channel();
+            self.tx.send(Msg::Stop { deadline, done }).await.ok()?;
+            report.await.ok()
+        };
+        match tokio::time::timeout_at(limit, stop).await {
+            Ok(report) => {
+                let _ = tokio::time::timeout_at(limit, task).await;
+                report.unwrap_or_default()
+            }
+            Err(_) => {
+                task.abort();
+                let held = self.health().backlog;
+                tracing::error!(
+                    rows = held,
+                    "SPEND ROWS LOST: the ledger writer did not finish by the shutdown deadline"
+                );
+                StopReport {
+                    lost: held,
+                    ..StopReport::default()
+                }
+            }
         }
-        let report = report.await.unwrap_or_default();
-        let _ = task.await;
-        report
     }
 }
 

@@ -1,8 +1,9 @@
 //! The spill file: spend rows the database could not take, one JSON object per line,
 //! appended and synced to disk. To be written back it is first renamed to `<file>.replay`
-//! (so rows spilled meanwhile start a new file), and that is removed once all of its rows
-//! are in the database. A start finds either and writes their rows first; inserts skip
-//! rows already present, so a replay cut short by a crash is simply done again.
+//! (so rows spilled meanwhile start a new file), read a slice at a time from a byte
+//! offset (memory stays bounded however long the outage was), and removed once all of its
+//! rows are in the database. A start finds either and writes their rows first; inserts
+//! skip rows already present, so a replay cut short by a crash is simply done again.
 //!
 //! Files are small and only touched when the database fails, but the calls block: the
 //! writer runs them on the blocking pool.
@@ -11,6 +12,15 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use super::SpendRow;
+
+/// Rows read from the replay file, and where the next read starts.
+#[derive(Debug)]
+pub(crate) struct ReplayChunk {
+    pub rows: Vec<SpendRow>,
+    pub next_offset: u64,
+    pub bad: usize,
+    pub eof: bool,
+}
 
 #[derive(Debug, Clone)]
 pub(crate) struct Spill {
@@ -68,45 +78,54 @@ impl Spill {
             .sum()
     }
 
-    /// Moves the spill file into `<file>.replay` (appending when a replay is still
-    /// unfinished) and returns every row there. Lines that do not parse (the last one,
-    /// after a crash in the middle of a write) are skipped and counted.
-    pub fn take(&self) -> std::io::Result<(Vec<SpendRow>, usize)> {
-        if self.path.exists() {
-            if self.replay.exists() {
-                let more = std::fs::read(&self.path)?;
-                let mut f = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&self.replay)?;
-                f.write_all(b"\n")?;
-                f.write_all(&more)?;
-                f.sync_all()?;
-                std::fs::remove_file(&self.path)?;
-            } else {
-                std::fs::rename(&self.path, &self.replay)?;
-            }
+    /// Makes sure a replay file is there to read when there is anything to replay: an
+    /// unfinished one is kept; otherwise the spill file becomes it (rows spilled from now
+    /// on start a new spill file). `false`: nothing to replay.
+    pub fn open_replay(&self) -> std::io::Result<bool> {
+        if self.replay.exists() {
+            return Ok(true);
         }
-        let f = match std::fs::File::open(&self.replay) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
-            Err(e) => return Err(e),
+        match std::fs::rename(&self.path, &self.replay) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Up to `max_rows` rows of the replay file from byte `offset`. Lines that do not parse
+    /// (one torn by a crash in the middle of a write) are skipped and counted.
+    pub fn read_replay(&self, offset: u64, max_rows: usize) -> std::io::Result<ReplayChunk> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = std::fs::File::open(&self.replay)?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut reader = std::io::BufReader::new(f);
+        let mut chunk = ReplayChunk {
+            rows: Vec::new(),
+            next_offset: offset,
+            bad: 0,
+            eof: false,
         };
-        let mut rows = Vec::new();
-        let mut bad = 0;
-        for line in std::io::BufReader::new(f).lines() {
-            let line = line?;
+        let mut line = String::new();
+        while chunk.rows.len() < max_rows {
+            line.clear();
+            let n = reader.read_line(&mut line)?;
+            if n == 0 {
+                chunk.eof = true;
+                break;
+            }
+            chunk.next_offset += n as u64;
             if line.trim().is_empty() {
                 continue;
             }
             match serde_json::from_str(&line) {
-                Ok(row) => rows.push(row),
-                Err(_) => bad += 1,
+                Ok(row) => chunk.rows.push(row),
+                Err(_) => chunk.bad += 1,
             }
         }
-        Ok((rows, bad))
+        Ok(chunk)
     }
 
-    /// Every row taken by [`Spill::take`] is in the database.
+    /// Every row of the replay file is in the database.
     pub fn replayed(&self) -> std::io::Result<()> {
         match std::fs::remove_file(&self.replay) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
@@ -141,9 +160,10 @@ mod tests {
     }
 
     #[test]
-    fn rows_survive_a_round_trip_and_a_torn_last_line_is_skipped() {
+    fn rows_survive_a_round_trip_and_a_torn_line_is_skipped() {
         let dir = tempfile::tempdir().expect("dir");
         let spill = Spill::new(dir.path().join("sub/spill.jsonl"));
+        assert!(!spill.open_replay().expect("nothing yet"));
         spill.append(&[row(1), row(2)]).expect("append");
         spill.append(&[row(3)]).expect("append");
         // A crash in the middle of a write leaves half a line.
@@ -154,16 +174,26 @@ mod tests {
         f.write_all(b"{\"request_id\":\"r4\",\"call").expect("torn");
         assert_eq!(spill.count(), 4, "three rows and a torn line");
         spill.append(&[row(6)]).expect("append after the tear");
-        let (rows, bad) = spill.take().expect("take");
-        assert_eq!(rows, vec![row(1), row(2), row(3), row(6)]);
-        assert_eq!(bad, 1);
+        assert!(spill.open_replay().expect("replay"));
         assert!(!spill.path().exists(), "the spill file moved to .replay");
-        // Rows spilled during the replay start a new file and join the unfinished replay.
-        spill.append(&[row(5)]).expect("append");
-        let (rows, _) = spill.take().expect("take again");
-        assert_eq!(rows.len(), 5, "the unfinished replay and the new row");
+        // Rows spilled during the replay start a new file.
+        spill.append(&[row(7)]).expect("append");
+        let first = spill.read_replay(0, 2).expect("read");
+        assert_eq!(first.rows, vec![row(1), row(2)]);
+        assert!(!first.eof);
+        let rest = spill.read_replay(first.next_offset, 100).expect("read");
+        assert_eq!(rest.rows, vec![row(3), row(6)]);
+        assert_eq!(rest.bad, 1);
+        assert!(rest.eof);
+        assert!(
+            spill.open_replay().expect("unfinished"),
+            "kept until replayed"
+        );
+        spill.replayed().expect("done");
+        assert!(spill.open_replay().expect("the new spill file"));
+        assert_eq!(spill.read_replay(0, 10).expect("read").rows, vec![row(7)]);
         spill.replayed().expect("done");
         assert_eq!(spill.count(), 0);
-        assert_eq!(spill.take().expect("nothing").0, vec![]);
+        assert!(!spill.open_replay().expect("nothing left"));
     }
 }

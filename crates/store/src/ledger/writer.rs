@@ -1,6 +1,7 @@
 //! The ledger's background writer: batches rows, retries failed batches with backoff
 //! without ever blocking its queue for longer than one attempt, spills what it cannot keep,
-//! and on shutdown writes until its deadline, then spills the rest.
+//! reads spilled rows back a slice at a time, and on shutdown writes until its deadline,
+//! then spills the rest.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -13,9 +14,16 @@ use tokio::time::Instant;
 use super::spill::Spill;
 use super::{Counters, LedgerConfig, LedgerError, Msg, SpendRow, StopReport};
 use crate::Store;
+use crate::backoff::Backoff;
 
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// A replay in progress: where the next slice starts, and how many of its rows are at
+/// the front of `pending`.
+#[derive(Debug, Clone, Copy)]
+struct Replay {
+    offset: u64,
+    in_pending: usize,
+    eof: bool,
+}
 
 struct Writer {
     store: Store,
@@ -23,14 +31,13 @@ struct Writer {
     counters: Arc<Counters>,
     /// Rows received and not yet written, oldest first.
     pending: VecDeque<SpendRow>,
-    /// How many rows at the front of `pending` came from the spill file's replay.
-    replaying: usize,
     spill: Option<Spill>,
-    /// Rows in the spill file (not in `pending`).
+    replay: Option<Replay>,
+    /// Rows in the spill and replay files, not in `pending` (for the health counter).
     spilled: u64,
     /// Set while failing: no attempt before this.
     retry_at: Option<Instant>,
-    backoff: Duration,
+    backoff: Backoff,
     last_error: String,
 }
 
@@ -45,11 +52,11 @@ pub(super) async fn run(
         store,
         counters,
         pending: VecDeque::with_capacity(cfg.batch_size),
-        replaying: 0,
-        spilled: 0,
         spill,
+        replay: None,
+        spilled: 0,
         retry_at: None,
-        backoff: FIRST_BACKOFF,
+        backoff: Backoff::ledger(),
         last_error: String::new(),
         cfg,
     };
@@ -59,7 +66,7 @@ pub(super) async fn run(
             rows = w.spilled,
             "the spend ledger has rows spilled by an earlier run; writing them first"
         );
-        w.unspill().await;
+        w.write_ready().await;
     }
     // `interval` ticks at once; the first flush is one interval away.
     let start = Instant::now() + w.cfg.flush_interval;
@@ -106,12 +113,12 @@ pub(super) async fn run(
                     return;
                 }
                 None => {
-                    w.stop(Instant::now() + MAX_BACKOFF).await;
+                    w.stop(Instant::now() + Duration::from_secs(10)).await;
                     return;
                 }
             },
             _ = tick.tick() => {
-                if !w.pending.is_empty() && w.retry_at.is_none() {
+                if (!w.pending.is_empty() || w.spilled > 0) && w.retry_at.is_none() {
                     w.write_ready().await;
                 }
             }
@@ -141,11 +148,11 @@ impl Writer {
         match self.store.insert_spend(batch).await {
             Ok(()) => {
                 self.pending.drain(..n);
-                self.left_front(n).await;
+                self.left_front(n);
                 if self.counters.failing.swap(false, Ordering::AcqRel) {
                     tracing::info!("spend ledger writes work again");
                 }
-                self.backoff = FIRST_BACKOFF;
+                self.backoff.reset();
                 self.retry_at = None;
                 self.publish();
                 true
@@ -153,68 +160,139 @@ impl Writer {
             Err(e) => {
                 self.last_error = e.to_string();
                 self.counters.failing.store(true, Ordering::Release);
+                let wait = self.backoff.next_delay();
                 tracing::warn!(
                     rows = n,
                     backlog = self.pending.len() as u64 + self.spilled,
-                    "spend ledger write failed, retrying in {:?}: {e}",
-                    self.backoff
+                    "spend ledger write failed, retrying in {wait:?}: {e}"
                 );
-                self.retry_at = Some(Instant::now() + self.backoff);
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                self.retry_at = Some(Instant::now() + wait);
                 false
             }
         }
     }
 
-    /// Writes every full batch and whatever is left, stopping at the first failure; then,
-    /// with the database taking writes, brings spilled rows back.
+    /// Writes every batch it has, then the spilled rows a slice at a time, stopping at the
+    /// first failure.
     async fn write_ready(&mut self) {
-        while !self.pending.is_empty() {
-            if !self.write_batch().await {
+        loop {
+            while !self.pending.is_empty() {
+                if !self.write_batch().await {
+                    return;
+                }
+            }
+            if !self.feed_replay().await {
                 return;
             }
-        }
-        if self.spilled > 0 {
-            self.unspill().await;
         }
     }
 
     async fn flush(&mut self) -> Result<(), LedgerError> {
         self.retry_at = None;
         self.write_ready().await;
-        while !self.pending.is_empty() {
-            if !self.write_batch().await {
-                return Err(LedgerError::NotWritten {
-                    rows: self.pending.len() as u64 + self.spilled,
-                    reason: self.last_error.clone(),
-                });
-            }
+        if self.pending.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        Err(LedgerError::NotWritten {
+            rows: self.pending.len() as u64 + self.spilled,
+            reason: self.last_error.clone(),
+        })
     }
 
-    /// `n` rows left the front of `pending` (written or spilled): once all the replayed
-    /// ones have, the replay file is done with.
-    async fn left_front(&mut self, n: usize) {
-        if self.replaying == 0 {
+    /// `n` rows left the front of `pending` (written or spilled again).
+    fn left_front(&mut self, n: usize) {
+        if let Some(r) = &mut self.replay {
+            r.in_pending = r.in_pending.saturating_sub(n);
+        }
+    }
+
+    /// Brings the next slice of spilled rows into `pending` once the last one is out of
+    /// it; finishes a replay file when all of it is written, and starts on the spill
+    /// file after it. `false`: nothing more to replay.
+    async fn feed_replay(&mut self) -> bool {
+        let Some(spill) = self.spill.clone() else {
+            return false;
+        };
+        loop {
+            let replay = match self.replay {
+                Some(r) if r.in_pending > 0 => return false,
+                Some(r) if r.eof => {
+                    let s = spill.clone();
+                    if let Err(e) = blocking(move || s.replayed()).await {
+                        tracing::warn!("cannot remove the ledger's replayed spill file: {e}");
+                        return false;
+                    }
+                    self.replay = None;
+                    continue;
+                }
+                Some(r) => r,
+                None => {
+                    if self.spilled == 0 {
+                        return false;
+                    }
+                    let s = spill.clone();
+                    match blocking(move || s.open_replay()).await {
+                        Ok(true) => {
+                            let r = Replay {
+                                offset: 0,
+                                in_pending: 0,
+                                eof: false,
+                            };
+                            self.replay = Some(r);
+                            r
+                        }
+                        Ok(false) => {
+                            self.spilled = 0;
+                            self.publish();
+                            return false;
+                        }
+                        Err(e) => {
+                            tracing::error!("cannot read the ledger's spill file: {e}");
+                            return false;
+                        }
+                    }
+                }
+            };
+            let slice = (self.cfg.max_buffered / 2).max(self.cfg.batch_size).max(1);
+            let s = spill.clone();
+            let chunk = match blocking(move || s.read_replay(replay.offset, slice)).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!("cannot read the ledger's spill file: {e}");
+                    return false;
+                }
+            };
+            if chunk.bad > 0 {
+                tracing::error!(
+                    lines = chunk.bad,
+                    "lines of the ledger's spill file could not be read (torn by a crash?); they are skipped"
+                );
+            }
+            let n = chunk.rows.len();
+            self.spilled = self.spilled.saturating_sub(n as u64);
+            for r in chunk.rows.into_iter().rev() {
+                self.pending.push_front(r);
+            }
+            self.replay = Some(Replay {
+                offset: chunk.next_offset,
+                in_pending: n,
+                eof: chunk.eof,
+            });
+            self.publish();
+            if n > 0 {
+                return true;
+            }
+        }
+    }
+
+    /// Past `max_buffered` rows in memory, spills the oldest down to half of it, in one
+    /// write: one sync for many rows, not one a row.
+    async fn spill_excess(&mut self) {
+        if self.spill.is_none() {
             return;
         }
-        self.replaying = self.replaying.saturating_sub(n);
-        if self.replaying == 0
-            && let Some(spill) = self.spill.clone()
-        {
-            match tokio::task::spawn_blocking(move || spill.replayed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!("cannot remove the ledger's replayed spill file: {e}"),
-                Err(e) => tracing::warn!("cannot remove the ledger's replayed spill file: {e}"),
-            }
-        }
-    }
-
-    /// Keeps at most `max_buffered` rows in memory: the oldest go to the spill file.
-    async fn spill_excess(&mut self) {
-        let excess = self.pending.len().saturating_sub(self.cfg.max_buffered);
-        if excess == 0 || self.spill.is_none() {
+        let excess = self.pending.len().saturating_sub(self.cfg.max_buffered / 2);
+        if excess == 0 {
             return;
         }
         let rows: Vec<SpendRow> = self.pending.drain(..excess).collect();
@@ -226,7 +304,7 @@ impl Writer {
                     "the database refuses spend rows; spilled the oldest to {}",
                     self.spill_path()
                 );
-                self.left_front(excess).await;
+                self.left_front(excess);
             }
             Err(rows) => {
                 // Could not spill either: keep them in memory rather than lose them.
@@ -284,56 +362,23 @@ impl Writer {
         self.publish();
     }
 
-    /// Reads the spill file back into the front of `pending` (its rows are older than any
-    /// received since).
-    async fn unspill(&mut self) {
-        if self.replaying > 0 {
-            return;
-        }
-        let Some(spill) = self.spill.clone() else {
-            return;
-        };
-        match tokio::task::spawn_blocking(move || spill.take()).await {
-            Ok(Ok((rows, bad))) => {
-                if bad > 0 {
-                    tracing::error!(
-                        lines = bad,
-                        "lines of the ledger's spill file could not be read (torn by a crash?); they are skipped"
-                    );
-                }
-                self.spilled = 0;
-                self.replaying = rows.len();
-                for r in rows.into_iter().rev() {
-                    self.pending.push_front(r);
-                }
-                if self.replaying == 0 {
-                    self.replaying = 1;
-                    self.left_front(1).await;
-                }
-            }
-            Ok(Err(e)) => tracing::error!("cannot read the ledger's spill file: {e}"),
-            Err(e) => tracing::error!("the ledger's spill task failed: {e}"),
-        }
-        self.publish();
-    }
-
     /// Writes until `deadline`, then spills the rest. Reports where every row went.
     async fn stop(&mut self, deadline: Instant) -> StopReport {
         let mut report = StopReport::default();
-        let mut wait = FIRST_BACKOFF;
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
             let before = self.pending.len();
             let attempt = tokio::time::timeout_at(deadline, self.write_batch()).await;
-            report.written += (before - self.pending.len()) as u64;
+            report.written += before.saturating_sub(self.pending.len()) as u64;
             if self.pending.is_empty() {
                 break;
             }
             if !matches!(attempt, Ok(true)) {
+                let wait = backoff.next_delay();
                 if Instant::now() + wait >= deadline {
                     break;
                 }
                 tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(2));
             }
         }
         let left: Vec<SpendRow> = self.pending.drain(..).collect();
@@ -360,7 +405,7 @@ impl Writer {
                 }
             }
         }
-        if self.spilled > 0 && report.spilled == 0 {
+        if self.spilled > report.spilled {
             tracing::error!(
                 rows = self.spilled,
                 "spend rows are still in {}; they are written at the next start",
@@ -370,4 +415,12 @@ impl Writer {
         self.publish();
         report
     }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
