@@ -365,3 +365,57 @@ async fn a_deleted_database_file_is_put_back_while_running_and_refused_at_the_ne
     assert!(err.contains("is missing"), "{err}");
     assert!(!db.exists(), "no empty database was made");
 }
+
+/// A client that stops reading a stream holds its connection past the grace period; the
+/// stop drops it, and its call's row is written before the ledger stops (it used to be
+/// recorded, if ever, after the ledger had closed).
+#[tokio::test]
+async fn a_stalled_stream_at_the_end_of_the_grace_is_dropped_and_recorded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let spill = dir.path().join("spill.jsonl");
+    // About 9 MB of events: more than the sockets hold. The write timeout is far away.
+    let config = write_config(
+        dir.path(),
+        "shutdown_grace_ms = 300\nwrite_timeout_ms = 600000",
+        "words = 60000",
+        &spill,
+    );
+    let url = common::temp_db();
+    let (child, addr, log) = serve_logged(&config, &[("SLUICE_DATABASE_URL", &url)]);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut conn = socket.connect(addr.parse().unwrap()).await.unwrap();
+    let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    conn.write_all(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: s\r\nAuthorization: Bearer {KEY}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = [0u8; 256];
+    let n = conn.read(&mut head).await.unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sigterm(&child);
+    let status = wait_exit(child, Duration::from_secs(60)).await;
+    assert!(status.success(), "{status:?}\n{}", log.text());
+    let rows = spend_rows(&url).await;
+    assert_eq!(
+        rows.len(),
+        1,
+        "the stalled stream's call is recorded\n{}",
+        log.text()
+    );
+    assert!(
+        ["shutting_down", "client_closed"].contains(&rows[0].status.as_str()),
+        "{:?}",
+        rows[0]
+    );
+    assert!(!spill.exists(), "written, not spilled");
+    drop(conn);
+}
