@@ -11,12 +11,15 @@ pub enum TranslateError {
 
 /// An error the provider reported inside a body or stream (not an HTTP status), kept in
 /// the provider's own terms so the router can classify it.
-#[derive(Debug, Clone, Error, PartialEq)]
+#[derive(Debug, Clone, Default, Error, PartialEq)]
 #[error("{kind}: {message}")]
 pub struct UpstreamError {
     /// The provider's error type or code, e.g. `overloaded_error`, `rate_limit_exceeded`.
     pub kind: String,
     pub message: String,
+    /// A wait the provider asked for in the body rather than in `Retry-After` (Gemini's
+    /// `RetryInfo.retryDelay`), as it said it: callers cap it.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// A provider body or stream event that could not be turned into canonical form.

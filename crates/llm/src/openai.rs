@@ -58,6 +58,7 @@ pub fn decode_error(body: &[u8]) -> Option<UpstreamError> {
     Some(UpstreamError {
         kind: code.or(env.error.kind).unwrap_or_default(),
         message: env.error.message.unwrap_or_default(),
+        retry_after: None,
     })
 }
 
@@ -104,8 +105,8 @@ impl StreamDecoder for Stream {
                 (Some(err), _) => DecodeError::Upstream(err),
                 (None, serde_json::Value::String(message)) => {
                     DecodeError::Upstream(UpstreamError {
-                        kind: String::new(),
                         message: message.clone(),
+                        ..UpstreamError::default()
                     })
                 }
                 (None, _) => DecodeError::malformed("an error event in no known shape"),

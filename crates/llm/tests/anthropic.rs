@@ -92,7 +92,7 @@ fn run_stream(name: &str) -> (Vec<ChatChunk>, Value) {
                 assert_eq!(i + 1, events.len(), "{name}: nothing follows message_stop");
                 return (chunks, json!("done"));
             }
-            Err(DecodeError::Upstream(UpstreamError { kind, message })) => {
+            Err(DecodeError::Upstream(UpstreamError { kind, message, .. })) => {
                 let outcome = json!({"upstream": {"kind": kind, "message": message}});
                 return (chunks, outcome);
             }
@@ -278,6 +278,7 @@ fn response_error_envelope_is_an_upstream_error() {
     let want = UpstreamError {
         kind: "overloaded_error".into(),
         message: "Overloaded".into(),
+        retry_after: None,
     };
     assert_eq!(err, DecodeError::Upstream(want.clone()));
     assert_eq!(anthropic::decode_error(body.as_bytes()), Some(want));

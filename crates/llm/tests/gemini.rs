@@ -298,11 +298,28 @@ fn response_errors() {
     let expected = UpstreamError {
         kind: "RESOURCE_EXHAUSTED".into(),
         message: "Resource has been exhausted (e.g. check quota).".into(),
+        retry_after: None,
     };
     assert_eq!(gemini::decode_error(body), Some(expected.clone()));
     assert_eq!(
         gemini::decode_response(body, &meta()),
         Err(DecodeError::Upstream(expected))
+    );
+
+    // The wait Google asks for, from its RetryInfo detail (and only from that detail); a
+    // detail of another shape is skipped, not a reason to lose the error.
+    let body = br#"{"error":{"code":429,"message":"Quota exceeded","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"X"}],"retryDelay":"99s"},{"@type":"type.googleapis.com/google.rpc.Help","links":"odd"},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"17.5s"}]}}"#;
+    let err = gemini::decode_error(body).expect("decoded");
+    assert_eq!(err.kind, "RESOURCE_EXHAUSTED");
+    assert_eq!(
+        err.retry_after,
+        Some(std::time::Duration::from_millis(17_500))
+    );
+    let body = br#"{"error":{"code":429,"message":"m","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":{"seconds":3}}]}}"#;
+    assert_eq!(
+        gemini::decode_error(body).expect("decoded").retry_after,
+        None,
+        "a retryDelay not in the documented form is no wait"
     );
 
     assert!(matches!(
@@ -336,6 +353,7 @@ fn stream_error_event() {
         Err(DecodeError::Upstream(UpstreamError {
             kind: "UNAVAILABLE".into(),
             message: "The model is overloaded. Please try again later.".into(),
+            retry_after: None,
         }))
     );
     assert_golden("stream_error", &serde_json::to_value(chunks).unwrap());

@@ -167,9 +167,9 @@ impl Failure {
         // A body that is not the provider's JSON error format (an HTML page from a proxy, a
         // stack trace) may name internal hosts: it goes to the log, never to the client.
         let decoded = upstream.is_some();
-        let (kind, message, detail) = match upstream {
-            Some(e) => (e.kind, e.message, String::new()),
-            None => (String::new(), String::new(), excerpt(raw_body)),
+        let (kind, message, detail, body_wait) = match upstream {
+            Some(e) => (e.kind, e.message, String::new(), e.retry_after),
+            None => (String::new(), String::new(), excerpt(raw_body), None),
         };
         let kind_l = kind.to_ascii_lowercase();
         // Structured details (Gemini's QuotaFailure, ErrorInfo) live beside the message.
@@ -209,7 +209,7 @@ impl Failure {
             500..=599 => FailureClass::Server,
             _ => FailureClass::BadRequest,
         };
-        let retry_after = retry_after.or_else(|| gemini_retry_delay(&raw));
+        let retry_after = retry_after.or(body_wait.map(|d| d.min(MAX_RETRY_AFTER)));
         let message = if message.is_empty() {
             format!("upstream answered {status}")
         } else {
@@ -332,16 +332,6 @@ pub fn retry_after(headers: &http::HeaderMap, now: std::time::SystemTime) -> Opt
 /// for ever.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 
-/// Gemini puts its wait in the body: `"retryDelay": "12s"` in a RetryInfo detail.
-fn gemini_retry_delay(raw_lower: &str) -> Option<Duration> {
-    let at = raw_lower.find("\"retrydelay\"")?;
-    let rest = raw_lower[at + 12..].trim_start_matches([':', ' ', '"']);
-    let end = rest.find('s')?;
-    let secs: f64 = rest[..end].parse().ok()?;
-    (secs.is_finite() && secs >= 0.0)
-        .then(|| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,6 +340,7 @@ mod tests {
         Some(UpstreamError {
             kind: kind.into(),
             message: message.into(),
+            retry_after: None,
         })
     }
 

@@ -55,6 +55,7 @@ impl From<ErrorBody> for UpstreamError {
         UpstreamError {
             kind: e.kind,
             message: e.message,
+            retry_after: None,
         }
     }
 }

@@ -41,6 +41,27 @@ struct ErrorBody {
     message: Option<String>,
     #[serde(default)]
     status: Option<String>,
+    /// `google.rpc` details: `RetryInfo` says how long to wait; others are skipped.
+    #[serde(default)]
+    details: Vec<ErrorDetail>,
+}
+
+/// One entry of `details`, read only as far as `RetryInfo` needs; any other shape of
+/// entry is taken as no detail rather than failing the whole error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ErrorDetail {
+    #[serde(rename = "@type")]
+    kind: serde_json::Value,
+    #[serde(rename = "retryDelay")]
+    retry_delay: serde_json::Value,
+}
+
+/// A `google.protobuf.Duration` in its JSON form: decimal seconds and an `s` ("17s",
+/// "0.5s").
+fn proto_duration(v: &serde_json::Value) -> Option<std::time::Duration> {
+    let secs: f64 = v.as_str()?.strip_suffix('s')?.parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| std::time::Duration::from_secs_f64(secs))
 }
 
 impl ErrorBody {
@@ -51,9 +72,19 @@ impl ErrorBody {
             .status
             .or_else(|| self.code.map(|c| c.to_string()))
             .unwrap_or_default();
+        let retry_after = self
+            .details
+            .iter()
+            .filter(|d| {
+                d.kind
+                    .as_str()
+                    .is_some_and(|k| k.ends_with("google.rpc.RetryInfo"))
+            })
+            .find_map(|d| proto_duration(&d.retry_delay));
         UpstreamError {
             kind,
             message: self.message.unwrap_or_default(),
+            retry_after,
         }
     }
 }
