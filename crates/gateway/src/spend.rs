@@ -156,14 +156,14 @@ impl Spend {
     /// The shutdown grace ended while the request waited for its first byte: rows for the
     /// calls that failed and for the one in progress (status `shutting_down`, its prompt
     /// counted by Sluice, since the provider may bill it), then the reservation settles.
-    pub fn cut(self, ctx: &CallContext, prompt: impl FnOnce(&Target) -> u64) {
+    pub fn cut(self, ctx: &CallContext, route: &Route, prompt: impl FnOnce(&Target) -> u64) {
         let seq = self.failed_calls(ctx);
-        let Some((target, _)) = ctx.call_in_flight() else {
+        let Some(target) = ctx.call_in_flight(route) else {
             // Between calls (backing off): nothing was asked of a provider; the
             // reservation goes back when `self` drops.
             return;
         };
-        self.answered(seq, &target, None, "shutting_down", || (prompt(&target), 0));
+        self.answered(seq, target, None, "shutting_down", || (prompt(target), 0));
     }
 
     /// The row of the call that answered. Without usage from the provider, `estimate`

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
@@ -58,9 +59,10 @@ pub struct CallContext {
     pub failed_calls: std::sync::Mutex<Vec<FailedCall>>,
     /// Upstream-model limits; `None`: none apply.
     pub admission: Option<Arc<dyn Admission>>,
-    /// The provider call in progress and when it started, so a caller that gives up on
-    /// the walk (the shutdown grace ended) can still record that call.
-    pub in_flight: std::sync::Mutex<Option<(Target, Instant)>>,
+    /// The provider call in progress, as 1 + its index in the route's targets (0: none),
+    /// so a caller that gives up on the walk (the shutdown grace ended) can still record
+    /// that call. An index, not a copy of the target: it is set on every call.
+    in_flight: AtomicUsize,
 }
 
 impl CallContext {
@@ -69,20 +71,19 @@ impl CallContext {
             request_id,
             failed_calls: std::sync::Mutex::default(),
             admission: None,
-            in_flight: std::sync::Mutex::default(),
+            in_flight: AtomicUsize::new(0),
         }
     }
 
-    /// The provider call in progress, if the walk is in one.
-    pub fn call_in_flight(&self) -> Option<(Target, Instant)> {
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// The target of the provider call in progress, if the walk of `route` is in one.
+    pub fn call_in_flight<'r>(&self, route: &'r Route) -> Option<&'r Target> {
+        let i = self.in_flight.load(Ordering::Acquire).checked_sub(1)?;
+        route.flat.get(i)
     }
 
-    fn set_in_flight(&self, call: Option<(Target, Instant)>) {
-        *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) = call;
+    fn set_in_flight(&self, index: Option<usize>) {
+        self.in_flight
+            .store(index.map_or(0, |i| i + 1), Ordering::Release);
     }
 
     /// The failed calls recorded so far, taken out.
@@ -603,7 +604,7 @@ impl Router {
                 attempts += 1;
                 let started = Instant::now();
                 let in_flight = stats.map(|s| s.start());
-                ctx.set_in_flight(Some((target.clone(), started)));
+                ctx.set_in_flight(route.flat.iter().position(|t| t == target));
                 let result = Box::pin(call(
                     provider,
                     &op,

@@ -81,7 +81,9 @@ pub async fn completions(
     )
     .await?;
     let Some(result) = state.until_cut(state.router.chat(&req, &route, &ctx)).await else {
-        spend.cut(&ctx, |target| prompt_tokens(&req, &target.model).tokens);
+        spend.cut(&ctx, &route, |target| {
+            prompt_tokens(&req, &target.model).tokens
+        });
         return Err(ApiError::ShuttingDown);
     };
     let seq = spend.failed_calls(&ctx);

@@ -64,7 +64,7 @@ pub async fn create(
         .until_cut(state.router.embeddings(&req, &route, &ctx))
         .await
     else {
-        spend.cut(&ctx, |target| {
+        spend.cut(&ctx, &route, |target| {
             text_tokens(&req.input.to_string(), &target.model).tokens
         });
         return Err(ApiError::ShuttingDown);
