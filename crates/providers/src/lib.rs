@@ -6,7 +6,7 @@
 //! Translation between formats is `sluice-llm`'s; this crate owns I/O, timeouts and the
 //! failover policy. It knows nothing of HTTP servers or clients of the gateway.
 //!
-//! Layout: [`router`] (the chain walk), [`failure`] (classification and rules),
+//! Layout: [`router`] (the chain walk), [`call`] (what a walk shares with its caller), [`failure`] (classification and rules),
 //! [`auth`] (key rotation and cool-downs), [`breaker`], [`backoff`], [`stream`]
 //! (provider SSE → canonical chunks), `upstream` (one HTTP call), `mock` (the built-in
 //! provider kind).
@@ -15,6 +15,7 @@ pub mod auth;
 pub mod backoff;
 pub mod balance;
 pub mod breaker;
+pub mod call;
 pub mod failure;
 mod mock;
 pub mod router;
@@ -24,11 +25,9 @@ mod upstream;
 use bytes::Bytes;
 use sluice_llm::{ChatResponse, EmbeddingsResponse};
 
+pub use call::{Admission, CallContext, Exhaustion, FailedCall, RouteError, Routed};
 pub use failure::{Action, Failure, FailureClass};
-pub use router::{
-    Admission, BuildError, CallContext, Exhaustion, FailedCall, ProfileEvent, Route, RouteError,
-    Routed, Router,
-};
+pub use router::{BuildError, ProfileEvent, Route, Router};
 pub use stream::{ChunkStream, StreamError};
 
 /// A chat answer: whole, or a stream that has already produced its first substantive
