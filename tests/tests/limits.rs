@@ -488,22 +488,41 @@ async fn a_tripped_key_opens_again_after_the_cool_down() {
     );
 }
 
+/// A gateway whose key A trips its spend breaker ($0.015 a minute) with a 1 s cool-down,
+/// and keys refreshed every `refresh_ms`.
+async fn breaker_gateway(dir: &tempfile::TempDir, refresh_ms: u64) -> Gateway {
+    let extra = format!(
+        "[limits.spend_breaker]\nmax_usd = 0.015\ncooldown_ms = 1000\n[database]\nkey_refresh_ms = {refresh_ms}\nurl = \"sqlite://{}/s.db\"\n",
+        dir.path().display()
+    );
+    Gateway::start(&config("rpm = 1000", &extra)).await
+}
+
+/// Calls key A makes (answered 200) until its spend breaker stops it, at most `limit`.
+async fn answered_until_stopped(gw: &Gateway, limit: usize) -> usize {
+    let mut answered = 0;
+    loop {
+        let r = send(gw, KEY_A, &ask("m", 10), None).await;
+        if r.status != 200 {
+            assert_eq!(r.code(), "spend_breaker_open");
+            return answered;
+        }
+        answered += 1;
+        assert!(
+            answered <= limit,
+            "{answered} calls answered, at most {limit} expected"
+        );
+    }
+}
+
 /// Found in a weekend replay: after each cool-down the key spent unwatched until the next
 /// key refresh (the expired trip stayed in memory, so nothing tripped again). With a
 /// refresh far away, the key must still be stopped as fast as the first time.
 #[tokio::test]
 async fn after_a_cool_down_the_breaker_watches_from_the_first_call() {
     let dir = tempfile::tempdir().unwrap();
-    let extra = format!(
-        "[limits.spend_breaker]\nmax_usd = 0.015\ncooldown_ms = 1000\n[database]\nkey_refresh_ms = 600000\nurl = \"sqlite://{}/s.db\"\n",
-        dir.path().display()
-    );
-    let gw = Gateway::start(&config("rpm = 1000", &extra)).await;
-    let mut first = 0;
-    while send(&gw, KEY_A, &ask("m", 10), None).await.status == 200 {
-        first += 1;
-        assert!(first < 20, "the breaker trips at all");
-    }
+    let gw = breaker_gateway(&dir, 600_000).await;
+    let first = answered_until_stopped(&gw, 20).await;
     assert!(
         eventually(5, async || send(&gw, KEY_A, &ask("m", 10), None)
             .await
@@ -512,19 +531,12 @@ async fn after_a_cool_down_the_breaker_watches_from_the_first_call() {
         .await,
         "the cool-down passes"
     );
-    let mut again = 1;
-    loop {
-        let r = send(&gw, KEY_A, &ask("m", 10), None).await;
-        if r.status != 200 {
-            assert_eq!(r.code(), "spend_breaker_open");
-            break;
-        }
-        again += 1;
-        assert!(
-            again <= first,
-            "{again} calls after the cool-down, {first} before the trip"
-        );
-    }
+    // The call that found the key open again was the first of the new window.
+    let again = 1 + answered_until_stopped(&gw, first - 1).await;
+    assert!(
+        again <= first,
+        "{again} calls after the cool-down, {first} before the trip"
+    );
 }
 
 /// The same with refreshes running (every 100 ms): whichever of a refresh and the next
@@ -535,35 +547,15 @@ async fn after_a_cool_down_the_breaker_watches_from_the_first_call() {
 #[tokio::test]
 async fn a_trip_after_a_cool_down_is_stored_and_allows_what_the_first_did() {
     let dir = tempfile::tempdir().unwrap();
-    let extra = format!(
-        "[limits.spend_breaker]\nmax_usd = 0.015\ncooldown_ms = 1000\n[database]\nkey_refresh_ms = 100\nurl = \"sqlite://{}/s.db\"\n",
-        dir.path().display()
-    );
-    let gw = Gateway::start(&config("rpm = 1000", &extra)).await;
-    let mut first = 0;
-    while send(&gw, KEY_A, &ask("m", 10), None).await.status == 200 {
-        first += 1;
-        assert!(first < 20, "the breaker trips at all");
-    }
+    let gw = breaker_gateway(&dir, 100).await;
+    let first = answered_until_stopped(&gw, 20).await;
     let first_trip = gw.state.spend_breaker.open();
     let until = first_trip[0].until_ms.expect("a cool-down");
     // Past the cool-down, and past a refresh that drops the expired trip.
     while sluice_gateway::auth::now_ms() < until + 400 {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let mut again = 0;
-    loop {
-        let r = send(&gw, KEY_A, &ask("m", 10), None).await;
-        if r.status != 200 {
-            assert_eq!(r.code(), "spend_breaker_open");
-            break;
-        }
-        again += 1;
-        assert!(
-            again <= first,
-            "{again} calls after the cool-down, {first} before the trip"
-        );
-    }
+    let again = answered_until_stopped(&gw, first).await;
     assert_eq!(
         again, first,
         "the window started afresh at the end of the cool-down"

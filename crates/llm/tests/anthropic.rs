@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::sse_events;
-use std::path::PathBuf;
+use common::{Fixtures, sse_events};
 
+const FIXTURES: Fixtures = Fixtures("anthropic");
 use serde_json::{Value, json};
 use sluice_llm::anthropic::{self, Stream};
 use sluice_llm::{
@@ -16,21 +16,6 @@ use sluice_llm::{
 
 const MODEL: &str = "claude-sonnet-4-5-20250929";
 const DEFAULT_MAX_TOKENS: u32 = 1024;
-
-fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/anthropic")
-        .join(name)
-}
-
-fn read(name: &str) -> String {
-    let path = fixture_path(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn read_json(name: &str) -> Value {
-    serde_json::from_str(&read(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
 
 fn meta() -> ResponseMeta {
     ResponseMeta {
@@ -49,8 +34,8 @@ fn encode(v: Value) -> Result<Value, TranslateError> {
 }
 
 fn check_request(name: &str) {
-    let input = read_json(&format!("request/{name}.in.json"));
-    let expected = read_json(&format!("request/{name}.out.json"));
+    let input = FIXTURES.json(&format!("request/{name}.in.json"));
+    let expected = FIXTURES.json(&format!("request/{name}.out.json"));
     let got = encode(input).unwrap_or_else(|e| panic!("{name}: {e}"));
     // Field by field first, so a failure points at the part that differs.
     let fields = |v: &Value| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>());
@@ -68,8 +53,8 @@ fn check_request(name: &str) {
 }
 
 fn check_response(name: &str) {
-    let body = read(&format!("response/{name}.in.json"));
-    let expected = read_json(&format!("response/{name}.out.json"));
+    let body = FIXTURES.text(&format!("response/{name}.in.json"));
+    let expected = FIXTURES.json(&format!("response/{name}.out.json"));
     let got = anthropic::decode_response(body.as_bytes(), &meta())
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     let got = serde_json::to_value(got).expect("responses serialize");
@@ -84,7 +69,7 @@ fn check_response(name: &str) {
 fn run_stream(name: &str) -> (Vec<ChatChunk>, Value) {
     let mut stream = Stream::new(meta());
     let mut chunks = Vec::new();
-    let events = sse_events(&read(&format!("stream/{name}.sse")));
+    let events = sse_events(&FIXTURES.text(&format!("stream/{name}.sse")));
     for (i, (event, data)) in events.iter().enumerate() {
         match stream.decode(event, data, &mut chunks) {
             Ok(Decoded::More) => {}
@@ -103,7 +88,7 @@ fn run_stream(name: &str) -> (Vec<ChatChunk>, Value) {
 }
 
 fn check_stream(name: &str) {
-    let expected = read_json(&format!("stream/{name}.json"));
+    let expected = FIXTURES.json(&format!("stream/{name}.json"));
     let (chunks, outcome) = run_stream(name);
     let got = json!({"outcome": outcome, "chunks": chunks});
     assert_eq!(
@@ -136,7 +121,7 @@ fn request_tool_round_trip() {
 
 #[test]
 fn request_tool_choice_variants() {
-    let cases = read_json("request/tool_choice.cases.json");
+    let cases = FIXTURES.json("request/tool_choice.cases.json");
     for case in cases.as_array().unwrap() {
         let name = &case["name"];
         let mut req = json!({
@@ -160,7 +145,7 @@ fn request_tool_choice_variants() {
 
 #[test]
 fn request_invalid_tool_arguments_name_the_message() {
-    let err = encode(read_json("request/invalid_tool_arguments.in.json")).unwrap_err();
+    let err = encode(FIXTURES.json("request/invalid_tool_arguments.in.json")).unwrap_err();
     let TranslateError::InvalidMessage { index, reason } = err else {
         panic!("expected InvalidMessage, got {err:?}");
     };
@@ -273,7 +258,7 @@ fn response_skips_thinking_and_falls_back_to_meta() {
 
 #[test]
 fn response_error_envelope_is_an_upstream_error() {
-    let body = read("response/overloaded.in.json");
+    let body = FIXTURES.text("response/overloaded.in.json");
     let err = anthropic::decode_response(body.as_bytes(), &meta()).unwrap_err();
     let want = UpstreamError {
         kind: "overloaded_error".into(),
@@ -375,7 +360,7 @@ fn streamed_tool_call_matches_the_whole_response() {
         }
     }
 
-    let body = read("response/tool_use_final.in.json");
+    let body = FIXTURES.text("response/tool_use_final.in.json");
     let whole = anthropic::decode_response(body.as_bytes(), &meta()).unwrap();
     let message = &whole.choices[0].message;
     assert_eq!(

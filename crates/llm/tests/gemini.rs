@@ -11,46 +11,14 @@
 
 mod common;
 
-use common::sse_events;
-use std::path::PathBuf;
+use common::{Fixtures, sse_events};
 
-use serde_json::{Value, json};
+const FIXTURES: Fixtures = Fixtures("gemini");
+use serde_json::json;
 use sluice_llm::{
     ChatChunk, ChatRequest, DecodeError, Decoded, EmbeddingsRequest, ResponseMeta, StreamDecoder,
     TranslateError, UpstreamError, gemini,
 };
-
-fn path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/gemini")
-        .join(name)
-}
-
-fn read(name: &str) -> Vec<u8> {
-    std::fs::read(path(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
-}
-
-fn json_fixture(name: &str) -> Value {
-    serde_json::from_slice(&read(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
-}
-
-/// Compares `actual` with `<case>.out.json` as JSON values, printing both in full when
-/// they differ.
-fn assert_golden(case: &str, actual: &Value) {
-    let name = format!("{case}.out.json");
-    if std::env::var_os("SLUICE_BLESS").is_some() {
-        let text = serde_json::to_string_pretty(actual).unwrap() + "\n";
-        std::fs::write(path(&name), text).unwrap();
-        return;
-    }
-    let expected = json_fixture(&name);
-    assert!(
-        *actual == expected,
-        "{case}: output differs from {name}\n--- expected\n{}\n--- actual\n{}",
-        serde_json::to_string_pretty(&expected).unwrap(),
-        serde_json::to_string_pretty(actual).unwrap(),
-    );
-}
 
 fn meta() -> ResponseMeta {
     ResponseMeta {
@@ -61,24 +29,24 @@ fn meta() -> ResponseMeta {
 }
 
 fn request(case: &str) -> ChatRequest {
-    serde_json::from_value(json_fixture(&format!("{case}.in.json"))).unwrap()
+    serde_json::from_value(FIXTURES.json(&format!("{case}.in.json"))).unwrap()
 }
 
 fn encode_case(case: &str) {
     let body = gemini::encode_request(&request(case)).unwrap_or_else(|e| panic!("{case}: {e}"));
-    assert_golden(case, &body);
+    FIXTURES.assert_golden(case, &body);
 }
 
 fn decode_case(case: &str) {
-    let resp = gemini::decode_response(&read(&format!("{case}.in.json")), &meta())
+    let resp = gemini::decode_response(&FIXTURES.read(&format!("{case}.in.json")), &meta())
         .unwrap_or_else(|e| panic!("{case}: {e}"));
-    assert_golden(case, &serde_json::to_value(resp).unwrap());
+    FIXTURES.assert_golden(case, &serde_json::to_value(resp).unwrap());
 }
 
 /// Feeds a transcript to a fresh decoder: the chunks it produced and how it stopped (an
 /// error, or the status of the last event). Nothing may follow `Done`.
 fn run_stream(case: &str) -> (Vec<ChatChunk>, Result<Decoded, DecodeError>) {
-    let events = sse_events(&String::from_utf8(read(&format!("{case}.in.sse"))).expect("UTF-8"));
+    let events = sse_events(&FIXTURES.text(&format!("{case}.in.sse")));
     let mut stream = gemini::Stream::new(meta());
     let mut chunks = Vec::new();
     let mut status = Ok(Decoded::More);
@@ -100,7 +68,7 @@ fn stream_case(case: &str) {
         Ok(Decoded::Done),
         "{case}: a finished answer ends the stream"
     );
-    assert_golden(case, &serde_json::to_value(chunks).unwrap());
+    FIXTURES.assert_golden(case, &serde_json::to_value(chunks).unwrap());
 }
 
 #[test]
@@ -356,7 +324,7 @@ fn stream_error_event() {
             retry_after: None,
         }))
     );
-    assert_golden("stream_error", &serde_json::to_value(chunks).unwrap());
+    FIXTURES.assert_golden("stream_error", &serde_json::to_value(chunks).unwrap());
 }
 
 #[test]
@@ -395,7 +363,8 @@ fn stream_prompt_block_ends_the_stream() {
 /// names, and arguments once the streamed pieces are put back together.
 #[test]
 fn streamed_tool_calls_match_the_whole_response() {
-    let whole = gemini::decode_response(&read("stream_tool_call.whole.json"), &meta()).unwrap();
+    let whole =
+        gemini::decode_response(&FIXTURES.read("stream_tool_call.whole.json"), &meta()).unwrap();
     let (chunks, status) = run_stream("stream_tool_call");
     assert_eq!(status, Ok(Decoded::Done));
 
@@ -449,9 +418,9 @@ fn streamed_tool_calls_match_the_whole_response() {
 #[test]
 fn embeddings_request() {
     let req: EmbeddingsRequest =
-        serde_json::from_value(json_fixture("embeddings.in.json")).unwrap();
+        serde_json::from_value(FIXTURES.json("embeddings.in.json")).unwrap();
     let body = gemini::encode_embeddings(&req, "gemini-embedding-001").unwrap();
-    assert_golden("embeddings", &body);
+    FIXTURES.assert_golden("embeddings", &body);
 
     let one: EmbeddingsRequest =
         serde_json::from_value(json!({"model": "e", "input": "hello"})).unwrap();
@@ -475,10 +444,12 @@ fn embeddings_request() {
 
 #[test]
 fn embeddings_response() {
-    let resp =
-        gemini::decode_embeddings(&read("embeddings_response.in.json"), "gemini-embedding-001")
-            .unwrap();
-    assert_golden("embeddings_response", &serde_json::to_value(resp).unwrap());
+    let resp = gemini::decode_embeddings(
+        &FIXTURES.read("embeddings_response.in.json"),
+        "gemini-embedding-001",
+    )
+    .unwrap();
+    FIXTURES.assert_golden("embeddings_response", &serde_json::to_value(resp).unwrap());
 
     let err =
         br#"{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT"}}"#;

@@ -3,44 +3,12 @@
 //! (the canonical chunks). Run with `SLUICE_BLESS=1` to rewrite the `.out.json` files from
 //! the current output, then review the diff.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "fixture helpers should fail the test loudly"
-)]
-
 mod common;
 
-use common::sse_events;
-use std::path::PathBuf;
+use common::{Fixtures, sse_events};
 
-use serde_json::Value;
+const FIXTURES: Fixtures = Fixtures("openai");
 use sluice_llm::{ChatChunk, DecodeError, Decoded, ResponseMeta, StreamDecoder, openai};
-
-fn path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/openai")
-        .join(name)
-}
-
-fn read(name: &str) -> String {
-    std::fs::read_to_string(path(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
-}
-
-fn assert_golden(case: &str, actual: &Value) {
-    let name = format!("{case}.out.json");
-    if std::env::var_os("SLUICE_BLESS").is_some() {
-        let text = serde_json::to_string_pretty(actual).unwrap() + "\n";
-        std::fs::write(path(&name), text).unwrap();
-        return;
-    }
-    let expected: Value = serde_json::from_str(&read(&name)).unwrap();
-    assert!(
-        *actual == expected,
-        "{case}: output differs from {name}\n--- expected\n{}\n--- actual\n{}",
-        serde_json::to_string_pretty(&expected).unwrap(),
-        serde_json::to_string_pretty(actual).unwrap(),
-    );
-}
 
 fn meta() -> ResponseMeta {
     ResponseMeta {
@@ -70,7 +38,7 @@ fn decode_all(events: &[(String, String)]) -> (Vec<ChatChunk>, Result<Decoded, D
 #[test]
 fn stream_with_missing_fields_and_pings_decodes() {
     let case = "stream_missing_fields";
-    let (chunks, status) = decode_all(&sse_events(&read(&format!("{case}.in.sse"))));
+    let (chunks, status) = decode_all(&sse_events(&FIXTURES.text(&format!("{case}.in.sse"))));
     assert_eq!(status, Ok(Decoded::Done), "{case}: ends with [DONE]");
     assert!(
         chunks
@@ -78,7 +46,7 @@ fn stream_with_missing_fields_and_pings_decodes() {
             .all(|c| !c.id.is_empty() && !c.model.is_empty() && c.created > 0),
         "every chunk has an identity"
     );
-    assert_golden(case, &serde_json::to_value(chunks).unwrap());
+    FIXTURES.assert_golden(case, &serde_json::to_value(chunks).unwrap());
 }
 
 /// What the gateway needs stays strict: data that is not a JSON object, or an error object
