@@ -301,6 +301,34 @@ async fn probes_need_no_key_and_readyz_fails_while_draining() {
     assert_eq!(r.status(), 503);
 }
 
+/// A SQLite file replaced by another while the gateway has it open is left alone, and
+/// `/readyz` says the gateway is not ready until a restart opens the new one; the key
+/// refresh notices within its interval.
+#[tokio::test]
+async fn readyz_fails_when_the_sqlite_file_is_replaced() {
+    let (_mock, gw) = gateway("").await;
+    let path = gw
+        .state
+        .store
+        .sqlite_path()
+        .expect("a SQLite store")
+        .to_owned();
+    std::fs::rename(&path, path.with_extension("moved")).expect("move away");
+    std::fs::write(&path, b"another file").expect("replace");
+    let lost = sluice_e2e::eventually(10, async || {
+        let r = gw.client.get(gw.url("/readyz")).send().await.unwrap();
+        r.status() == 503
+            && r.json::<serde_json::Value>().await.unwrap()["status"] == "database_file_lost"
+    })
+    .await;
+    assert!(lost, "readyz should report the lost database file");
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        b"another file",
+        "the new file is left alone"
+    );
+}
+
 #[tokio::test]
 async fn embeddings_through_openai_and_gemini_and_refused_for_anthropic() {
     let o = MockProvider::start(Wire::OpenAi).await;
