@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use sluice_config::Config;
 use sluice_gateway::AppState;
+use sluice_service::Service;
 use sluice_store::Store;
 use tokio::sync::oneshot;
 
@@ -22,6 +23,8 @@ pub const KEY: &str = "sk-test-gateway-key";
 pub struct Gateway {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
+    /// The gateway's completion service (its store, ledger, limits, router).
+    pub service: Service,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -52,7 +55,8 @@ impl Gateway {
         let store = Store::open(cfg.database.url.expose())
             .await
             .expect("store opens");
-        let state = Arc::new(AppState::new(&cfg, store).await.expect("state builds"));
+        let service = Service::start(&cfg, store).await.expect("service starts");
+        let state = Arc::new(AppState::new(&cfg, service.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind port 0");
@@ -64,6 +68,7 @@ impl Gateway {
         Gateway {
             addr,
             state,
+            service,
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             task: Some(task),

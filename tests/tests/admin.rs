@@ -157,8 +157,8 @@ async fn expired_keys_are_refused() {
         ..Default::default()
     };
     let (secret, key) = spec.issue(0);
-    gw.state.store.insert_key(&key).await.unwrap();
-    gw.state.keys.refresh(&gw.state.store).await.unwrap();
+    gw.service.store().insert_key(&key).await.unwrap();
+    gw.service.keys().refresh(gw.service.store()).await.unwrap();
     let (s, b) = chat_with(&gw, &secret, "m").await;
     assert_eq!(
         (s, b["error"]["code"].as_str()),
@@ -266,9 +266,13 @@ async fn every_provider_call_of_concurrent_requests_is_in_the_ledger_once() {
         t.await.unwrap();
     }
     // A stream's row is queued before its `[DONE]` is sent, so every row is queued by now.
-    gw.state.ledger.flush().await.expect("ledger rows written");
+    gw.service
+        .ledger()
+        .flush()
+        .await
+        .expect("ledger rows written");
     assert_eq!(
-        gw.state.store.count_spend().await.unwrap(),
+        gw.service.store().count_spend().await.unwrap(),
         120,
         "60 failed calls + 60 answers"
     );
@@ -418,7 +422,11 @@ async fn ledger_rows_are_priced_from_the_table_and_the_operators_overrides() {
         assert_eq!(r.status, 200);
         usages.push(r.json["usage"].clone());
     }
-    gw.state.ledger.flush().await.expect("ledger rows written");
+    gw.service
+        .ledger()
+        .flush()
+        .await
+        .expect("ledger rows written");
     let (_, report) = admin(
         &gw,
         "GET",
@@ -484,7 +492,11 @@ async fn calls_without_provider_usage_are_counted_by_sluice_and_marked_estimated
     let s = gw.chat_stream(ask("m", "Hello world")).await;
     assert_eq!(s.text(), "one two three four");
     assert!(s.usage().is_none(), "no usage reached the client either");
-    gw.state.ledger.flush().await.expect("ledger rows written");
+    gw.service
+        .ledger()
+        .flush()
+        .await
+        .expect("ledger rows written");
     let (_, report) = admin(
         &gw,
         "GET",
@@ -632,7 +644,11 @@ async fn a_stream_the_client_abandons_is_still_in_the_ledger() {
         .unwrap();
     drop(stream); // the client goes away mid-answer
     let found = sluice_e2e::eventually(5, async || {
-        gw.state.ledger.flush().await.expect("ledger rows written");
+        gw.service
+            .ledger()
+            .flush()
+            .await
+            .expect("ledger rows written");
         let (_, report) = admin(
             &gw,
             "GET",
@@ -648,7 +664,7 @@ async fn a_stream_the_client_abandons_is_still_in_the_ledger() {
     })
     .await;
     assert!(found, "the abandoned stream's call is recorded");
-    let rows = gw.state.store.count_spend().await.unwrap();
+    let rows = gw.service.store().count_spend().await.unwrap();
     assert_eq!(rows, 1);
 }
 
@@ -664,7 +680,7 @@ async fn unpriced_direct_model_names_do_not_grow_state_without_bound() {
         let (status, body) = chat_with(&gw, sluice_e2e::KEY, &format!("free:model-{i}")).await;
         assert_eq!(status, 200, "{body}");
     }
-    let remembered = gw.state.unpriced_models();
+    let remembered = gw.service.unpriced_models();
     assert!(
         remembered <= 1025,
         "{remembered} unpriced names kept for 1100 client-chosen models"

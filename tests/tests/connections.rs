@@ -209,8 +209,8 @@ async fn a_client_that_stops_reading_a_stream_is_dropped_and_its_call_recorded()
     let mut row = None;
     for _ in 0..300 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let _ = gw.state.ledger.flush().await;
-        let rows = gw.state.store.recent_spend(10).await.expect("rows");
+        let _ = gw.service.ledger().flush().await;
+        let rows = gw.service.store().recent_spend(10).await.expect("rows");
         if let Some(r) = rows.into_iter().find(|r| r.status == "client_closed") {
             row = Some(r);
             break;

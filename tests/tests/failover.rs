@@ -114,7 +114,7 @@ async fn refused_key_is_disabled_and_the_next_key_serves() {
         revoked, 1,
         "a refused key is used once, then left out of rotation"
     );
-    let states = gw.state.router.key_states("a");
+    let states = gw.service.snapshot().router.key_states("a");
     assert!(
         states.iter().any(|s| s.1.as_str() == "disabled"),
         "{states:?}"
@@ -146,7 +146,7 @@ async fn quota_and_billing_refusals_rotate_the_key() {
             .filter(|r| r.api_key == "sk-broke")
             .count();
         assert_eq!(broke, 1, "{step:?} {wire:?}: the refused key sits out");
-        let states = gw.state.router.key_states("a");
+        let states = gw.service.snapshot().router.key_states("a");
         assert!(
             states.iter().any(|s| s.1.as_str() == "billing"),
             "{step:?} {wire:?}: {states:?}"
@@ -228,7 +228,10 @@ async fn breaker_opens_skips_the_entry_then_half_opens_and_closes() {
         provider: "a".into(),
         model: "model-a".into(),
     };
-    assert_eq!(gw.state.router.breaker_state(&target).as_str(), "open");
+    assert_eq!(
+        gw.service.snapshot().router.breaker_state(&target).as_str(),
+        "open"
+    );
 
     for _ in 0..3 {
         assert_eq!(gw.chat(ask("m", "hi")).await.status, 200);
@@ -237,7 +240,10 @@ async fn breaker_opens_skips_the_entry_then_half_opens_and_closes() {
     assert_eq!(b.calls(), 5);
 
     tokio::time::sleep(Duration::from_millis(350)).await;
-    assert_eq!(gw.state.router.breaker_state(&target).as_str(), "half_open");
+    assert_eq!(
+        gw.service.snapshot().router.breaker_state(&target).as_str(),
+        "half_open"
+    );
     a.script("model-a", vec![Step::Text("recovered".into())]);
     let r = gw.chat(ask("m", "hi")).await;
     assert_eq!(
@@ -245,7 +251,10 @@ async fn breaker_opens_skips_the_entry_then_half_opens_and_closes() {
         "recovered",
         "the half-open probe goes to the recovered entry"
     );
-    assert_eq!(gw.state.router.breaker_state(&target).as_str(), "closed");
+    assert_eq!(
+        gw.service.snapshot().router.breaker_state(&target).as_str(),
+        "closed"
+    );
     assert_eq!(a.calls(), 3);
 }
 
@@ -560,7 +569,7 @@ async fn a_rate_limited_key_rotates_to_the_next_without_waiting() {
         ["sk-busy", "sk-free", "sk-free", "sk-free"],
         "the busy key sits out its Retry-After"
     );
-    let states = gw.state.router.key_states("a");
+    let states = gw.service.snapshot().router.key_states("a");
     assert!(
         states.iter().any(|s| s.1.as_str() == "cooling_down"),
         "{states:?}"
@@ -643,7 +652,10 @@ async fn streams_that_break_after_commit_count_against_the_breaker() {
         provider: "a".into(),
         model: "model-a".into(),
     };
-    assert_eq!(gw.state.router.breaker_state(&target).as_str(), "open");
+    assert_eq!(
+        gw.service.snapshot().router.breaker_state(&target).as_str(),
+        "open"
+    );
     let s = gw.chat_stream(ask("m", "hi")).await;
     assert_eq!(
         s.header("x-sluice-provider"),

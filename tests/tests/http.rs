@@ -266,8 +266,12 @@ async fn request_ids_are_echoed_or_made() {
         again.headers()["x-sluice-request-id"].to_str().unwrap(),
         own
     );
-    gw.state.ledger.flush().await.expect("ledger rows written");
-    assert_eq!(gw.state.store.count_spend().await.unwrap(), 2);
+    gw.service
+        .ledger()
+        .flush()
+        .await
+        .expect("ledger rows written");
+    assert_eq!(gw.service.store().count_spend().await.unwrap(), 2);
     let a = gw.client.get(gw.url("/healthz")).send().await.unwrap();
     let b = gw.client.get(gw.url("/healthz")).send().await.unwrap();
     let (a, b) = (
@@ -308,8 +312,8 @@ async fn probes_need_no_key_and_readyz_fails_while_draining() {
 async fn readyz_fails_when_the_sqlite_file_is_replaced() {
     let (_mock, gw) = gateway("").await;
     let path = gw
-        .state
-        .store
+        .service
+        .store()
         .sqlite_path()
         .expect("a SQLite store")
         .to_owned();

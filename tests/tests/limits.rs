@@ -95,10 +95,14 @@ fn ask(model: &str, max_tokens: u32) -> Value {
 }
 
 async fn spent_by(gw: &Gateway, key: &str) -> i64 {
-    gw.state.ledger.flush().await.expect("ledger rows written");
+    gw.service
+        .ledger()
+        .flush()
+        .await
+        .expect("ledger rows written");
     let lines = gw
-        .state
-        .store
+        .service
+        .store()
         .spend_report(GroupBy::Key, 0, i64::MAX)
         .await
         .unwrap();
@@ -177,7 +181,11 @@ async fn two_instances_on_one_postgres_hold_one_budget_and_one_rate_limit() {
     let answers = burst(&[&one, &two], KEY_A, &ask("m", 10), 200).await;
     let (ok, _) = tally(&answers, &["budget_exceeded", "rate_limit_exceeded"]);
     assert!((5..=6).contains(&ok), "{ok} answered");
-    one.state.ledger.flush().await.expect("ledger rows written");
+    one.service
+        .ledger()
+        .flush()
+        .await
+        .expect("ledger rows written");
     let spent = spent_by(&two, "config:a").await;
     assert!(spent <= BUDGET_NANOS, "spent {spent} of {BUDGET_NANOS}");
     assert_eq!(spent, ok as i64 * 11 * NANOS_PER_TOKEN);
@@ -231,7 +239,7 @@ async fn budgets_and_rate_limits_survive_a_restart() {
     let name = format!(
         "key:config:a/tokens/{}",
         sluice_limits::spec::Period::Day
-            .window(sluice_gateway::auth::now_ms())
+            .window(sluice_service::ids::now_ms())
             .id()
     );
     again.stop().await;
@@ -289,10 +297,14 @@ budget_tokens_day = 30
     assert_eq!(send(&gw, KEY_A, &ask("m", 10), None).await.status, 200);
     let bad = send(&gw, KEY_A, &ask("m", 10), Some("no spaces")).await;
     assert_eq!((bad.status, bad.code()), (400, "invalid_request"));
-    gw.state.ledger.flush().await.expect("ledger rows written");
+    gw.service
+        .ledger()
+        .flush()
+        .await
+        .expect("ledger rows written");
     let by_agent = gw
-        .state
-        .store
+        .service
+        .store()
         .spend_report(GroupBy::Agent, 0, i64::MAX)
         .await
         .unwrap();
@@ -417,8 +429,8 @@ async fn the_spend_breaker_trips_and_an_operator_resets_it() {
     // across restarts.
     assert!(
         eventually(5, async || gw
-            .state
-            .store
+            .service
+            .store()
             .open_trips(0)
             .await
             .unwrap()
@@ -433,20 +445,20 @@ async fn the_spend_breaker_trips_and_an_operator_resets_it() {
     .await
     .unwrap();
     assert_eq!(reset.status(), 200);
-    assert!(gw.state.store.open_trips(0).await.unwrap().is_empty());
+    assert!(gw.service.store().open_trips(0).await.unwrap().is_empty());
     assert_eq!(send(&gw, KEY_A, &ask("m", 10), None).await.status, 200);
     // A trip whose write was still on its way when the reset came does not bring the
     // breaker back at the next refresh.
     let late = sluice_store::breakers::Trip {
         key_id: "config:a".into(),
-        tripped_at_ms: sluice_gateway::auth::now_ms() - 1_000,
+        tripped_at_ms: sluice_service::ids::now_ms() - 1_000,
         until_ms: None,
         reason: "late write".into(),
     };
-    gw.state.store.trip_key(&late).await.unwrap();
+    gw.service.store().trip_key(&late).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1_300)).await;
     assert_eq!(send(&gw, KEY_A, &ask("m", 10), None).await.status, 200);
-    assert!(gw.state.store.open_trips(0).await.unwrap().is_empty());
+    assert!(gw.service.store().open_trips(0).await.unwrap().is_empty());
     let again = admin(
         reqwest::Method::POST,
         "/admin/spend-breakers/config:a/reset",
@@ -549,10 +561,10 @@ async fn a_trip_after_a_cool_down_is_stored_and_allows_what_the_first_did() {
     let dir = tempfile::tempdir().unwrap();
     let gw = breaker_gateway(&dir, 100).await;
     let first = answered_until_stopped(&gw, 20).await;
-    let first_trip = gw.state.spend_breaker.open();
+    let first_trip = gw.service.spend_breaker().open();
     let until = first_trip[0].until_ms.expect("a cool-down");
     // Past the cool-down, and past a refresh that drops the expired trip.
-    while sluice_gateway::auth::now_ms() < until + 400 {
+    while sluice_service::ids::now_ms() < until + 400 {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let again = answered_until_stopped(&gw, first).await;
@@ -562,9 +574,9 @@ async fn a_trip_after_a_cool_down_is_stored_and_allows_what_the_first_did() {
     );
     assert!(
         eventually(5, async || gw
-            .state
-            .store
-            .open_trips(sluice_gateway::auth::now_ms())
+            .service
+            .store()
+            .open_trips(sluice_service::ids::now_ms())
             .await
             .unwrap()
             .iter()
@@ -606,7 +618,7 @@ async fn a_lease_the_store_cannot_give_is_a_clear_503_and_held_allowances_go_on(
     let gw = Gateway::start(&config("budget_tokens_day = 100000", "")).await;
     // The first request leases a slice (5000 tokens); later ones are served from it.
     assert_eq!(send(&gw, KEY_A, &ask("m", 10), None).await.status, 200);
-    gw.state.store.close().await;
+    gw.service.store().close().await;
     assert_eq!(
         send(&gw, KEY_A, &ask("m", 10), None).await.status,
         200,
@@ -678,24 +690,28 @@ async fn a_stream_the_client_abandons_settles_its_reservation_to_what_it_used() 
     // the 18 reserved, nor nothing.
     assert!(
         eventually(5, async || {
-            gw.state.ledger.flush().await.expect("ledger rows written");
-            gw.state.store.count_spend().await.unwrap() == 1
+            gw.service
+                .ledger()
+                .flush()
+                .await
+                .expect("ledger rows written");
+            gw.service.store().count_spend().await.unwrap() == 1
         })
         .await
     );
     let line = gw
-        .state
-        .store
+        .service
+        .store()
         .spend_report(GroupBy::Key, 0, i64::MAX)
         .await
         .unwrap()
         .remove(0);
     let used = u64::try_from(line.prompt_tokens + line.completion_tokens).unwrap();
     assert!(used > 0 && used < 18, "{used}");
-    gw.state.gate.sync(std::time::Duration::ZERO).await;
+    gw.service.sync_limits(std::time::Duration::ZERO).await;
     let (in_bucket, _) = gw
-        .state
-        .store
+        .service
+        .store()
         .bucket("key:config:a/tokens/total")
         .await
         .unwrap()

@@ -33,7 +33,8 @@ async fn status_with(gw: &Gateway, key: &str) -> u16 {
 }
 
 fn key_state(gw: &Gateway, id_of: &str) -> String {
-    gw.state
+    gw.service
+        .snapshot()
         .router
         .key_states("a")
         .into_iter()
@@ -75,7 +76,8 @@ async fn two_instances_on_one_postgres_share_keys_profiles_and_spend() {
         assert_eq!(status_with(&one, &secret).await, 200);
     }
     let refused: Vec<String> = one
-        .state
+        .service
+        .snapshot()
         .router
         .key_states("a")
         .into_iter()
@@ -133,8 +135,16 @@ async fn two_instances_on_one_postgres_share_keys_profiles_and_spend() {
     );
 
     // Both instances' calls are in one ledger.
-    one.state.ledger.flush().await.expect("ledger rows written");
-    two.state.ledger.flush().await.expect("ledger rows written");
+    one.service
+        .ledger()
+        .flush()
+        .await
+        .expect("ledger rows written");
+    two.service
+        .ledger()
+        .flush()
+        .await
+        .expect("ledger rows written");
     let report: Value = one
         .client
         .get(one.url("/admin/spend?by=key&since=1h"))
@@ -173,7 +183,8 @@ async fn a_refused_provider_key_stays_refused_across_a_restart() {
         assert_eq!(first.chat(ask("m", "hi")).await.status, 200);
     }
     let bad = first
-        .state
+        .service
+        .snapshot()
         .router
         .key_states("a")
         .into_iter()

@@ -1,217 +1,24 @@
-//! Gateway keys. Clients present `Authorization: Bearer <key>`, checked against:
-//! - the bootstrap `[[keys]]` of the config, held as SHA-256 digests and compared in
-//!   constant time against every one of them;
-//! - the keys in the store (`sluice keys create`, the admin API), held in memory as a map
-//!   from SHA-256 digest to key, swapped atomically by a refresh task. Looking a digest up
-//!   reveals nothing usable about a secret (finding a key from its digest is a preimage
-//!   attack), and no request waits on the database.
+//! The Bearer header: `Authorization: Bearer <key>` becomes the service's [`Principal`]
+//! (the key check itself is the service's, shared with every transport).
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
-use arc_swap::ArcSwap;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use sha2::{Digest, Sha256};
-use sluice_config::{GatewayKey, Limits};
-use sluice_store::Store;
-use sluice_store::keys::ApiKey;
-use subtle::ConstantTimeEq;
+use sluice_service::{Principal, ServiceError};
 
 use crate::{ApiError, AppState};
 
-type Digest32 = [u8; 32];
-
-#[derive(Debug)]
-pub struct KeyRing {
-    bootstrap: Vec<(Digest32, Caller)>,
-    stored: ArcSwap<HashMap<Digest32, Arc<StoredKey>>>,
-    /// The largest `updated_at_ms` seen, where the next refresh starts (with an overlap).
-    seen_ms: AtomicI64,
-}
-
-/// Who a request authenticated as, for handlers, limits and the ledger.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub key_name: String,
-    /// The stored key's id; `None` for a bootstrap key from the config.
-    pub key_id: Option<String>,
-    /// The key as the ledger, the limits and the spend breaker know it: the stored key's
-    /// id, or `config:NAME` for a bootstrap key.
-    pub key_ref: Arc<str>,
-    /// `key:` + `key_ref`: the key's limits' scope, named once rather than per request.
-    pub key_scope: Arc<str>,
-    pub user_id: Option<String>,
-    /// Models the key may ask for; `None`: all.
-    pub allowed_models: Option<Arc<[String]>>,
-    /// The key's own rate limits and budgets.
-    pub limits: Limits,
-}
-
-impl Caller {
-    pub fn may_use(&self, model: &str) -> bool {
-        self.allowed_models
-            .as_ref()
-            .is_none_or(|m| m.iter().any(|a| a == model))
-    }
-}
-
-/// A stored key with the [`Caller`] it authenticates, built once when loaded rather than
-/// on every request.
-#[derive(Debug)]
-struct StoredKey {
-    key: ApiKey,
-    caller: Caller,
-}
-
-impl StoredKey {
-    fn new(key: ApiKey) -> Self {
-        let l = &key.limits;
-        let u = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
-        let caller = Caller {
-            key_name: key.name.clone(),
-            key_id: Some(key.id.clone()),
-            key_ref: Arc::from(key.id.as_str()),
-            key_scope: Arc::from(format!("key:{}", key.id)),
-            user_id: key.user_id.clone(),
-            allowed_models: key.allowed_models.as_ref().map(|m| Arc::from(m.as_slice())),
-            limits: Limits {
-                rpm: u(l.rpm),
-                tpm: u(l.tpm),
-                usd_day_nanos: u(l.budget_usd_day_nanos),
-                usd_month_nanos: u(l.budget_usd_month_nanos),
-                usd_total_nanos: u(l.budget_usd_total_nanos),
-                tokens_day: u(l.budget_tokens_day),
-                tokens_month: u(l.budget_tokens_month),
-                tokens_total: None,
-            },
-        };
-        StoredKey { key, caller }
-    }
-}
-
-/// Re-fetch this much before the newest change seen, so that rows written by another
-/// instance whose clock lags a little are not missed.
-const REFRESH_OVERLAP_MS: i64 = 5_000;
-
-impl KeyRing {
-    pub fn new(keys: &[GatewayKey]) -> Self {
-        KeyRing {
-            bootstrap: keys
-                .iter()
-                .map(|k| {
-                    let caller = Caller {
-                        key_name: k.name.clone(),
-                        key_id: None,
-                        key_ref: Arc::from(format!("config:{}", k.name)),
-                        key_scope: Arc::from(format!("key:config:{}", k.name)),
-                        user_id: k.user.clone(),
-                        allowed_models: None,
-                        limits: k.limits,
-                    };
-                    (digest(k.key.expose()), caller)
-                })
-                .collect(),
-            stored: ArcSwap::from_pointee(HashMap::new()),
-            seen_ms: AtomicI64::new(i64::MIN),
-        }
-    }
-
-    /// The caller a presented token authenticates, or why not.
-    pub fn check(&self, presented: &str, now_ms: i64) -> Result<Caller, ApiError> {
-        let d = digest(presented);
-        let mut found: Option<&Caller> = None;
-        for (k, caller) in &self.bootstrap {
-            if bool::from(k.ct_eq(&d)) {
-                found = Some(caller);
-            }
-        }
-        if let Some(caller) = found {
-            return Ok(caller.clone());
-        }
-        let stored = self.stored.load();
-        let Some(stored) = stored.get(&d) else {
-            return Err(ApiError::InvalidApiKey);
-        };
-        if stored.key.revoked_at_ms.is_some() {
-            return Err(ApiError::KeyRevoked);
-        }
-        if stored.key.expires_at_ms.is_some_and(|e| e <= now_ms) {
-            return Err(ApiError::KeyExpired);
-        }
-        Ok(stored.caller.clone())
-    }
-
-    /// Loads keys changed since the last refresh (all of them the first time) and swaps
-    /// the map. Returns how many changed.
-    pub async fn refresh(&self, store: &Store) -> Result<usize, sluice_store::StoreError> {
-        let seen = self.seen_ms.load(Ordering::Acquire);
-        let changed = if seen == i64::MIN {
-            store.list_keys().await?
-        } else {
-            store
-                .keys_changed_since(seen.saturating_sub(REFRESH_OVERLAP_MS))
-                .await?
-        };
-        let current = self.stored.load();
-        let fresh: Vec<&ApiKey> = changed
-            .iter()
-            .filter(|k| {
-                hex_digest(&k.key_hash)
-                    .is_some_and(|d| current.get(&d).is_none_or(|old| old.key != **k))
-            })
-            .collect();
-        if let Some(max) = changed.iter().map(|k| k.updated_at_ms).max() {
-            self.seen_ms.fetch_max(max, Ordering::AcqRel);
-        } else if seen == i64::MIN {
-            self.seen_ms.store(0, Ordering::Release);
-        }
-        if fresh.is_empty() {
-            return Ok(0);
-        }
-        let mut next = HashMap::clone(&current);
-        for k in &fresh {
-            if let Some(d) = hex_digest(&k.key_hash) {
-                next.insert(d, Arc::new(StoredKey::new((*k).clone())));
-            }
-        }
-        self.stored.store(Arc::new(next));
-        Ok(fresh.len())
-    }
-}
-
-fn digest(s: &str) -> Digest32 {
-    Sha256::digest(s.as_bytes()).into()
-}
-
-fn hex_digest(hex: &str) -> Option<Digest32> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// Middleware for authenticated routes.
+/// Middleware for authenticated routes: puts the [`Principal`] in the request.
 pub async fn require_key(
     State(state): State<Arc<AppState>>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let token = bearer(&req)?.ok_or(ApiError::MissingApiKey)?;
-    let caller = state.keys.check(token, now_ms())?;
-    req.extensions_mut().insert(caller);
+    let token = bearer(&req)?.ok_or(ServiceError::MissingApiKey)?;
+    let principal: Principal = state.service.authenticate(token)?;
+    req.extensions_mut().insert(principal);
     Ok(next.run(req).await)
 }
 
@@ -220,49 +27,9 @@ pub(crate) fn bearer(req: &Request) -> Result<Option<&str>, ApiError> {
     let Some(header) = req.headers().get(http::header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = header.to_str().map_err(|_| ApiError::InvalidApiKey)?;
+    let value = header.to_str().map_err(|_| ServiceError::InvalidApiKey)?;
     Ok(value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
         .map(str::trim))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use sluice_config::Secret;
-
-    #[test]
-    fn matches_only_exact_keys() {
-        let ring = KeyRing::new(&[
-            GatewayKey {
-                name: "a".into(),
-                key: Secret::new("key-aaaaaaaa"),
-                user: None,
-                limits: Limits::default(),
-            },
-            GatewayKey {
-                name: "b".into(),
-                key: Secret::new("key-bbbbbbbb"),
-                user: Some("bob".into()),
-                limits: Limits::default(),
-            },
-        ]);
-        let b = ring.check("key-bbbbbbbb", 0).unwrap();
-        assert_eq!((b.key_name.as_str(), &*b.key_ref), ("b", "config:b"));
-        assert_eq!(b.user_id.as_deref(), Some("bob"));
-        assert!(
-            ring.check("key-bbbbbbb", 0).is_err(),
-            "a prefix is not the key"
-        );
-        assert!(ring.check("", 0).is_err());
-    }
-
-    #[test]
-    fn hex_digests_parse() {
-        let d = digest("x");
-        let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex_digest(&hex), Some(d));
-        assert_eq!(hex_digest("zz"), None);
-    }
 }

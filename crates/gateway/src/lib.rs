@@ -1,26 +1,24 @@
-//! The HTTP face of Sluice: the OpenAI-compatible routes, gateway-key auth, request ids,
-//! body limits, the one place errors become responses, and graceful shutdown.
+//! The HTTP face of Sluice: the OpenAI-compatible routes, the admin API, probes, request
+//! ids, body limits, connection handling, the one place errors become HTTP responses, and
+//! graceful shutdown.
 //!
-//! Handlers are thin: parse and authorize, call the router (`sluice-providers`), map the
-//! result. Layout: [`server`] (`run(listener, state, shutdown)`, the middleware order),
-//! [`routes`] (the route table and one file per route), [`auth`], [`error`], [`sse`]
-//! (canonical chunks → `text/event-stream`), [`state`].
+//! Transport only: handlers parse and authorize, call the completion service
+//! (`sluice-service`), and encode its answer. No handler calls the router or touches a
+//! limit. Layout: [`server`] (`run(listener, state, shutdown)`, the middleware order),
+//! `conn` (the accept loop and per-connection timers), [`routes`] (the route table and
+//! one file per route), [`auth`] (the Bearer header → a principal), [`error`] (service
+//! errors → statuses), `sse` (a metered stream → `text/event-stream`), [`state`].
 
 pub mod auth;
 mod conn;
 pub mod error;
-pub mod limits;
-pub mod profiles;
 mod request_id;
 pub mod routes;
 pub mod server;
-mod spend;
 mod sse;
 pub mod state;
-pub mod velocity;
 
 pub use conn::raise_fd_limit;
 pub use error::ApiError;
 pub use server::run;
-pub use sluice_limits::tokens::warm as warm_tokenizers;
 pub use state::AppState;

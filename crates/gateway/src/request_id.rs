@@ -1,9 +1,9 @@
-//! Request ids. Every request gets a fresh UUIDv7 of the gateway's own (time-ordered, so
-//! ids sort like the logs): it keys the spend ledger's rows and names the request in the
-//! log, and answers carry it as `x-sluice-request-id`. `x-request-id` echoes the client's
-//! own id when it sent a sane one (for its tracing), else carries the gateway's. A client
-//! id is never the ledger's key: two requests that reuse one must not collapse into one
-//! row.
+//! Request ids. Every request gets a fresh id of the gateway's own
+//! (`sluice_service::ids::request_id`, a UUIDv7): it keys the spend ledger's rows and
+//! names the request in the log, and answers carry it as `x-sluice-request-id`.
+//! `x-request-id` echoes the client's own id when it sent a sane one (for its tracing),
+//! else carries the gateway's. A client id is never the ledger's key: two requests that
+//! reuse one must not collapse into one row.
 
 use axum::extract::Request;
 use axum::middleware::Next;
@@ -17,23 +17,8 @@ pub struct RequestId(pub String);
 pub const HEADER: &str = "x-request-id";
 pub const OWN_HEADER: &str = "x-sluice-request-id";
 
-/// A UUIDv7: the time in milliseconds and 74 random bits. The bits come from a
-/// thread-local generator rather than the OS (a request id needs to be unique, not
-/// secret), which saves a `getrandom` system call per request.
-fn fresh() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let random = fastrand::u128(..).to_le_bytes();
-    let mut bytes = [0u8; 10];
-    bytes.copy_from_slice(&random[..10]);
-    uuid::Builder::from_unix_timestamp_millis(ms, &bytes)
-        .into_uuid()
-        .to_string()
-}
-
 pub async fn assign(mut req: Request, next: Next) -> Response {
-    let own = fresh();
+    let own = sluice_service::ids::request_id();
     let client = req
         .headers()
         .get(HEADER)
@@ -56,17 +41,4 @@ pub async fn assign(mut req: Request, next: Next) -> Response {
         }
     }
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fresh_ids_are_uuid_v7_and_differ() {
-        let (a, b) = (fresh(), fresh());
-        assert_ne!(a, b);
-        let u = uuid::Uuid::parse_str(&a).unwrap();
-        assert_eq!(u.get_version_num(), 7);
-    }
 }

@@ -18,7 +18,9 @@ use sluice_store::keys::{KeySpec, parse_span};
 use sluice_store::spend::{GroupBy, SpendLine};
 use subtle::ConstantTimeEq;
 
-use crate::auth::{bearer, now_ms};
+use sluice_service::ids::now_ms;
+
+use crate::auth::bearer;
 use crate::{ApiError, AppState};
 
 pub fn routes() -> axum::Router<Arc<AppState>> {
@@ -43,7 +45,7 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
 /// and it must not reach the log as it is.
 fn plain_text(field: &str, value: &str) -> Result<(), ApiError> {
     if sluice_store::keys::has_control_chars(value) {
-        return Err(ApiError::InvalidRequest(format!(
+        return Err(ApiError::invalid(format!(
             "{field}: must not contain control characters"
         )));
     }
@@ -68,7 +70,7 @@ pub async fn require_admin(
 }
 
 async fn list_keys(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let keys = state.store.list_keys().await?;
+    let keys = state.service.store().list_keys().await?;
     Ok(Json(json!({"object": "list", "data": keys})))
 }
 
@@ -80,12 +82,12 @@ async fn create_key(
     let now = now_ms();
     let problems = spec.problems(now);
     if !problems.is_empty() {
-        return Err(ApiError::InvalidRequest(problems.join("; ")));
+        return Err(ApiError::invalid(problems.join("; ")));
     }
     let (secret, key) = spec.issue(now);
-    state.store.insert_key(&key).await?;
+    state.service.store().insert_key(&key).await?;
     // This instance knows the key at once; the others within their refresh interval.
-    if let Err(e) = state.keys.refresh(&state.store).await {
+    if let Err(e) = state.service.keys().refresh(state.service.store()).await {
         tracing::warn!("key created but not reloaded yet: {e}");
     }
     tracing::info!(key_id = %key.id, name = %key.name, "API key created");
@@ -100,7 +102,8 @@ async fn show_key(
 ) -> Result<Json<Value>, ApiError> {
     plain_text("id", &id)?;
     let key = state
-        .store
+        .service
+        .store()
         .get_key(&id)
         .await?
         .ok_or_else(|| ApiError::NotFoundEntity(format!("no key `{id}`")))?;
@@ -112,11 +115,11 @@ async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     plain_text("id", &id)?;
-    let Some(key) = state.store.get_key(&id).await? else {
+    let Some(key) = state.service.store().get_key(&id).await? else {
         return Err(ApiError::NotFoundEntity(format!("no key `{id}`")));
     };
-    let revoked = state.store.revoke_key(&id, now_ms()).await?;
-    if let Err(e) = state.keys.refresh(&state.store).await {
+    let revoked = state.service.store().revoke_key(&id, now_ms()).await?;
+    if let Err(e) = state.service.keys().refresh(state.service.store()).await {
         tracing::warn!("key revoked but not reloaded yet: {e}");
     }
     if revoked {
@@ -142,23 +145,21 @@ async fn spend(
     query: Result<Query<SpendQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::InvalidRequest(e.body_text()))?;
+    let Query(q) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
     let by_name = q.by.as_deref().unwrap_or("model");
     let by = GroupBy::parse(by_name).ok_or_else(|| {
-        ApiError::InvalidRequest(format!(
+        ApiError::invalid(format!(
             "by: `{by_name}` is not one of key, user, agent, model, provider, day"
         ))
     })?;
     let now = now_ms();
     let from = match (&q.since, q.from_ms) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::InvalidRequest(
-                "give since or from_ms, not both".into(),
-            ));
+            return Err(ApiError::invalid("give since or from_ms, not both"));
         }
         (Some(s), None) => {
             now - parse_span(s).ok_or_else(|| {
-                ApiError::InvalidRequest(format!("since: `{s}` is not a span like 7d, 24h or 30m"))
+                ApiError::invalid(format!("since: `{s}` is not a span like 7d, 24h or 30m"))
             })?
         }
         (None, Some(f)) => f,
@@ -166,11 +167,11 @@ async fn spend(
     };
     let to = q.to_ms.unwrap_or(now + 1);
     if to <= from {
-        return Err(ApiError::InvalidRequest(
-            "the range is empty: to_ms must be after the start".into(),
+        return Err(ApiError::invalid(
+            "the range is empty: to_ms must be after the start",
         ));
     }
-    let rows = state.store.spend_report(by, from, to).await?;
+    let rows = state.service.store().spend_report(by, from, to).await?;
     let wants_csv = headers
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -218,13 +219,12 @@ pub fn usd(nanos: i64) -> String {
 }
 
 async fn auth_profiles(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let data: Vec<Value> = state
-        .router
+    let router = &state.service.snapshot().router;
+    let data: Vec<Value> = router
         .provider_ids()
         .into_iter()
         .map(|provider| {
-            let keys: Vec<Value> = state
-                .router
+            let keys: Vec<Value> = router
                 .key_states(&provider)
                 .into_iter()
                 .map(|(id, st, left, failures)| {
@@ -242,7 +242,7 @@ async fn reset_profiles(
     Path(provider): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     plain_text("provider", &provider)?;
-    if !state.router.reset_keys(&provider) {
+    if !state.service.snapshot().router.reset_keys(&provider) {
         return Err(ApiError::NotFoundEntity(format!(
             "no provider `{provider}`"
         )));
@@ -254,13 +254,13 @@ async fn reset_profiles(
 /// Balanced groups: each target's weight, in-flight calls, latency averages, headroom and
 /// breaker state (this instance's view).
 async fn groups(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!({"data": state.router.groups()}))
+    Json(json!({"data": state.service.snapshot().router.groups()}))
 }
 
 /// Keys stopped by the spend-velocity breaker (this instance's view, refreshed from the
 /// store every `key_refresh_ms`).
 async fn spend_breakers(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(json!({"data": state.spend_breaker.open()}))
+    Json(json!({"data": state.service.spend_breaker().open()}))
 }
 
 /// Closes a key's spend breaker (a stored key's id, or `config:NAME`) on every instance.
@@ -269,7 +269,12 @@ async fn reset_spend_breaker(
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     plain_text("key", &key)?;
-    if !state.spend_breaker.reset(&state.store, &key).await? {
+    if !state
+        .service
+        .spend_breaker()
+        .reset(state.service.store(), &key)
+        .await?
+    {
         return Err(ApiError::NotFoundEntity(format!(
             "the spend breaker of `{key}` is not open"
         )));

@@ -32,7 +32,7 @@ pub fn parse<T: DeserializeOwned>(
         },
     })?;
     serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
+        serde_json::error::Category::Data => ApiError::invalid(e.to_string()),
         _ => ApiError::InvalidJson(e.to_string()),
     })
 }

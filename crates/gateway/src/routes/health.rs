@@ -29,7 +29,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Val
             Json(json!({"status": "draining"})),
         );
     }
-    let ledger = state.ledger.health();
+    let ledger = state.service.ledger().health();
     if ledger.failing || ledger.backlog > LEDGER_BACKLOG_NOT_READY {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -39,7 +39,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Val
             })),
         );
     }
-    match state.file_check() {
+    match state.service.file_check() {
         FileCheck::Fine | FileCheck::Restored => {}
         FileCheck::Replaced | FileCheck::Missing(_) => {
             return (
@@ -48,7 +48,11 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Val
             );
         }
     }
-    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
+    let ping = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.service.store().ping(),
+    )
+    .await;
     if !matches!(ping, Ok(Ok(()))) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -1,6 +1,7 @@
 //! The route table. Routes in [`public`] skip auth; everything else needs a gateway key.
 
 pub mod admin;
+mod answer;
 mod body;
 mod chat;
 mod embeddings;
@@ -27,24 +28,4 @@ pub fn authenticated() -> Router<Arc<AppState>> {
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/embeddings", post(embeddings::create))
         .route("/v1/models", get(models::list))
-}
-
-/// The agent a request is made for, from `x-sluice-agent`: its budgets apply and the
-/// ledger records it. A key cannot escape its own (or its user's) limits by naming one.
-pub(crate) fn agent(headers: &http::HeaderMap) -> Result<Option<String>, crate::ApiError> {
-    let Some(v) = headers.get("x-sluice-agent") else {
-        return Ok(None);
-    };
-    let ok = v.to_str().ok().filter(|s| {
-        !s.is_empty()
-            && s.len() <= 128
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
-    });
-    match ok {
-        Some(s) => Ok(Some(s.to_owned())),
-        None => Err(crate::ApiError::InvalidRequest(
-            "x-sluice-agent: 1 to 128 characters of A-Z a-z 0-9 . _ : -".into(),
-        )),
-    }
 }

@@ -10,6 +10,8 @@ use crate::AppState;
 
 pub async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
     let data: Vec<Value> = state
+        .service
+        .snapshot()
         .router
         .model_names()
         .into_iter()

@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use sluice_config::Config;
 use sluice_gateway::AppState;
+use sluice_service::Service;
 
 /// Builds the runtime `[server] worker_threads` asks for and serves on it.
 pub fn run(cfg: Config) -> anyhow::Result<ExitCode> {
@@ -25,7 +26,7 @@ pub fn run(cfg: Config) -> anyhow::Result<ExitCode> {
 
 async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     // The first token count would otherwise wait ~0.7 s for the tokenizers to load.
-    tokio::task::spawn_blocking(sluice_gateway::warm_tokenizers);
+    tokio::task::spawn_blocking(sluice_service::warm_tokenizers);
     // Every client connection, upstream connection and stream needs a descriptor; the
     // default soft limit (often 1024) would cap the gateway long before its own limits.
     if let Some(n) = sluice_gateway::raise_fd_limit() {
@@ -35,7 +36,8 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         );
     }
     let store = super::open_store(&cfg).await?;
-    let state = Arc::new(AppState::new(&cfg, store.clone()).await?);
+    let service = Service::start(&cfg, store.clone()).await?;
+    let state = Arc::new(AppState::new(&cfg, service));
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.server.listen))?;

@@ -5,7 +5,6 @@
 //! reset reaches every instance. Nothing here is on a request's path.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use sluice_store::profiles::ProfileState;
 use sluice_store::{Store, StoreError};
 use tokio::sync::mpsc;
 
-use crate::auth::now_ms;
+use crate::ids::now_ms;
 
 /// Re-read this far before the newest change seen (clock differences between instances).
 const OVERLAP_MS: i64 = 5_000;
@@ -117,16 +116,21 @@ async fn write(store: &Store, ev: ProfileEvent) {
 }
 
 /// The persister task and the signal that makes it drain and end.
+#[derive(Debug)]
 pub(crate) struct Persister {
     task: tokio::task::JoinHandle<()>,
     stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Persister {
-    pub(crate) fn spawn(state: &Arc<crate::AppState>) -> Option<Persister> {
-        let events = state.router.take_profile_events()?;
+    pub(crate) fn spawn(
+        router: &Router,
+        store: &Store,
+        tasks: &tokio_util::task::TaskTracker,
+    ) -> Option<Persister> {
+        let events = router.take_profile_events()?;
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(persist(state.store.clone(), events, stopped));
+        let task = tasks.spawn(persist(store.clone(), events, stopped));
         Some(Persister { task, stop })
     }
 

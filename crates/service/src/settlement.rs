@@ -1,46 +1,78 @@
-//! Spend rows for the ledger: one per provider call of a request, failed calls included,
-//! queued (never awaited) once the call's outcome is known. For a stream that is its end,
-//! so the row carries the usage the stream reported.
+//! Settlement: what a call's answer costs, and everything that follows from it. One
+//! ledger row per provider call, failed calls included, queued (never awaited) once the
+//! call's outcome is known; the reservation settled to the real use; the spend breaker
+//! told. For a stream that is its end (or its drop), so the row carries the usage the
+//! stream reported.
 
 use std::time::Instant;
 
 use sluice_config::Target;
 use sluice_llm::Usage;
-use sluice_providers::{CallContext, Route};
+use sluice_providers::{CallContext, Route, RouteError, Routed};
 use std::sync::Arc;
 
 use sluice_limits::Tokens;
 use sluice_store::ledger::SpendRow;
 
-use crate::auth::{Caller, now_ms};
-use crate::limits::{Estimate, Upstream};
-use crate::{ApiError, AppState};
-use sluice_limits::lease::{Reservation, Snapshot};
+use crate::admission::{Estimate, Upstream};
+use crate::call::CallMeta;
+use crate::ids::now_ms;
+use crate::keys::Principal;
+use crate::snapshot::Snapshot;
+use crate::{Inner, ServiceError};
+use sluice_limits::lease::{Reservation, Snapshot as Headroom};
 
 /// Unpriced models named in the log, at most (see [`Spend::unpriced`]).
-pub(crate) const MAX_UNPRICED_NAMED: usize = 1024;
+pub const MAX_UNPRICED_NAMED: usize = 1024;
 
-/// What a request's rows share.
+/// What a call's rows share.
 pub(crate) struct Spend {
-    pub state: Arc<AppState>,
-    pub request_id: String,
-    pub caller: Caller,
+    pub inner: Arc<Inner>,
+    /// The config the call started with (its prices), kept to its end.
+    pub snapshot: Arc<Snapshot>,
+    pub principal: Principal,
+    pub meta: CallMeta,
     pub started: Instant,
     /// The limits' reservation, settled to the answer's tokens and cost (or given back
     /// when no call answered).
     pub reservation: Option<Reservation>,
     /// Upstream-model limits held for the chain's entries.
     pub upstream: Option<Arc<Upstream>>,
-    pub agent: Option<String>,
 }
 
-/// A request let through its limits: what its answer settles, and what the router needs.
+/// A call let through its limits: what its answer settles, and what the router needs.
 pub(crate) struct Begun {
     pub spend: Spend,
     pub route: Arc<Route>,
     pub ctx: CallContext,
-    /// Headroom for the `x-ratelimit-*` headers, when a limit applied.
-    pub limits: Option<Snapshot>,
+    /// Headroom left in the limits, when a limit applied.
+    pub headroom: Option<Headroom>,
+}
+
+impl Begun {
+    /// After the router's walk (`None`: given up because the service was cut): rows for
+    /// the calls that failed, and the spend to settle with the answer and the sequence
+    /// number of the answering call. On a cut, the call in flight is recorded with
+    /// `prompt`'s count of its prompt (the provider may bill it).
+    pub fn finish<T>(
+        self,
+        result: Option<Result<Routed<T>, RouteError>>,
+        prompt: impl FnOnce(&Target) -> u64,
+    ) -> Result<(Spend, usize, Routed<T>, Option<Headroom>), ServiceError> {
+        let Begun {
+            spend,
+            route,
+            ctx,
+            headroom,
+        } = self;
+        let Some(result) = result else {
+            spend.cut(&ctx, &route, prompt);
+            return Err(ServiceError::ShuttingDown);
+        };
+        let seq = spend.failed_calls(&ctx);
+        let routed = result?;
+        Ok((spend, seq, routed, headroom))
+    }
 }
 
 impl Spend {
@@ -48,53 +80,52 @@ impl Spend {
     /// (`estimate` runs only when a token or USD limit does), and sets up its spend rows
     /// and the router's context (with the chain's upstream limits).
     pub async fn begin(
-        state: &Arc<AppState>,
-        request_id: &str,
-        caller: Caller,
-        agent: Option<String>,
+        inner: &Arc<Inner>,
+        snapshot: &Arc<Snapshot>,
+        principal: &Principal,
+        meta: CallMeta,
         model: &str,
-        started: Instant,
         estimate: impl Fn() -> Estimate,
-    ) -> Result<Begun, ApiError> {
-        let route = state.router.route(model)?;
+    ) -> Result<Begun, ServiceError> {
+        let route = snapshot.router.route(model)?;
         let chain = route.targets();
-        let admitted = state
+        let admitted = snapshot
             .gate
-            .reserve(&caller, model, agent.as_deref(), chain, &estimate)
+            .reserve(principal, &meta, model, chain, &estimate)
             .await?;
-        let mut ctx = CallContext::new(request_id.to_owned());
-        let upstream = state
+        let mut ctx = CallContext::new(meta.request_id.clone());
+        let upstream = snapshot
             .gate
             .upstream(chain, || admitted.estimate.unwrap_or_else(&estimate));
         if let Some(u) = &upstream {
             ctx.admission = Some(u.clone());
         }
-        let limits = admitted.reservation.is_some().then_some(admitted.snapshot);
+        let headroom = admitted.reservation.is_some().then_some(admitted.snapshot);
         let spend = Spend {
-            state: state.clone(),
-            request_id: request_id.to_owned(),
-            caller,
-            started,
+            inner: inner.clone(),
+            snapshot: snapshot.clone(),
+            principal: principal.clone(),
+            started: meta.started,
+            meta,
             reservation: admitted.reservation,
             upstream,
-            agent,
         };
         Ok(Begun {
             spend,
             route,
             ctx,
-            limits,
+            headroom,
         })
     }
 
     fn row(&self, seq: usize, target: &Target, status: &str, latency_ms: i64) -> SpendRow {
         SpendRow {
-            request_id: self.request_id.clone(),
+            request_id: self.meta.request_id.clone(),
             call_seq: i64::try_from(seq).unwrap_or(i64::MAX),
-            key_id: Some(self.caller.key_ref.to_string()),
-            user_id: self.caller.user_id.clone(),
-            agent_id: self.agent.clone(),
-            run_id: None,
+            key_id: Some(self.principal.key_ref.to_string()),
+            user_id: self.principal.user_id.clone(),
+            agent_id: self.meta.agent.clone(),
+            run_id: self.meta.run.as_ref().map(|r| r.id.clone()),
             provider: target.provider.clone(),
             model: target.model.clone(),
             prompt_tokens: 0,
@@ -116,7 +147,7 @@ impl Spend {
     fn unpriced(&self, target: &Target) {
         let key = target.to_string();
         let mut seen = self
-            .state
+            .inner
             .unpriced
             .lock()
             .unwrap_or_else(|p| p.into_inner());
@@ -142,11 +173,11 @@ impl Spend {
     }
 
     /// Rows for the calls that failed; returns how many.
-    pub fn failed_calls(&self, ctx: &CallContext) -> usize {
+    fn failed_calls(&self, ctx: &CallContext) -> usize {
         let failed = ctx.take_failed_calls();
         for (seq, f) in failed.iter().enumerate() {
             let latency = i64::try_from(f.latency.as_millis()).unwrap_or(i64::MAX);
-            self.state
+            self.inner
                 .ledger
                 .record(self.row(seq, &f.target, f.class.as_str(), latency));
         }
@@ -156,7 +187,7 @@ impl Spend {
     /// The shutdown grace ended while the request waited for its first byte: rows for the
     /// calls that failed and for the one in progress (status `shutting_down`, its prompt
     /// counted by Sluice, since the provider may bill it), then the reservation settles.
-    pub fn cut(self, ctx: &CallContext, route: &Route, prompt: impl FnOnce(&Target) -> u64) {
+    fn cut(self, ctx: &CallContext, route: &Route, prompt: impl FnOnce(&Target) -> u64) {
         let seq = self.failed_calls(ctx);
         let Some(target) = ctx.call_in_flight(route) else {
             // Between calls (backing off): nothing was asked of a provider; the
@@ -203,8 +234,9 @@ impl Spend {
         row.completion_tokens = i64::try_from(tokens.completion).unwrap_or(i64::MAX);
         row.cached_tokens = i64::try_from(tokens.cached).unwrap_or(i64::MAX);
         let cost = self
-            .state
-            .prices
+            .snapshot
+            .gate
+            .prices()
             .cost_nanos(&target.provider, &target.model, tokens);
         match cost {
             Some(cost) => row.cost_nanos = cost,
@@ -219,17 +251,17 @@ impl Spend {
             u.settle(target, used, cost);
         }
         if let Some(trip) = self
-            .state
+            .inner
             .spend_breaker
-            .record(&self.caller.key_ref, cost, now_ms())
+            .record(&self.principal.key_ref, cost, now_ms())
         {
-            let store = self.state.store.clone();
-            tokio::spawn(async move {
+            let store = self.inner.store.clone();
+            self.inner.tasks.spawn(async move {
                 if let Err(e) = store.trip_key(&trip).await {
                     tracing::error!(key = %trip.key_id, "cannot record the spend-breaker trip: {e}");
                 }
             });
         }
-        self.state.ledger.record(row);
+        self.inner.ledger.record(row);
     }
 }

@@ -1,8 +1,8 @@
-//! Rate limits and budgets on the request path. A request reserves, in one all-or-nothing
-//! step, its estimate in every bucket that applies to it: the key's, its user's, its
-//! agent's and its model alias's limits (requests, tokens, USD; per minute, day, month and
-//! lifetime), and, as the router reaches each chain entry, that upstream model's own
-//! limit. The answer settles each to the real use. Reservations come from allowances
+//! Admission: rate limits and budgets on the call path. A call reserves, in one
+//! all-or-nothing step, its estimate in every bucket that applies to it: the key's, its
+//! user's, its agent's, its run's and its model alias's limits (requests, tokens, USD; per
+//! minute, day, month and lifetime), and, as the router reaches each chain entry, that
+//! upstream model's own limit. The answer settles each to the real use. Reservations come from allowances
 //! leased in slices from the store (`sluice_limits::lease`), so no request waits on the
 //! database but the one that finds a slice used up, and the limits hold across instances.
 
@@ -10,19 +10,20 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue};
 use sluice_config::{LimitsConfig, Target};
 use sluice_limits::Tokens;
 use sluice_limits::lease::{
-    Counter, CounterError, Demand, Granted, LeaseAsk, Limiter, Reservation, ReserveError, Snapshot,
-    adjust_row, lease_row,
+    Counter, CounterError, Demand, Granted, LeaseAsk, Limiter, Reservation, ReserveError,
+    Snapshot as Headroom, adjust_row, lease_row,
 };
 use sluice_limits::spec::{Limits, Meter, Period};
 use sluice_providers::Admission;
 use sluice_store::Store;
 
-use crate::ApiError;
-use crate::auth::{Caller, now_ms};
+use crate::ServiceError;
+use crate::call::CallMeta;
+use crate::ids::now_ms;
+use crate::keys::Principal;
 
 /// The store as the shared counter of the limit buckets.
 #[derive(Debug, Clone)]
@@ -58,10 +59,14 @@ impl Counter for StoreCounter {
     }
 }
 
-/// The limits of every scope and this instance's share of them.
+/// The engine holding this instance's share of every limit. It outlives a config:
+/// a reload builds a new [`Gate`] on the same limiter, so leases held are kept.
+pub type SharedLimiter = Arc<Limiter<StoreCounter>>;
+
+/// The limits of every scope, as configured, on the shared limiter.
 #[derive(Debug)]
 pub struct Gate {
-    pub limiter: Limiter<StoreCounter>,
+    pub limiter: SharedLimiter,
     pub cfg: LimitsConfig,
     prices: sluice_limits::PriceTable,
     /// The configured scopes with their bucket-name prefixes made once, so that no request
@@ -97,9 +102,21 @@ impl Estimate {
 }
 
 impl Gate {
-    pub fn new(cfg: LimitsConfig, store: Store, prices: sluice_limits::PriceTable) -> Self {
+    /// The limiter for a store (made once per process; see [`SharedLimiter`]).
+    pub fn limiter(cfg: &LimitsConfig, store: Store) -> SharedLimiter {
+        Arc::new(Limiter::new(
+            Arc::new(StoreCounter(store)),
+            cfg.lease_slices,
+        ))
+    }
+
+    pub fn new(
+        cfg: LimitsConfig,
+        limiter: SharedLimiter,
+        prices: sluice_limits::PriceTable,
+    ) -> Self {
         Gate {
-            limiter: Limiter::new(Arc::new(StoreCounter(store)), cfg.lease_slices),
+            limiter,
             users: named("user", &cfg.users),
             agents: named("agent", &cfg.agents),
             models: named("model", &cfg.models),
@@ -109,21 +126,31 @@ impl Gate {
         }
     }
 
-    /// The scopes a request answers to, with their limits (empty ones left out).
-    fn scopes(&self, caller: &Caller, model: &str, agent: Option<&str>) -> Vec<(Arc<str>, Limits)> {
+    /// The prices the gate bounds USD budgets with; calls are settled at them too.
+    pub fn prices(&self) -> &sluice_limits::PriceTable {
+        &self.prices
+    }
+
+    /// The scopes a call answers to, with their limits (empty ones left out).
+    fn scopes(&self, who: &Principal, meta: &CallMeta, model: &str) -> Vec<(Arc<str>, Limits)> {
         let mut out = Vec::with_capacity(4);
-        if !caller.limits.is_empty() {
-            out.push((caller.key_scope.clone(), caller.limits));
+        if !who.limits.is_empty() {
+            out.push((who.key_scope.clone(), who.limits));
         }
         let named = [
-            (caller.user_id.as_deref(), &self.users),
-            (agent, &self.agents),
+            (who.user_id.as_deref(), &self.users),
+            (meta.agent.as_deref(), &self.agents),
             (Some(model), &self.models),
         ];
         for (name, table) in named {
             if let Some(scope) = name.and_then(|n| table.get(n)) {
                 out.push(scope.clone());
             }
+        }
+        if let Some(run) = &meta.run
+            && !run.limits.is_empty()
+        {
+            out.push((run.scope.clone(), run.limits));
         }
         out
     }
@@ -153,13 +180,13 @@ impl Gate {
     /// prompt's tokens) runs only when a token or USD limit applies.
     pub async fn reserve(
         &self,
-        caller: &Caller,
+        who: &Principal,
+        meta: &CallMeta,
         model: &str,
-        agent: Option<&str>,
         chain: &[Target],
         estimate: impl FnOnce() -> Estimate,
-    ) -> Result<Admitted, ApiError> {
-        let scopes = self.scopes(caller, model, agent);
+    ) -> Result<Admitted, ServiceError> {
+        let scopes = self.scopes(who, meta, model);
         if scopes.is_empty() {
             return Ok(Admitted::default());
         }
@@ -198,15 +225,6 @@ impl Gate {
             held: Mutex::default(),
         }))
     }
-
-    /// Writes debts and idle allowances back to the store (`idle` zero: everything, as on
-    /// shutdown).
-    pub async fn sync(&self, idle: Duration) {
-        let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
-        if let Err(e) = self.limiter.sync(now_ms(), idle_ms).await {
-            tracing::warn!("cannot write limit allowances back to the store: {e}");
-        }
-    }
 }
 
 fn demands(scopes: &[(Arc<str>, Limits)], tokens: u64, usd: u64) -> Vec<Demand> {
@@ -229,37 +247,20 @@ fn demands(scopes: &[(Arc<str>, Limits)], tokens: u64, usd: u64) -> Vec<Demand> 
     out
 }
 
-fn refused(e: ReserveError) -> ApiError {
+fn refused(e: ReserveError) -> ServiceError {
     match e {
-        ReserveError::Refused(refusal) => ApiError::LimitReached(Box::new(refusal)),
-        ReserveError::Unavailable(e) => ApiError::LimitsUnavailable(e.to_string()),
+        ReserveError::Refused(refusal) => ServiceError::LimitReached(Box::new(refusal)),
+        ReserveError::Unavailable(e) => ServiceError::LimitsUnavailable(e.to_string()),
     }
 }
 
-/// A request's admission: its reservation (settled by the spend path) and the headroom
-/// for its `x-ratelimit-*` headers.
+/// A call's admission: its reservation (settled by the spend path) and the headroom left
+/// (HTTP sends it as `x-ratelimit-*` headers).
 #[derive(Debug, Default)]
 pub struct Admitted {
     pub reservation: Option<Reservation>,
-    pub snapshot: Snapshot,
+    pub snapshot: Headroom,
     pub estimate: Option<Estimate>,
-}
-
-/// `x-ratelimit-limit-*` / `x-ratelimit-remaining-*` for the tightest per-minute limits.
-pub fn apply_snapshot(snapshot: &Snapshot, headers: &mut HeaderMap) {
-    for (name, v) in [
-        ("x-ratelimit-limit-requests", snapshot.limit_requests),
-        (
-            "x-ratelimit-remaining-requests",
-            snapshot.remaining_requests,
-        ),
-        ("x-ratelimit-limit-tokens", snapshot.limit_tokens),
-        ("x-ratelimit-remaining-tokens", snapshot.remaining_tokens),
-    ] {
-        if let Some(v) = v {
-            headers.insert(name, HeaderValue::from(v));
-        }
-    }
 }
 
 /// The upstream-model limits of one request's chain: the router asks before each entry;

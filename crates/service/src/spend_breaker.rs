@@ -16,7 +16,7 @@ use sluice_config::SpendBreakerConfig;
 use sluice_store::Store;
 use sluice_store::breakers::Trip;
 
-use crate::ApiError;
+use crate::ServiceError;
 
 const SLOTS: usize = 10;
 /// A trip made here stays in force locally this long even if a refresh does not show it
@@ -70,16 +70,18 @@ impl SpendBreaker {
     }
 
     /// Refuses a tripped key.
-    pub fn check(&self, key_ref: &str, now_ms: i64) -> Result<(), ApiError> {
+    pub fn check(&self, key_ref: &str, now_ms: i64) -> Result<(), ServiceError> {
         let trips = self.trips.load();
         if trips.is_empty() {
             return Ok(());
         }
         match trips.get(key_ref) {
-            Some(t) if t.until_ms.is_none_or(|u| u > now_ms) => Err(ApiError::SpendBreakerOpen {
-                reason: t.reason.clone(),
-                retry_after_ms: t.until_ms.map(|u| u64::try_from(u - now_ms).unwrap_or(0)),
-            }),
+            Some(t) if t.until_ms.is_none_or(|u| u > now_ms) => {
+                Err(ServiceError::SpendBreakerOpen {
+                    reason: t.reason.clone(),
+                    retry_after_ms: t.until_ms.map(|u| u64::try_from(u - now_ms).unwrap_or(0)),
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -259,7 +261,7 @@ impl SpendBreaker {
         self.resets
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key_ref.to_owned(), crate::auth::now_ms());
+            .insert(key_ref.to_owned(), crate::ids::now_ms());
         let was = store.reset_trip(key_ref).await?;
         let local = self
             .local
@@ -275,6 +277,27 @@ impl SpendBreaker {
         });
         self.rates.remove(key_ref);
         Ok(was || local || here)
+    }
+
+    /// What a key spent within the window ending at `now_ms`, as this instance counted
+    /// it (nano-dollars); 0 for a key not watched.
+    pub fn window_spend(&self, key_ref: &str, now_ms: i64) -> u64 {
+        let Some(cfg) = self.cfg else { return 0 };
+        let Some(entry) = self.rates.get(key_ref) else {
+            return 0;
+        };
+        let r = entry.lock().unwrap_or_else(|p| p.into_inner());
+        let window_ms = i64::try_from(cfg.window.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let slot_ms = (window_ms / SLOTS as i64).max(1);
+        // Slots older than the window (the ring has not moved past them yet) hold no
+        // spend of it.
+        let stale = usize::try_from(((now_ms - r.slot_start).max(0) / slot_ms).min(SLOTS as i64))
+            .unwrap_or(SLOTS);
+        (0..SLOTS.saturating_sub(stale))
+            .map(|back| r.slots[(r.cur + SLOTS - back) % SLOTS])
+            .sum()
     }
 
     /// The trips in force, for the admin view.

@@ -1,0 +1,84 @@
+//! What the model routes share: the call's metadata from the request's headers, and the
+//! answer's body and headers.
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
+use sluice_config::Target;
+use sluice_service::call::{PLAIN_NAME_RULE, is_plain_name};
+use sluice_service::{CallMeta, Headroom};
+
+use crate::ApiError;
+
+/// The call's metadata: the request id, and the agent it is made for, from
+/// `x-sluice-agent` (its budgets apply and the ledger records it; a key cannot escape its
+/// own or its user's limits by naming one).
+pub(super) fn meta(request_id: String, headers: &HeaderMap) -> Result<CallMeta, ApiError> {
+    let meta = CallMeta::new(request_id);
+    let Some(v) = headers.get("x-sluice-agent") else {
+        return Ok(meta);
+    };
+    match v.to_str().ok().filter(|s| is_plain_name(s)) {
+        Some(agent) => Ok(meta.with_agent(agent)?),
+        None => Err(ApiError::invalid(format!(
+            "x-sluice-agent: {PLAIN_NAME_RULE}"
+        ))),
+    }
+}
+
+/// The provider's own bytes when it spoke the OpenAI format, else ours.
+pub(super) fn encoded<T: serde::Serialize>(
+    value: &T,
+    raw: Option<Bytes>,
+) -> Result<Bytes, ApiError> {
+    match raw {
+        Some(raw) => Ok(raw),
+        None => serde_json::to_vec(value)
+            .map(Bytes::from)
+            .map_err(|e| ApiError::invalid(e.to_string())),
+    }
+}
+
+pub(super) fn json_response(bytes: Bytes) -> Response {
+    let mut resp = Response::new(Body::from(bytes));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// `x-sluice-provider` / `x-sluice-model`: which chain entry answered;
+/// `x-sluice-attempts`: how many provider calls it took; `x-ratelimit-limit-*` /
+/// `x-ratelimit-remaining-*`: the tightest per-minute limits, when a limit applied.
+pub(super) fn served(
+    mut resp: Response,
+    target: &Target,
+    attempts: u32,
+    headroom: Option<&Headroom>,
+) -> Response {
+    let h = resp.headers_mut();
+    for (name, value) in [
+        ("x-sluice-provider", target.provider.as_str()),
+        ("x-sluice-model", target.model.as_str()),
+        ("x-sluice-attempts", &attempts.to_string()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    }
+    if let Some(s) = headroom {
+        for (name, v) in [
+            ("x-ratelimit-limit-requests", s.limit_requests),
+            ("x-ratelimit-remaining-requests", s.remaining_requests),
+            ("x-ratelimit-limit-tokens", s.limit_tokens),
+            ("x-ratelimit-remaining-tokens", s.remaining_tokens),
+        ] {
+            if let Some(v) = v {
+                h.insert(name, HeaderValue::from(v));
+            }
+        }
+    }
+    resp
+}

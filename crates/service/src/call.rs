@@ -1,0 +1,261 @@
+//! The entry points: [`Service::chat`] and [`Service::embeddings`]. Each runs the same
+//! steps once, in order: the pre-flight policy (the request's shape, the key's model
+//! allowlist, its spend breaker, the output cap), admission (the estimate reserved in
+//! every limit and budget that applies), the router's walk of the chain (abandoned if
+//! the service is cut), and settlement (ledger rows for every provider call, the
+//! reservation settled to the real use, the spend breaker told). A stream settles when
+//! it ends, fails or is dropped ([`MeteredStream`]).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use sluice_config::{Limits, Target};
+use sluice_limits::tokens::{prompt_tokens, text_tokens};
+use sluice_llm::{ChatRequest, ChatResponse, EmbeddingsRequest};
+use sluice_providers::{ChatReply, EmbeddingsReply, Routed};
+
+use crate::admission::Estimate;
+use crate::keys::Principal;
+use crate::metered::MeteredStream;
+use crate::settlement::Spend;
+use crate::{Headroom, Service, ServiceError};
+
+/// What a call is for, beyond the key that makes it: what scopes its limits (agent, run)
+/// and labels its ledger rows and log lines.
+#[derive(Debug, Clone)]
+pub struct CallMeta {
+    /// The gateway's own id of the call ([`crate::ids::request_id`]): it keys the ledger's
+    /// rows, so it must be fresh for every call.
+    pub request_id: String,
+    /// The agent the call is made for: its budgets apply and the ledger records it.
+    pub agent: Option<String>,
+    /// The run the call is a step of: its own limits apply and the ledger records it.
+    pub run: Option<RunScope>,
+    /// The session (a WebSocket session, a channel conversation) the call belongs to.
+    pub session: Option<String>,
+    /// The chat channel the call came from (`slack`, `telegram`, `whatsapp`).
+    pub channel: Option<String>,
+    /// When the call arrived: its ledger rows' latency counts from here.
+    pub started: Instant,
+}
+
+impl CallMeta {
+    pub fn new(request_id: impl Into<String>) -> Self {
+        CallMeta {
+            request_id: request_id.into(),
+            agent: None,
+            run: None,
+            session: None,
+            channel: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// A call with a fresh request id.
+    pub fn fresh() -> Self {
+        CallMeta::new(crate::ids::request_id())
+    }
+
+    /// Names the agent; refused unless it is a plain name (see [`is_plain_name`]). A key
+    /// cannot escape its own (or its user's) limits by naming one: the agent's are added.
+    pub fn with_agent(mut self, agent: &str) -> Result<Self, ServiceError> {
+        if !is_plain_name(agent) {
+            return Err(ServiceError::InvalidRequest(format!(
+                "agent: {PLAIN_NAME_RULE}"
+            )));
+        }
+        self.agent = Some(agent.to_owned());
+        Ok(self)
+    }
+
+    pub fn with_run(mut self, run: RunScope) -> Self {
+        self.run = Some(run);
+        self
+    }
+}
+
+/// What a plain name (agent, run, session) may be.
+pub const PLAIN_NAME_RULE: &str = "1 to 128 characters of A-Z a-z 0-9 . _ : -";
+
+/// Whether `s` is a plain name: it goes into bucket names, ledger rows and log lines.
+pub fn is_plain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+}
+
+/// A run's own limits and budgets (its tokens, its dollars): every call of the run
+/// reserves in them, as in a key's. Its buckets are named `run:ID`.
+#[derive(Debug, Clone)]
+pub struct RunScope {
+    pub id: String,
+    pub(crate) scope: Arc<str>,
+    pub limits: Limits,
+}
+
+impl RunScope {
+    pub fn new(id: impl Into<String>, limits: Limits) -> Self {
+        let id = id.into();
+        RunScope {
+            scope: Arc::from(format!("run:{id}")),
+            id,
+            limits,
+        }
+    }
+}
+
+/// A call's answer and who gave it.
+#[derive(Debug)]
+pub struct Answer<T> {
+    pub value: T,
+    /// The chain entry that answered.
+    pub target: Target,
+    /// Provider calls made, the answering one included.
+    pub attempts: u32,
+    /// Headroom left in the tightest per-minute limits, when a limit applied.
+    pub headroom: Option<Headroom>,
+}
+
+/// A chat answer: whole (already settled), or a stream that settles itself.
+#[derive(Debug)]
+pub enum Reply {
+    Whole {
+        response: Box<ChatResponse>,
+        /// The provider's own bytes, when it spoke the OpenAI format.
+        raw: Option<Bytes>,
+    },
+    Stream(MeteredStream),
+}
+
+impl Service {
+    /// A chat completion.
+    pub async fn chat(
+        &self,
+        who: &Principal,
+        meta: CallMeta,
+        mut req: ChatRequest,
+    ) -> Result<Answer<Reply>, ServiceError> {
+        if req.messages.is_empty() {
+            return Err(ServiceError::InvalidRequest(
+                "`messages` must contain at least one message".into(),
+            ));
+        }
+        let snapshot = self.snapshot();
+        self.preflight(who, &req.model)?;
+        // The reservation is for what the client asked for, or `output_reserve` when it
+        // asked for nothing; the cap, sent upstream, is what bounds a stream's overshoot
+        // of that reservation (docs/limits.md, "the bound").
+        let asked = req.max_output_tokens();
+        if let Some(cap) = snapshot.policy.max_output_tokens {
+            match asked {
+                Some(asked) if asked > cap => {
+                    return Err(ServiceError::MaxTokensTooLarge { asked, cap });
+                }
+                Some(_) => {}
+                None => req.max_tokens = Some(cap),
+            }
+        }
+        let output_reserve = snapshot.policy.output_reserve;
+        let req = Arc::new(req);
+        let estimate = || Estimate {
+            prompt: prompt_tokens(&req, &req.model).tokens,
+            output: asked.map_or(output_reserve, u64::from),
+        };
+        let begun = Spend::begin(&self.inner, &snapshot, who, meta, &req.model, estimate).await?;
+        let result = self
+            .until_cut(snapshot.router.chat(&req, &begun.route, &begun.ctx))
+            .await;
+        let (spend, seq, routed, headroom) =
+            begun.finish(result, |target| prompt_tokens(&req, &target.model).tokens)?;
+        let Routed {
+            value,
+            target,
+            attempts,
+        } = routed;
+        let value = match value {
+            ChatReply::Complete { response, raw } => {
+                spend.answered(seq, &target, response.usage.as_ref(), "ok", || {
+                    let text = response
+                        .choices
+                        .iter()
+                        .map(|c| c.message.text_content())
+                        .collect::<String>();
+                    (
+                        prompt_tokens(&req, &target.model).tokens,
+                        text_tokens(&text, &target.model).tokens,
+                    )
+                });
+                Reply::Whole { response, raw }
+            }
+            ChatReply::Stream(stream) => {
+                Reply::Stream(MeteredStream::new(stream, spend, seq, target.clone(), req))
+            }
+        };
+        Ok(Answer {
+            value,
+            target,
+            attempts,
+            headroom,
+        })
+    }
+
+    /// An embeddings call (held to token budgets like a chat call).
+    pub async fn embeddings(
+        &self,
+        who: &Principal,
+        meta: CallMeta,
+        req: EmbeddingsRequest,
+    ) -> Result<Answer<EmbeddingsReply>, ServiceError> {
+        let empty = match &req.input {
+            serde_json::Value::String(s) => s.is_empty(),
+            serde_json::Value::Array(a) => a.is_empty(),
+            _ => true,
+        };
+        if empty {
+            return Err(ServiceError::InvalidRequest(
+                "`input` must be a non-empty string or array".into(),
+            ));
+        }
+        let snapshot = self.snapshot();
+        self.preflight(who, &req.model)?;
+        let input = match &req.input {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let estimate = || Estimate {
+            prompt: text_tokens(&input, &req.model).tokens,
+            output: 0,
+        };
+        let begun = Spend::begin(&self.inner, &snapshot, who, meta, &req.model, estimate).await?;
+        let result = self
+            .until_cut(snapshot.router.embeddings(&req, &begun.route, &begun.ctx))
+            .await;
+        let (spend, seq, routed, headroom) =
+            begun.finish(result, |target| text_tokens(&input, &target.model).tokens)?;
+        spend.answered(
+            seq,
+            &routed.target,
+            routed.value.response.usage.as_ref(),
+            "ok",
+            || (text_tokens(&input, &routed.target.model).tokens, 0),
+        );
+        Ok(Answer {
+            value: routed.value,
+            target: routed.target,
+            attempts: routed.attempts,
+            headroom,
+        })
+    }
+
+    /// The checks every call meets before it may reserve anything.
+    fn preflight(&self, who: &Principal, model: &str) -> Result<(), ServiceError> {
+        if !who.may_use(model) {
+            return Err(ServiceError::ModelNotAllowed(model.to_owned()));
+        }
+        self.inner
+            .spend_breaker
+            .check(&who.key_ref, crate::ids::now_ms())
+    }
+}

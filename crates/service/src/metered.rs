@@ -1,0 +1,191 @@
+//! A streamed answer that settles itself. It yields the provider's chunks as they arrive
+//! (the usage chunk only when the request asked for it: Sluice asks for usage upstream
+//! whatever the client said), counts what it streamed, and settles exactly once: when the
+//! stream ends (`ok`), breaks (the error's code) or is cut by the service's stop
+//! (`shutting_down`), or when it is dropped unfinished (`client_closed`: a client that
+//! disconnected, a run that was cancelled), whoever consumes it. Settling writes the
+//! ledger row with the usage the stream reported (or Sluice's own count of it, marked
+//! estimated), settles the reservation and tells the spend breaker.
+//!
+//! After an error item the stream is over: a broken answer never looks finished.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::{FutureExt, Stream, StreamExt};
+use sluice_config::Target;
+use sluice_limits::tokens::{prompt_tokens, tokens_from_bytes};
+use sluice_llm::{ChatChunk, ChatRequest, Usage};
+use sluice_providers::ChunkStream;
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use crate::ServiceError;
+use crate::settlement::Spend;
+
+pub struct MeteredStream {
+    inner: ChunkStream,
+    include_usage: bool,
+    /// Fires when the service is cut (its stop's grace period is over).
+    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    settle: Option<Box<Settle>>,
+    usage: Option<Usage>,
+    /// Bytes of text and tool-call arguments streamed, for an estimate when the
+    /// provider reports no usage.
+    streamed_bytes: u64,
+}
+
+/// What settling needs, taken once.
+struct Settle {
+    spend: Spend,
+    seq: usize,
+    target: Target,
+    req: Arc<ChatRequest>,
+}
+
+impl std::fmt::Debug for MeteredStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeteredStream")
+            .field("settled", &self.settle.is_none())
+            .field("streamed_bytes", &self.streamed_bytes)
+            .finish()
+    }
+}
+
+impl MeteredStream {
+    pub(crate) fn new(
+        inner: ChunkStream,
+        spend: Spend,
+        seq: usize,
+        target: Target,
+        req: Arc<ChatRequest>,
+    ) -> Self {
+        let include_usage = req
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
+        let cut = Box::pin(spend.inner.cut.clone().cancelled_owned());
+        MeteredStream {
+            inner,
+            include_usage,
+            cut,
+            settle: Some(Box::new(Settle {
+                spend,
+                seq,
+                target,
+                req,
+            })),
+            usage: None,
+            streamed_bytes: 0,
+        }
+    }
+
+    /// The request id of the call (for the transport's log lines).
+    pub fn request_id(&self) -> Option<&str> {
+        self.settle
+            .as_ref()
+            .map(|s| s.spend.meta.request_id.as_str())
+    }
+
+    /// Settles (once; later calls do nothing) with how the stream ended.
+    fn finish(&mut self, status: &str) {
+        let Some(settle) = self.settle.take() else {
+            return;
+        };
+        let Settle {
+            spend,
+            seq,
+            target,
+            req,
+        } = *settle;
+        let streamed = self.streamed_bytes;
+        spend.answered(seq, &target, self.usage.as_ref(), status, || {
+            (
+                prompt_tokens(&req, &target.model).tokens,
+                tokens_from_bytes(streamed),
+            )
+        });
+    }
+
+    fn is_over(&self) -> bool {
+        self.settle.is_none()
+    }
+}
+
+impl Stream for MeteredStream {
+    type Item = Result<ChatChunk, ServiceError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.is_over() {
+            return Poll::Ready(None);
+        }
+        if this.cut.poll_unpin(cx).is_ready() {
+            if let Some(s) = &this.settle {
+                tracing::warn!(request_id = %s.spend.meta.request_id, "stream cut: shutdown grace period over");
+            }
+            this.finish("shutting_down");
+            return Poll::Ready(Some(Err(ServiceError::ShuttingDown)));
+        }
+        loop {
+            match this.inner.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    this.finish("ok");
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(Ok(mut chunk))) => {
+                    if let Some(u) = &chunk.usage {
+                        this.usage = Some(u.clone());
+                    }
+                    this.streamed_bytes += streamed_bytes(&chunk);
+                    if !this.include_usage {
+                        // The usage chunk was asked for by Sluice, not by the client.
+                        if chunk.choices.is_empty() && chunk.usage.is_some() {
+                            continue;
+                        }
+                        chunk.usage = None;
+                    }
+                    return Poll::Ready(Some(Ok(chunk)));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let err = ServiceError::Stream(e);
+                    let code = err.code();
+                    // The client gets a stable code and our wording; the detail (which
+                    // may name the upstream) goes to the log with the request id.
+                    if let Some(s) = &this.settle {
+                        tracing::warn!(request_id = %s.spend.meta.request_id, code, "stream broke after it was committed: {err}");
+                    }
+                    this.finish(code);
+                    return Poll::Ready(Some(Err(err)));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for MeteredStream {
+    fn drop(&mut self) {
+        self.finish("client_closed");
+    }
+}
+
+/// Bytes of text and tool-call arguments in a chunk.
+fn streamed_bytes(chunk: &ChatChunk) -> u64 {
+    chunk
+        .choices
+        .iter()
+        .map(|c| {
+            let text = c.delta.content.as_ref().map_or(0, String::len);
+            let args: usize = c
+                .delta
+                .tool_calls
+                .iter()
+                .flatten()
+                .filter_map(|t| t.function.as_ref()?.arguments.as_ref().map(String::len))
+                .sum();
+            (text + args) as u64
+        })
+        .sum()
+}
