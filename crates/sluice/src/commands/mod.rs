@@ -42,12 +42,7 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub use sluice_service::ids::now_ms;
 
 #[cfg(test)]
 mod tests {
