@@ -86,19 +86,35 @@ async fn budget_used(gw: &Gateway) -> u64 {
         .map_or(0, |(used, _)| used)
 }
 
-/// Runs `call` and returns what it left behind, as deltas from before it.
-async fn traced(gw: &Gateway, call: impl AsyncFnOnce()) -> Trace {
+/// Runs `call` (which returns the request id of the call it made) and returns what it
+/// left behind, as deltas from before it.
+async fn traced(gw: &Gateway, call: impl AsyncFnOnce() -> String) -> Trace {
     let budget_before = budget_used(gw).await;
     let window_before = window(gw);
     let rows_before = rows(gw).await.len();
-    call().await;
+    let request_id = call().await;
     let rows = rows(gw).await;
     assert_eq!(rows.len(), rows_before + 1, "one provider call, one row");
+    let row = rows
+        .into_iter()
+        .find(|r| r.request_id == request_id)
+        .expect("the call's row");
     Trace {
-        row: comparable(rows[0].clone()),
+        row: comparable(row),
         budget_used: budget_used(gw).await - budget_before,
         window_spend: window(gw) - window_before,
     }
+}
+
+/// A fresh call's metadata, and its request id.
+fn fresh() -> (CallMeta, String) {
+    let meta = CallMeta::fresh();
+    let id = meta.request_id.clone();
+    (meta, id)
+}
+
+fn request_id(headers: &reqwest::header::HeaderMap) -> String {
+    headers["x-sluice-request-id"].to_str().unwrap().to_owned()
 }
 
 fn window(gw: &Gateway) -> u64 {
@@ -142,24 +158,28 @@ async fn a_direct_call_leaves_exactly_what_the_same_call_over_http_leaves() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
+        let id = request_id(resp.headers());
         let body: Value = resp.json().await.unwrap();
         http_text = body["choices"][0]["message"]["content"]
             .as_str()
             .unwrap()
             .to_owned();
+        id
     })
     .await;
     let mut direct_text = String::new();
     let direct = traced(&gw, async || {
+        let (meta, id) = fresh();
         let answer = gw
             .service
-            .chat(&who, CallMeta::fresh(), request(ask(false)))
+            .chat(&who, meta, request(ask(false)))
             .await
             .expect("the direct call is answered");
         let Reply::Whole { response, .. } = answer.value else {
             panic!("a whole answer was asked for");
         };
         direct_text = response.choices[0].message.text_content();
+        id
     })
     .await;
     assert_eq!(direct_text, http_text, "the same answer");
@@ -180,12 +200,14 @@ async fn a_direct_call_leaves_exactly_what_the_same_call_over_http_leaves() {
         assert_eq!(reply.status, 200);
         assert!(reply.done, "the stream ends with [DONE]");
         assert_eq!(reply.text(), http_text);
+        reply.header("x-sluice-request-id").to_owned()
     })
     .await;
     let direct_stream = traced(&gw, async || {
+        let (meta, id) = fresh();
         let answer = gw
             .service
-            .chat(&who, CallMeta::fresh(), request(ask(true)))
+            .chat(&who, meta, request(ask(true)))
             .await
             .expect("the direct stream starts");
         let Reply::Stream(mut stream) = answer.value else {
@@ -199,6 +221,7 @@ async fn a_direct_call_leaves_exactly_what_the_same_call_over_http_leaves() {
             }
         }
         assert_eq!(text, http_text);
+        id
     })
     .await;
     assert_eq!(
@@ -222,20 +245,15 @@ async fn a_stream_dropped_half_way_settles_to_what_it_used() {
     let gw = Gateway::start(&config()).await;
     let who = principal(&gw);
     let whole = traced(&gw, async || {
-        let answer = gw
-            .service
-            .chat(&who, CallMeta::fresh(), request(ask(false)))
-            .await
-            .unwrap();
+        let (meta, id) = fresh();
+        let answer = gw.service.chat(&who, meta, request(ask(false))).await.unwrap();
         assert!(matches!(answer.value, Reply::Whole { .. }));
+        id
     })
     .await;
     let dropped = traced(&gw, async || {
-        let answer = gw
-            .service
-            .chat(&who, CallMeta::fresh(), request(ask(true)))
-            .await
-            .unwrap();
+        let (meta, id) = fresh();
+        let answer = gw.service.chat(&who, meta, request(ask(true))).await.unwrap();
         let Reply::Stream(mut stream) = answer.value else {
             panic!("a stream was asked for");
         };
@@ -250,6 +268,7 @@ async fn a_stream_dropped_half_way_settles_to_what_it_used() {
         }
         // A client that goes away, a run that is cancelled: the stream is dropped.
         drop(stream);
+        id
     })
     .await;
     let row = &dropped.row;
@@ -284,6 +303,12 @@ async fn a_run_is_held_to_its_own_budget_and_its_rows_carry_its_id() {
             tokens_total: Some(40),
             ..Limits::default()
         },
+    )
+    .unwrap();
+    assert_eq!(
+        RunScope::new("a/b", Limits::default()).unwrap_err().code(),
+        "invalid_request",
+        "a run id goes into bucket names: plain names only"
     );
     let mut answered = 0;
     let refusal = loop {
@@ -307,7 +332,7 @@ async fn a_run_is_held_to_its_own_budget_and_its_rows_carry_its_id() {
         .sum();
     assert!(used <= 40, "the run used {used} of its 40 tokens");
     // Another run, and calls without one, are not held by it.
-    let other = CallMeta::fresh().with_run(RunScope::new("run-43", run.limits));
+    let other = CallMeta::fresh().with_run(RunScope::new("run-43", run.limits).unwrap());
     assert!(
         gw.service
             .chat(&who, other, request(ask(false)))

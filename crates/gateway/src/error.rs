@@ -97,11 +97,8 @@ impl ApiError {
                     retry_after: info.retry_after,
                     // A budget does not come back by retrying soon, nor does a tripped
                     // spend breaker: tell SDKs not to.
-                    no_retry: !info.retryable
-                        && matches!(
-                            info.category,
-                            Category::QuotaExceeded | Category::Permission
-                        ),
+                    no_retry: info.category == Category::QuotaExceeded
+                        || matches!(e, ServiceError::SpendBreakerOpen { .. }),
                 }
             }
             ApiError::AdminUnauthorized => p(

@@ -3,8 +3,8 @@
 //! graceful shutdown.
 //!
 //! Transport only: handlers parse and authorize, call the completion service
-//! (`sluice-service`), and encode its answer. No handler calls the router or touches a
-//! limit. Layout: [`server`] (`run(listener, state, shutdown)`, the middleware order),
+//! (`sluice-service`), and encode its answer. No model call bypasses the service; the
+//! admin API only reads and resets router state (key cool-downs, groups). Layout: [`server`] (`run(listener, state, shutdown)`, the middleware order),
 //! `conn` (the accept loop and per-connection timers), [`routes`] (the route table and
 //! one file per route), [`auth`] (the Bearer header → a principal), [`error`] (service
 //! errors → statuses), `sse` (a metered stream → `text/event-stream`), [`state`].

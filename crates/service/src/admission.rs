@@ -150,7 +150,7 @@ impl Gate {
         if let Some(run) = &meta.run
             && !run.limits.is_empty()
         {
-            out.push((run.scope.clone(), run.limits));
+            out.push((run.scope().clone(), run.limits));
         }
         out
     }

@@ -22,8 +22,10 @@ use crate::settlement::Spend;
 use crate::{Headroom, Service, ServiceError};
 
 /// What a call is for, beyond the key that makes it: what scopes its limits (agent, run)
-/// and labels its ledger rows and log lines.
-#[derive(Debug, Clone)]
+/// and labels its ledger rows and log lines. One per call: not `Clone`, because its
+/// request id keys the call's ledger rows, and a second call under the same id would
+/// have its rows dropped as duplicates.
+#[derive(Debug)]
 pub struct CallMeta {
     /// The gateway's own id of the call ([`crate::ids::request_id`]): it keys the ledger's
     /// rows, so it must be fresh for every call.
@@ -36,7 +38,8 @@ pub struct CallMeta {
     pub session: Option<String>,
     /// The chat channel the call came from (`slack`, `telegram`, `whatsapp`).
     pub channel: Option<String>,
-    /// When the call arrived: its ledger rows' latency counts from here.
+    /// When the call arrived (before its body was read): its ledger rows' latency counts
+    /// from here.
     pub started: Instant,
 }
 
@@ -90,19 +93,33 @@ pub fn is_plain_name(s: &str) -> bool {
 /// reserves in them, as in a key's. Its buckets are named `run:ID`.
 #[derive(Debug, Clone)]
 pub struct RunScope {
-    pub id: String,
-    pub(crate) scope: Arc<str>,
+    id: String,
+    scope: Arc<str>,
     pub limits: Limits,
 }
 
 impl RunScope {
-    pub fn new(id: impl Into<String>, limits: Limits) -> Self {
+    /// Refused unless `id` is a plain name: it goes into bucket names and ledger rows.
+    pub fn new(id: impl Into<String>, limits: Limits) -> Result<Self, ServiceError> {
         let id = id.into();
-        RunScope {
+        if !is_plain_name(&id) {
+            return Err(ServiceError::InvalidRequest(format!(
+                "run id: {PLAIN_NAME_RULE}"
+            )));
+        }
+        Ok(RunScope {
             scope: Arc::from(format!("run:{id}")),
             id,
             limits,
-        }
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(crate) fn scope(&self) -> &Arc<str> {
+        &self.scope
     }
 }
 
@@ -163,12 +180,14 @@ impl Service {
             prompt: prompt_tokens(&req, &req.model).tokens,
             output: asked.map_or(output_reserve, u64::from),
         };
-        let begun = Spend::begin(&self.inner, &snapshot, who, meta, &req.model, estimate).await?;
+        let counted = req.clone();
+        let prompt = move |target: &Target| prompt_tokens(&counted, &target.model).tokens;
+        let begun = Spend::begin(&self.inner, &snapshot, who, meta, &req.model, estimate, prompt)
+            .await?;
         let result = self
             .until_cut(snapshot.router.chat(&req, &begun.route, &begun.ctx))
             .await;
-        let (spend, seq, routed, headroom) =
-            begun.finish(result, |target| prompt_tokens(&req, &target.model).tokens)?;
+        let (spend, seq, routed, headroom) = begun.finish(result)?;
         let Routed {
             value,
             target,
@@ -220,26 +239,25 @@ impl Service {
         }
         let snapshot = self.snapshot();
         self.preflight(who, &req.model)?;
-        let input = match &req.input {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
+        let req = Arc::new(req);
         let estimate = || Estimate {
-            prompt: text_tokens(&input, &req.model).tokens,
+            prompt: input_tokens(&req, &req.model),
             output: 0,
         };
-        let begun = Spend::begin(&self.inner, &snapshot, who, meta, &req.model, estimate).await?;
+        let counted = req.clone();
+        let prompt = move |target: &Target| input_tokens(&counted, &target.model);
+        let begun = Spend::begin(&self.inner, &snapshot, who, meta, &req.model, estimate, prompt)
+            .await?;
         let result = self
             .until_cut(snapshot.router.embeddings(&req, &begun.route, &begun.ctx))
             .await;
-        let (spend, seq, routed, headroom) =
-            begun.finish(result, |target| text_tokens(&input, &target.model).tokens)?;
+        let (spend, seq, routed, headroom) = begun.finish(result)?;
         spend.answered(
             seq,
             &routed.target,
             routed.value.response.usage.as_ref(),
             "ok",
-            || (text_tokens(&input, &routed.target.model).tokens, 0),
+            || (input_tokens(&req, &routed.target.model), 0),
         );
         Ok(Answer {
             value: routed.value,
@@ -251,11 +269,23 @@ impl Service {
 
     /// The checks every call meets before it may reserve anything.
     fn preflight(&self, who: &Principal, model: &str) -> Result<(), ServiceError> {
+        if self.is_stopping() {
+            return Err(ServiceError::ShuttingDown);
+        }
         if !who.may_use(model) {
             return Err(ServiceError::ModelNotAllowed(model.to_owned()));
         }
         self.inner
             .spend_breaker
             .check(&who.key_ref, crate::ids::now_ms())
+    }
+}
+
+/// The tokens of an embeddings input, as Sluice counts them for `model`: a string's text,
+/// or the JSON of anything else (token arrays, several inputs).
+fn input_tokens(req: &EmbeddingsRequest, model: &str) -> u64 {
+    match &req.input {
+        serde_json::Value::String(s) => text_tokens(s, model).tokens,
+        other => text_tokens(&other.to_string(), model).tokens,
     }
 }

@@ -17,7 +17,7 @@ use sluice_providers::{Exhaustion, Failure, FailureClass, RouteError, StreamErro
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("missing API key: send `Authorization: Bearer <key>`")]
+    #[error("missing API key: present a gateway key (over HTTP: `Authorization: Bearer <key>`)")]
     MissingApiKey,
     #[error("invalid API key")]
     InvalidApiKey,
@@ -43,6 +43,9 @@ pub enum ServiceError {
     },
     #[error("the gateway is shutting down; retry on another instance or shortly")]
     ShuttingDown,
+    /// A stream still open when the service was cut (its stop's grace period ended).
+    #[error("the gateway is shutting down; the answer is incomplete")]
+    StreamCut,
     #[error(transparent)]
     Route(#[from] RouteError),
     /// A stream that broke after its first chunk went to the client.
@@ -167,6 +170,7 @@ impl ServiceError {
                 retry_after: Some(Duration::from_secs(1)),
                 ..info("shutting_down", C::Unavailable, msg(), true)
             },
+            ServiceError::StreamCut => info("shutting_down", C::Unavailable, msg(), true),
             ServiceError::Route(RouteError::UnknownModel(_)) => {
                 info("model_not_found", C::NotFound, msg(), false)
             }
@@ -385,12 +389,12 @@ fn stream_error(e: &StreamError) -> ErrorInfo {
                 FailureClass::BadResponse => "upstream_bad_response",
                 _ => "upstream_stream_error",
             };
-            let inner = failure(f);
-            ErrorInfo {
+            // Whatever the provider said, the answer broke half-way: an upstream failure,
+            // retried by asking again.
+            broke(
                 code,
-                message: format!("the provider's stream broke: {}", inner.message),
-                ..inner
-            }
+                format!("the provider's stream broke: {}", failure(f).message),
+            )
         }
     }
 }

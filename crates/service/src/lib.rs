@@ -82,6 +82,13 @@ pub(crate) struct Inner {
     stopping: CancellationToken,
     /// Every task the service spawns, so that a stop can wait for them.
     tasks: TaskTracker,
+    /// The refresh and sync loops, which a stop lets finish their round.
+    loops: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// One token per call not yet settled, so that a stop waits for them.
+    calls: TaskTracker,
+    /// The runtime the service was started on: settling (on a stream's drop, wherever
+    /// that happens) spawns its store writes there.
+    runtime: tokio::runtime::Handle,
     persister: Mutex<Option<profiles::Persister>>,
 }
 
@@ -132,6 +139,9 @@ impl Service {
                 cut: CancellationToken::new(),
                 stopping: CancellationToken::new(),
                 tasks,
+                loops: Mutex::default(),
+                calls: TaskTracker::new(),
+                runtime: tokio::runtime::Handle::current(),
                 persister: Mutex::new(persister),
             }),
         };
@@ -150,9 +160,28 @@ impl Service {
         self.inner.current.load_full()
     }
 
-    /// Puts a new config's snapshot in force for the calls that start from now on.
+    /// Puts a new config's snapshot in force for the calls that start from now on; calls
+    /// already running keep theirs. The new router's auth-profile changes are persisted
+    /// from now on (the old router's last ones are written first).
+    ///
+    /// The new router starts with fresh key cool-downs and breakers; carrying them over
+    /// is the live-reload work's.
     pub fn replace_snapshot(&self, next: Snapshot) {
-        self.inner.current.store(Arc::new(next));
+        let inner = &self.inner;
+        let persister = profiles::Persister::spawn(&next.router, &inner.store, &inner.tasks);
+        inner.current.store(Arc::new(next));
+        let old = std::mem::replace(
+            &mut *inner.persister.lock().unwrap_or_else(|p| p.into_inner()),
+            persister,
+        );
+        if let Some(old) = old {
+            inner.tasks.spawn_on(old.finish(), &inner.runtime);
+        }
+    }
+
+    /// Whether [`Service::stop`] has begun: new calls are refused with `shutting_down`.
+    pub fn is_stopping(&self) -> bool {
+        self.inner.stopping.is_cancelled()
     }
 
     pub fn keys(&self) -> &KeyRing {

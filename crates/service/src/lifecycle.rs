@@ -27,19 +27,22 @@ pub type StopReport = sluice_store::ledger::StopReport;
 impl Service {
     pub(crate) fn spawn_background(&self, cfg: &sluice_config::Config) {
         let inner = &self.inner;
-        let stopping = inner.stopping.clone();
-        let me = self.clone();
-        inner.tasks.spawn(async move {
-            stopping.run_until_cancelled(me.refresh_loop()).await;
-        });
-        let stopping = inner.stopping.clone();
-        let me = self.clone();
         let (every, idle) = (cfg.limits.sync_every, cfg.limits.lease_idle);
-        inner.tasks.spawn(async move {
-            stopping
-                .run_until_cancelled(me.sync_loop(every, idle))
-                .await;
-        });
+        let loops = vec![
+            inner.tasks.spawn(self.clone().refresh_loop()),
+            inner.tasks.spawn(self.clone().sync_loop(every, idle)),
+        ];
+        *inner.loops.lock().unwrap_or_else(|p| p.into_inner()) = loops;
+    }
+
+    /// Waits for the next tick; `false` once the service is stopping. A round in progress
+    /// is never interrupted (a sync cut mid-write would lose the allowance it zeroed).
+    async fn next_round(&self, tick: &mut tokio::time::Interval) -> bool {
+        tokio::select! {
+            biased;
+            () = self.inner.stopping.cancelled() => false,
+            _ = tick.tick() => true,
+        }
     }
 
     /// Reloads changed API keys and auth-profile states every `key_refresh`, so a key
@@ -49,8 +52,7 @@ impl Service {
         let inner = &self.inner;
         let mut tick = tokio::time::interval(inner.key_refresh);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
+        while self.next_round(&mut tick).await {
             let check = inner.store.check_file().await;
             *inner.file_check.lock().unwrap_or_else(|p| p.into_inner()) = check;
             match inner.keys.refresh(&inner.store).await {
@@ -78,8 +80,7 @@ impl Service {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_gc = std::time::Instant::now();
-        loop {
-            tick.tick().await;
+        while self.next_round(&mut tick).await {
             self.sync_limits(idle).await;
             if last_gc.elapsed() >= Duration::from_secs(3600) {
                 last_gc = std::time::Instant::now();
@@ -103,18 +104,39 @@ impl Service {
         self.inner.cut.run_until_cancelled(call).await
     }
 
-    /// Stops the background work and writes what must be kept: leased allowances go
-    /// back to the shared buckets (debts recorded), auth-profile changes are persisted,
-    /// and the ledger writes its last rows. All by `deadline`, but at least
-    /// [`MIN_STOP_WORK`] from now; ledger rows the database does not take by then go to
-    /// the spill file (written at the next start), and the log says how many.
+    /// Stops the service and writes what must be kept:
+    /// 1. new calls are refused (`shutting_down`), and the service is cut: calls still
+    ///    waiting and streams still open end (a transport drains its own first, within
+    ///    its grace period, then stops the service);
+    /// 2. it waits for those calls to settle and for the refresh and sync loops to
+    ///    finish their round;
+    /// 3. leased allowances go back to the shared buckets (debts recorded), auth-profile
+    ///    changes are persisted, and the ledger writes its last rows.
     ///
-    /// Calls still running keep their reservation until they end; a transport stops
-    /// them first (its own drain, then [`Service::cut`]).
+    /// All by `deadline`, but at least [`MIN_STOP_WORK`] from now; ledger rows the
+    /// database does not take by then go to the spill file (written at the next start),
+    /// and the log says how many.
     pub async fn stop(&self, deadline: Instant) -> StopReport {
         let inner = &self.inner;
         let deadline = deadline.max(Instant::now() + MIN_STOP_WORK);
         inner.stopping.cancel();
+        self.cut();
+        inner.calls.close();
+        if tokio::time::timeout_at(deadline, inner.calls.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = inner.calls.len(),
+                "calls still unsettled at the stop deadline (a stream nobody reads or drops)"
+            );
+        }
+        let loops = std::mem::take(&mut *inner.loops.lock().unwrap_or_else(|p| p.into_inner()));
+        for mut handle in loops {
+            if tokio::time::timeout_at(deadline, &mut handle).await.is_err() {
+                handle.abort();
+            }
+        }
         if tokio::time::timeout_at(deadline, self.sync_limits(Duration::ZERO))
             .await
             .is_err()

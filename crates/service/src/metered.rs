@@ -126,7 +126,7 @@ impl Stream for MeteredStream {
                 tracing::warn!(request_id = %s.spend.meta.request_id, "stream cut: shutdown grace period over");
             }
             this.finish("shutting_down");
-            return Poll::Ready(Some(Err(ServiceError::ShuttingDown)));
+            return Poll::Ready(Some(Err(ServiceError::StreamCut)));
         }
         loop {
             match this.inner.poll_next_unpin(cx) {

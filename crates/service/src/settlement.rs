@@ -6,6 +6,8 @@
 
 use std::time::Instant;
 
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
 use sluice_config::Target;
 use sluice_llm::Usage;
 use sluice_providers::{CallContext, Route, RouteError, Routed};
@@ -38,40 +40,52 @@ pub(crate) struct Spend {
     pub reservation: Option<Reservation>,
     /// Upstream-model limits held for the chain's entries.
     pub upstream: Option<Arc<Upstream>>,
+    /// Counts the call as open until it settles, so a stop waits for it.
+    _open: TaskTrackerToken,
 }
 
-/// A call let through its limits: what its answer settles, and what the router needs.
+/// Sluice's count of a call's prompt for a chain entry's model: the row of a call given
+/// up in flight (the provider may bill it) carries it.
+pub(crate) type PromptCount = Box<dyn Fn(&Target) -> u64 + Send + Sync>;
+
+/// A call let through its limits, during the router's walk: what its answer settles, and
+/// what the router needs. Dropped before [`Begun::finish`] (the caller went away: a
+/// client disconnected, a run was cancelled), it records the calls made so far, the one
+/// in flight as `client_closed`, and gives the reservation back.
 pub(crate) struct Begun {
-    pub spend: Spend,
+    spend: Option<Spend>,
     pub route: Arc<Route>,
     pub ctx: CallContext,
     /// Headroom left in the limits, when a limit applied.
-    pub headroom: Option<Headroom>,
+    headroom: Option<Headroom>,
+    prompt: PromptCount,
 }
 
 impl Begun {
     /// After the router's walk (`None`: given up because the service was cut): rows for
     /// the calls that failed, and the spend to settle with the answer and the sequence
     /// number of the answering call. On a cut, the call in flight is recorded with
-    /// `prompt`'s count of its prompt (the provider may bill it).
+    /// Sluice's count of its prompt (the provider may bill it).
     pub fn finish<T>(
-        self,
+        mut self,
         result: Option<Result<Routed<T>, RouteError>>,
-        prompt: impl FnOnce(&Target) -> u64,
     ) -> Result<(Spend, usize, Routed<T>, Option<Headroom>), ServiceError> {
-        let Begun {
-            spend,
-            route,
-            ctx,
-            headroom,
-        } = self;
+        let spend = self.spend.take().expect("a walk finishes once");
         let Some(result) = result else {
-            spend.cut(&ctx, &route, prompt);
+            spend.given_up(&self.ctx, &self.route, &self.prompt, "shutting_down");
             return Err(ServiceError::ShuttingDown);
         };
-        let seq = spend.failed_calls(&ctx);
+        let seq = spend.failed_calls(&self.ctx);
         let routed = result?;
-        Ok((spend, seq, routed, headroom))
+        Ok((spend, seq, routed, self.headroom.take()))
+    }
+}
+
+impl Drop for Begun {
+    fn drop(&mut self) {
+        if let Some(spend) = self.spend.take() {
+            spend.given_up(&self.ctx, &self.route, &self.prompt, "client_closed");
+        }
     }
 }
 
@@ -86,6 +100,7 @@ impl Spend {
         meta: CallMeta,
         model: &str,
         estimate: impl Fn() -> Estimate,
+        prompt: impl Fn(&Target) -> u64 + Send + Sync + 'static,
     ) -> Result<Begun, ServiceError> {
         let route = snapshot.router.route(model)?;
         let chain = route.targets();
@@ -109,12 +124,14 @@ impl Spend {
             meta,
             reservation: admitted.reservation,
             upstream,
+            _open: inner.calls.token(),
         };
         Ok(Begun {
-            spend,
+            spend: Some(spend),
             route,
             ctx,
             headroom,
+            prompt: Box::new(prompt),
         })
     }
 
@@ -125,7 +142,7 @@ impl Spend {
             key_id: Some(self.principal.key_ref.to_string()),
             user_id: self.principal.user_id.clone(),
             agent_id: self.meta.agent.clone(),
-            run_id: self.meta.run.as_ref().map(|r| r.id.clone()),
+            run_id: self.meta.run.as_ref().map(|r| r.id().to_owned()),
             provider: target.provider.clone(),
             model: target.model.clone(),
             prompt_tokens: 0,
@@ -184,17 +201,18 @@ impl Spend {
         failed.len()
     }
 
-    /// The shutdown grace ended while the request waited for its first byte: rows for the
-    /// calls that failed and for the one in progress (status `shutting_down`, its prompt
-    /// counted by Sluice, since the provider may bill it), then the reservation settles.
-    fn cut(self, ctx: &CallContext, route: &Route, prompt: impl FnOnce(&Target) -> u64) {
+    /// The call was given up while it waited for its first byte (the shutdown grace
+    /// ended: `shutting_down`; the caller went away: `client_closed`): rows for the calls
+    /// that failed and for the one in progress (its prompt counted by Sluice, since the
+    /// provider may bill it), then the reservation settles.
+    fn given_up(self, ctx: &CallContext, route: &Route, prompt: &PromptCount, status: &str) {
         let seq = self.failed_calls(ctx);
         let Some(target) = ctx.call_in_flight(route) else {
             // Between calls (backing off): nothing was asked of a provider; the
             // reservation goes back when `self` drops.
             return;
         };
-        self.answered(seq, target, None, "shutting_down", || (prompt(target), 0));
+        self.answered(seq, target, None, status, || (prompt(target), 0));
     }
 
     /// The row of the call that answered. Without usage from the provider, `estimate`
@@ -256,11 +274,15 @@ impl Spend {
             .record(&self.principal.key_ref, cost, now_ms())
         {
             let store = self.inner.store.clone();
-            self.inner.tasks.spawn(async move {
-                if let Err(e) = store.trip_key(&trip).await {
-                    tracing::error!(key = %trip.key_id, "cannot record the spend-breaker trip: {e}");
-                }
-            });
+            // On the service's runtime: a stream may settle on drop from anywhere.
+            self.inner.tasks.spawn_on(
+                async move {
+                    if let Err(e) = store.trip_key(&trip).await {
+                        tracing::error!(key = %trip.key_id, "cannot record the spend-breaker trip: {e}");
+                    }
+                },
+                &self.inner.runtime,
+            );
         }
         self.inner.ledger.record(row);
     }

@@ -11,11 +11,16 @@ use sluice_service::{CallMeta, Headroom};
 
 use crate::ApiError;
 
-/// The call's metadata: the request id, and the agent it is made for, from
-/// `x-sluice-agent` (its budgets apply and the ledger records it; a key cannot escape its
-/// own or its user's limits by naming one).
-pub(super) fn meta(request_id: String, headers: &HeaderMap) -> Result<CallMeta, ApiError> {
-    let meta = CallMeta::new(request_id);
+/// The call's metadata: the request id, when the request arrived (before its body was
+/// read), and the agent it is made for, from `x-sluice-agent` (its budgets apply and the
+/// ledger records it; a key cannot escape its own or its user's limits by naming one).
+pub(super) fn meta(
+    request_id: String,
+    started: std::time::Instant,
+    headers: &HeaderMap,
+) -> Result<CallMeta, ApiError> {
+    let mut meta = CallMeta::new(request_id);
+    meta.started = started;
     let Some(v) = headers.get("x-sluice-agent") else {
         return Ok(meta);
     };

@@ -22,8 +22,9 @@ pub async fn completions(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let req: ChatRequest = super::body::parse(body, state.max_body_bytes)?;
-    let meta = meta(request_id, &headers)?;
+    let meta = meta(request_id, started, &headers)?;
     let answer = state.service.chat(&who, meta, req).await?;
     let resp = match answer.value {
         Reply::Whole { response, raw } => json_response(encoded(&response, raw)?),

@@ -21,8 +21,9 @@ pub async fn create(
     headers: http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let req: EmbeddingsRequest = super::body::parse(body, state.max_body_bytes)?;
-    let meta = meta(request_id, &headers)?;
+    let meta = meta(request_id, started, &headers)?;
     let answer = state.service.embeddings(&who, meta, req).await?;
     let reply = answer.value;
     let resp = json_response(encoded(&reply.response, reply.raw)?);

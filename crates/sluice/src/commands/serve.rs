@@ -36,11 +36,12 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         );
     }
     let store = super::open_store(&cfg).await?;
-    let service = Service::start(&cfg, store.clone()).await?;
-    let state = Arc::new(AppState::new(&cfg, service));
+    // Bound before the service starts its background work: nothing to stop if it fails.
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.server.listen))?;
+    let service = Service::start(&cfg, store.clone()).await?;
+    let state = Arc::new(AppState::new(&cfg, service));
     // Tests and scripts read the bound address from this line (port 0 picks a free port).
     tracing::info!("sluice listening on {}", listener.local_addr()?);
     sluice_gateway::run(listener, state, shutdown_signal()).await?;
