@@ -55,10 +55,11 @@ impl AppState {
         keys.refresh(&store).await?;
         let spend_breaker = crate::velocity::SpendBreaker::new(cfg.limits.spend_breaker);
         spend_breaker.refresh(&store, crate::auth::now_ms()).await?;
+        let prices = sluice_limits::PriceTable::from_config(&cfg.prices);
         let gate = Arc::new(crate::limits::Gate::new(
             cfg.limits.clone(),
             store.clone(),
-            cfg.prices.clone(),
+            prices.clone(),
         ));
         let profiles = ProfileSync::new();
         profiles.pull(&store, &router).await?;
@@ -77,7 +78,7 @@ impl AppState {
             profiles,
             store,
             ledger,
-            prices: cfg.prices.clone(),
+            prices,
             gate,
             spend_breaker,
             unpriced: std::sync::Mutex::default(),
