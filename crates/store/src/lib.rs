@@ -12,7 +12,6 @@
 //! Layout: [`keys`] (API keys), [`ledger`] (spend rows and the batched writer),
 //! [`profiles`] (provider auth-profile state), [`spend`] (reports).
 
-mod backoff;
 pub mod breakers;
 pub mod buckets;
 mod file;
