@@ -246,14 +246,22 @@ async fn a_stream_dropped_half_way_settles_to_what_it_used() {
     let who = principal(&gw);
     let whole = traced(&gw, async || {
         let (meta, id) = fresh();
-        let answer = gw.service.chat(&who, meta, request(ask(false))).await.unwrap();
+        let answer = gw
+            .service
+            .chat(&who, meta, request(ask(false)))
+            .await
+            .unwrap();
         assert!(matches!(answer.value, Reply::Whole { .. }));
         id
     })
     .await;
     let dropped = traced(&gw, async || {
         let (meta, id) = fresh();
-        let answer = gw.service.chat(&who, meta, request(ask(true))).await.unwrap();
+        let answer = gw
+            .service
+            .chat(&who, meta, request(ask(true)))
+            .await
+            .unwrap();
         let Reply::Stream(mut stream) = answer.value else {
             panic!("a stream was asked for");
         };

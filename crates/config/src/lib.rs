@@ -6,9 +6,14 @@
 //! structs with defaults, unknown fields refused) → [`validate`] → [`Config`] (typed,
 //! resolved: presets applied, chains parsed, secrets wrapped). This crate does no I/O but
 //! reading the file and the environment it is handed.
+//!
+//! Plain data only, with no dependency on the limits engine: [`Limits`] and [`PriceList`]
+//! say what the operator wrote; what a limit or a price does at run time (buckets, costs in
+//! nano-dollars) belongs to `sluice-limits`, which builds on these types.
 
 mod interpolate;
 mod kind;
+mod prices;
 pub mod raw;
 mod secret;
 mod validate;
@@ -19,9 +24,9 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use kind::{AuthStyle, ProviderKind, Wire};
+pub use prices::{ModelPrice, PriceList};
 pub use raw::{Affinity, Strategy};
 pub use secret::Secret;
-pub use sluice_limits::spec::Limits;
 
 /// Every problem found in a config file, each as `field.path: what is wrong`.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +67,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub database: DatabaseConfig,
     /// The shipped price table (or `[prices] file`) with the operator's `[prices.models]`.
-    pub prices: sluice_limits::PriceTable,
+    pub prices: PriceList,
     pub limits: LimitsConfig,
 }
 
@@ -85,6 +90,21 @@ pub struct LimitsConfig {
     /// By chain entry: a target at its limit is skipped like a rate-limited one.
     pub upstream: HashMap<Target, Limits>,
     pub spend_breaker: Option<SpendBreakerConfig>,
+}
+
+/// The limits one scope (a key, user, agent, model alias or upstream model) carries;
+/// `None` = unlimited. USD amounts in nano-dollars, so that sums are exact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub usd_day_nanos: Option<u64>,
+    pub usd_month_nanos: Option<u64>,
+    pub usd_total_nanos: Option<u64>,
+    pub tokens_day: Option<u64>,
+    pub tokens_month: Option<u64>,
+    pub tokens_total: Option<u64>,
 }
 
 /// When a key's spend over a short window trips it.
@@ -322,7 +342,7 @@ impl Config {
             chains,
             if chains == 1 { "y" } else { "ies" },
             self.keys.len(),
-            self.prices.len()
+            self.prices.models.len()
         )
     }
 }

@@ -368,5 +368,5 @@ pub struct RawPrices {
     pub file: Option<String>,
     /// Models added to or overriding the table.
     #[serde(default)]
-    pub models: std::collections::HashMap<String, sluice_limits::ModelPrice>,
+    pub models: std::collections::HashMap<String, crate::ModelPrice>,
 }

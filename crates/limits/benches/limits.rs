@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Waker};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use sluice_limits::lease::{Demand, Limiter, MemoryCounter};
-use sluice_limits::spec::{Limits, Meter};
+use sluice_limits::spec::{Limits, LimitsExt, Meter};
 
 /// Polls once: the warm path never waits, so it is ready at the first poll.
 fn now<F: Future>(f: F) -> F::Output {

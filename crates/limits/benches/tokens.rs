@@ -39,7 +39,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("prompt tokens, ~100k-token prompt, sampled (gpt-4o)", |b| {
         b.iter(|| prompt_tokens(black_box(&huge), "gpt-4o"))
     });
-    let prices = PriceTable::shipped().unwrap();
+    let prices = PriceTable::from_config(&sluice_config::PriceList::shipped().unwrap());
     let t = Tokens {
         prompt: 1200,
         completion: 300,

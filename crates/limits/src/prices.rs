@@ -1,45 +1,14 @@
-//! The price table (`config/prices.toml` plus the operator's overrides) and costs.
+//! The price table built from the config's [`PriceList`], and the cost of a call in
+//! integer nano-dollars.
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use sluice_config::PriceList;
 
-/// USD per 1 million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelPrice {
-    pub input: f64,
-    pub output: f64,
-    /// Prompt tokens read from the provider's cache; `input` when absent.
-    #[serde(default)]
-    pub cached_input: Option<f64>,
-    /// Prompt tokens written to the cache; `input` when absent.
-    #[serde(default)]
-    pub cache_write: Option<f64>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PriceError {
-    #[error("price table: {0}")]
-    Parse(String),
-    #[error("price of `{model}`: {problem}")]
-    Invalid { model: String, problem: String },
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTable {
-    /// When the prices were taken (documentation; shown in `sluice check-config`).
-    taken: Option<String>,
-    #[serde(default)]
-    models: HashMap<String, ModelPrice>,
-}
-
-/// Prices by model, in nano-dollars per token internally (exact integer arithmetic on the
-/// way out).
+/// Prices by model, in nano-dollars per million tokens internally (exact integer
+/// arithmetic on the way out).
 #[derive(Debug, Clone, Default)]
 pub struct PriceTable {
-    taken: Option<String>,
     by_model: HashMap<String, Nanos>,
 }
 
@@ -62,49 +31,31 @@ pub struct Tokens {
     pub cache_write: u64,
 }
 
-fn to_nanos(model: &str, field: &str, usd_per_million: f64) -> Result<i64, PriceError> {
-    if !usd_per_million.is_finite() || !(0.0..=1_000_000.0).contains(&usd_per_million) {
-        return Err(PriceError::Invalid {
-            model: model.to_owned(),
-            problem: format!("{field} must be a price between 0 and 1,000,000 USD per 1M tokens"),
-        });
-    }
-    Ok((usd_per_million * 1e9).round() as i64)
+/// USD per 1M tokens as nano-dollars per 1M tokens. Config validation refuses prices
+/// outside 0..=1,000,000 USD; one that got past it anyway is held to that range (NaN
+/// counts as 0) rather than priced negative or overflowing.
+fn to_nanos(usd_per_million: f64) -> i64 {
+    (usd_per_million.clamp(0.0, 1_000_000.0) * 1e9).round() as i64
 }
 
-/// `config/prices.toml` as shipped, compiled in: the table used when `[prices] file` is
-/// not set.
-pub const SHIPPED: &str = include_str!("../../../config/prices.toml");
-
 impl PriceTable {
-    /// The shipped table (a test checks that it parses).
-    pub fn shipped() -> Result<PriceTable, PriceError> {
-        PriceTable::parse(SHIPPED)
-    }
-
-    /// Parses a table (the shipped `prices.toml`).
-    pub fn parse(text: &str) -> Result<PriceTable, PriceError> {
-        let raw: RawTable = toml::from_str(text).map_err(|e| PriceError::Parse(e.to_string()))?;
-        let mut table = PriceTable {
-            taken: raw.taken,
-            by_model: HashMap::new(),
-        };
-        table.extend(raw.models)?;
-        Ok(table)
-    }
-
-    /// Adds or replaces entries (the operator's `[prices.models]`).
-    pub fn extend(&mut self, models: HashMap<String, ModelPrice>) -> Result<(), PriceError> {
-        for (model, p) in models {
-            let n = Nanos {
-                input: to_nanos(&model, "input", p.input)?,
-                output: to_nanos(&model, "output", p.output)?,
-                cached_input: to_nanos(&model, "cached_input", p.cached_input.unwrap_or(p.input))?,
-                cache_write: to_nanos(&model, "cache_write", p.cache_write.unwrap_or(p.input))?,
-            };
-            self.by_model.insert(model, n);
-        }
-        Ok(())
+    /// The table the config's prices describe (the shipped or `[prices] file` table with
+    /// the operator's overrides).
+    pub fn from_config(prices: &PriceList) -> PriceTable {
+        let by_model = prices
+            .models
+            .iter()
+            .map(|(model, p)| {
+                let n = Nanos {
+                    input: to_nanos(p.input),
+                    output: to_nanos(p.output),
+                    cached_input: to_nanos(p.cached_input.unwrap_or(p.input)),
+                    cache_write: to_nanos(p.cache_write.unwrap_or(p.input)),
+                };
+                (model.clone(), n)
+            })
+            .collect();
+        PriceTable { by_model }
     }
 
     pub fn len(&self) -> usize {
@@ -113,10 +64,6 @@ impl PriceTable {
 
     pub fn is_empty(&self) -> bool {
         self.by_model.is_empty()
-    }
-
-    pub fn taken(&self) -> Option<&str> {
-        self.taken.as_deref()
     }
 
     /// Whether a model has a price: `provider:model` first, then the bare model name,
@@ -156,7 +103,7 @@ mod tests {
     use super::*;
 
     fn table() -> PriceTable {
-        PriceTable::parse(
+        let list = PriceList::parse(
             r#"
             taken = "2026-11-25"
             [models."gpt-4o"]
@@ -173,7 +120,8 @@ mod tests {
             output = 0.79
             "#,
         )
-        .unwrap()
+        .unwrap();
+        PriceTable::from_config(&list)
     }
 
     #[test]
@@ -248,52 +196,60 @@ mod tests {
     }
 
     #[test]
-    fn overrides_replace_and_bad_prices_are_refused() {
-        let mut t = table();
-        let mut over = HashMap::new();
-        over.insert(
-            "gpt-4o".to_owned(),
-            ModelPrice {
-                input: 1.0,
-                output: 1.0,
-                cached_input: None,
-                cache_write: None,
-            },
-        );
-        t.extend(over).unwrap();
+    fn a_configs_prices_and_overrides_cost_what_they_say() {
+        let cfg = sluice_config::Config::parse(
+            "[prices.models.\"my-model\"]\ninput = 1.0\noutput = 2.0\n\
+             [prices.models.\"gpt-4o\"]\ninput = 1.0\noutput = 1.0\n",
+            &|_| None,
+        )
+        .unwrap();
+        let t = PriceTable::from_config(&cfg.prices);
+        let million_in = Tokens {
+            prompt: 1_000_000,
+            ..Tokens::default()
+        };
         assert_eq!(
-            t.cost_nanos(
-                "openai",
-                "gpt-4o",
-                Tokens {
-                    prompt: 1_000_000,
-                    ..Tokens::default()
-                }
-            ),
+            t.cost_nanos("p", "my-model", million_in),
             Some(1_000_000_000)
         );
-        let mut bad = HashMap::new();
-        bad.insert(
+        assert_eq!(
+            t.cost_nanos("openai", "gpt-4o", million_in),
+            Some(1_000_000_000),
+            "an override replaces the shipped price"
+        );
+        assert!(
+            t.cost_nanos("anthropic", "claude-sonnet-4-5", million_in)
+                .is_some(),
+            "the shipped table is there too"
+        );
+    }
+
+    #[test]
+    fn prices_past_validation_are_held_in_range() {
+        let mut list = PriceList::default();
+        list.models.insert(
             "x".to_owned(),
-            ModelPrice {
+            sluice_config::ModelPrice {
                 input: -1.0,
-                output: 1.0,
-                cached_input: None,
+                output: f64::NAN,
+                cached_input: Some(f64::INFINITY),
                 cache_write: None,
             },
         );
-        assert!(t.extend(bad).is_err());
-        assert!(
-            PriceTable::parse("[models.x]\ninput = 1\n").is_err(),
-            "output is required"
-        );
-        assert!(PriceTable::parse("[models.x]\ninput = 1\noutput = 1\ncolour = 2\n").is_err());
+        let t = PriceTable::from_config(&list);
+        let tokens = Tokens {
+            prompt: 2,
+            completion: 1,
+            cached: 1,
+            cache_write: 0,
+        };
+        // 1 fresh at 0, 1 cached at the 1,000,000 USD ceiling, 1 completion at 0.
+        assert_eq!(t.cost_nanos("p", "x", tokens), Some(1_000_000_000));
     }
 
     #[test]
     fn the_shipped_table_loads_and_covers_the_providers() {
-        let t = PriceTable::shipped().unwrap();
-        assert_eq!(t.taken(), Some("2026-11-25"));
+        let t = PriceTable::from_config(&PriceList::shipped().unwrap());
         for (provider, model) in [
             ("openai", "gpt-4o"),
             ("anthropic", "claude-sonnet-4-5"),

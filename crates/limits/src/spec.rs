@@ -3,29 +3,27 @@
 //! a UTC day, a UTC month, or the whole lifetime). Each becomes one shared bucket, named
 //! so that every instance finds the same one.
 
-use serde::{Deserialize, Serialize};
+pub use sluice_config::Limits;
 
-/// The limits one scope carries; `None` = unlimited. USD amounts in nano-dollars.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    pub rpm: Option<u64>,
-    pub tpm: Option<u64>,
-    pub usd_day_nanos: Option<u64>,
-    pub usd_month_nanos: Option<u64>,
-    pub usd_total_nanos: Option<u64>,
-    pub tokens_day: Option<u64>,
-    pub tokens_month: Option<u64>,
-    pub tokens_total: Option<u64>,
+/// What [`Limits`] (plain config data) mean to the engine: the meters and periods each
+/// one sets.
+pub trait LimitsExt {
+    /// Whether no limit is set (the scope costs nothing to check).
+    fn is_empty(&self) -> bool;
+
+    /// Every limit set, as (meter, period, capacity).
+    fn each(&self) -> impl Iterator<Item = (Meter, Period, u64)> + '_;
+
+    /// Whether any limit is counted in this meter (so its estimate is worth computing).
+    fn counts(&self, meter: Meter) -> bool;
 }
 
-impl Limits {
-    pub fn is_empty(&self) -> bool {
+impl LimitsExt for Limits {
+    fn is_empty(&self) -> bool {
         self.each().next().is_none()
     }
 
-    /// Every limit set, as (meter, period, capacity).
-    pub fn each(&self) -> impl Iterator<Item = (Meter, Period, u64)> + '_ {
+    fn each(&self) -> impl Iterator<Item = (Meter, Period, u64)> + '_ {
         [
             (Meter::Requests, Period::Minute, self.rpm),
             (Meter::Tokens, Period::Minute, self.tpm),
@@ -40,8 +38,7 @@ impl Limits {
         .filter_map(|(m, p, v)| v.map(|v| (m, p, v)))
     }
 
-    /// Whether any limit is counted in this meter (so its estimate is worth computing).
-    pub fn counts(&self, meter: Meter) -> bool {
+    fn counts(&self, meter: Meter) -> bool {
         self.each().any(|(m, _, _)| m == meter)
     }
 }

@@ -7,12 +7,11 @@
 //! failover policy. It knows nothing of HTTP servers or clients of the gateway.
 //!
 //! Layout: [`router`] (the chain walk), [`call`] (what a walk shares with its caller), [`failure`] (classification and rules),
-//! [`auth`] (key rotation and cool-downs), [`breaker`], [`backoff`], [`stream`]
+//! [`auth`] (key rotation and cool-downs), [`breaker`], [`stream`]
 //! (provider SSE → canonical chunks), `upstream` (one HTTP call), `mock` (the built-in
 //! provider kind).
 
 pub mod auth;
-pub mod backoff;
 pub mod balance;
 pub mod breaker;
 pub mod call;

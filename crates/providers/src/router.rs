@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
+use sluice_backoff::full_jitter;
 use sluice_config::{ChainEntry, Config, ProviderConfig, RoutingConfig, Target, Wire};
 use sluice_llm::{ChatRequest, EmbeddingsRequest, ResponseMeta};
 
 use crate::auth::{AuthProfiles, KeyState, NoKey};
-use crate::backoff::full_jitter;
 use crate::balance::{
     Group, GroupStatus, InFlight, TargetStats, TargetStatus, prefix_hash, strategy_name,
 };

@@ -16,7 +16,7 @@ use sluice_limits::lease::{
     Counter, CounterError, Demand, Granted, LeaseAsk, Limiter, Reservation, ReserveError,
     Snapshot as Headroom, adjust_row, lease_row,
 };
-use sluice_limits::spec::{Limits, Meter, Period};
+use sluice_limits::spec::{Limits, LimitsExt, Meter, Period};
 use sluice_providers::Admission;
 use sluice_store::Store;
 

@@ -182,8 +182,16 @@ impl Service {
         };
         let counted = req.clone();
         let prompt = move |target: &Target| prompt_tokens(&counted, &target.model).tokens;
-        let begun = Spend::begin(&self.inner, &snapshot, who, meta, &req.model, estimate, prompt)
-            .await?;
+        let begun = Spend::begin(
+            &self.inner,
+            &snapshot,
+            who,
+            meta,
+            &req.model,
+            estimate,
+            prompt,
+        )
+        .await?;
         let result = self
             .until_cut(snapshot.router.chat(&req, &begun.route, &begun.ctx))
             .await;
@@ -246,8 +254,16 @@ impl Service {
         };
         let counted = req.clone();
         let prompt = move |target: &Target| input_tokens(&counted, &target.model);
-        let begun = Spend::begin(&self.inner, &snapshot, who, meta, &req.model, estimate, prompt)
-            .await?;
+        let begun = Spend::begin(
+            &self.inner,
+            &snapshot,
+            who,
+            meta,
+            &req.model,
+            estimate,
+            prompt,
+        )
+        .await?;
         let result = self
             .until_cut(snapshot.router.embeddings(&req, &begun.route, &begun.ctx))
             .await;

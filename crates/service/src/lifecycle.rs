@@ -133,7 +133,10 @@ impl Service {
         }
         let loops = std::mem::take(&mut *inner.loops.lock().unwrap_or_else(|p| p.into_inner()));
         for mut handle in loops {
-            if tokio::time::timeout_at(deadline, &mut handle).await.is_err() {
+            if tokio::time::timeout_at(deadline, &mut handle)
+                .await
+                .is_err()
+            {
                 handle.abort();
             }
         }

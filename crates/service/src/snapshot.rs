@@ -45,7 +45,11 @@ impl Snapshot {
     ) -> Result<Snapshot, sluice_providers::BuildError> {
         Ok(Snapshot {
             router: Router::new(cfg)?,
-            gate: Arc::new(Gate::new(cfg.limits.clone(), limiter, cfg.prices.clone())),
+            gate: Arc::new(Gate::new(
+                cfg.limits.clone(),
+                limiter,
+                sluice_limits::PriceTable::from_config(&cfg.prices),
+            )),
             policy: Policy::new(&cfg.limits),
         })
     }

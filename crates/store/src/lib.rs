@@ -12,7 +12,6 @@
 //! Layout: [`keys`] (API keys), [`ledger`] (spend rows and the batched writer),
 //! [`profiles`] (provider auth-profile state), [`spend`] (reports).
 
-mod backoff;
 pub mod breakers;
 pub mod buckets;
 mod file;
@@ -282,6 +281,10 @@ async fn connect_pool(backend: Backend, url: &str) -> Result<AnyPool, StoreError
 /// parameter's name up, a linear scan of the statement's names each time: for a 10-row
 /// ledger statement (160 parameters) that showed as ~2 % of the gateway's CPU in a profile.
 /// Plain `?` parameters have no names to scan.
+///
+/// Not `sqlx::QueryBuilder::<Any>::push_values`: under the `Any` driver its `push_bind`
+/// writes `?` whatever the backend behind the connection (sqlx issue #3000, still so in
+/// 0.9), and Postgres refuses `?` with a syntax error (SQLSTATE 42601).
 pub(crate) fn values_placeholders(backend: Backend, rows: usize, cols: usize) -> String {
     if backend == Backend::Sqlite {
         let row = format!("({})", vec!["?"; cols].join(", "));

@@ -13,8 +13,8 @@ use limits::{limits, limits_section};
 use crate::raw::{RawConfig, RawEntry, RawGroup, RawProvider};
 use crate::{
     BreakerConfig, ChainEntry, Config, ConfigError, DatabaseConfig, GatewayKey, GroupSpec,
-    MockSettings, ModelAlias, ProviderConfig, ProviderKind, RoutingConfig, Secret, ServerConfig,
-    Strategy, Target, Timeouts,
+    MockSettings, ModelAlias, PriceList, ProviderConfig, ProviderKind, RoutingConfig, Secret,
+    ServerConfig, Strategy, Target, Timeouts,
 };
 
 pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, ConfigError> {
@@ -306,34 +306,41 @@ fn group(
     })
 }
 
-fn prices(
-    raw: crate::raw::RawPrices,
-    dir: &std::path::Path,
-    p: &mut Vec<String>,
-) -> sluice_limits::PriceTable {
-    let mut table = match raw.file {
-        None => sluice_limits::PriceTable::shipped().unwrap_or_else(|e| {
-            p.push(format!("prices: the shipped table is invalid: {e}"));
-            sluice_limits::PriceTable::default()
+fn prices(raw: crate::raw::RawPrices, dir: &std::path::Path, p: &mut Vec<String>) -> PriceList {
+    let mut list = match raw.file {
+        None => PriceList::shipped().unwrap_or_else(|problems| {
+            p.extend(
+                problems
+                    .into_iter()
+                    .map(|e| format!("prices: the shipped table is invalid: {e}")),
+            );
+            PriceList::default()
         }),
         Some(file) => {
             let path = dir.join(&file);
             match std::fs::read_to_string(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|t| sluice_limits::PriceTable::parse(&t).map_err(|e| e.to_string()))
+                .map_err(|e| vec![e.to_string()])
+                .and_then(|t| PriceList::parse(&t))
             {
-                Ok(t) => t,
-                Err(e) => {
-                    p.push(format!("prices.file: {}: {e}", path.display()));
-                    sluice_limits::PriceTable::default()
+                Ok(list) => PriceList {
+                    file: Some(path),
+                    ..list
+                },
+                Err(problems) => {
+                    p.extend(
+                        problems
+                            .into_iter()
+                            .map(|e| format!("prices.file: {}: {e}", path.display())),
+                    );
+                    PriceList::default()
                 }
             }
         }
     };
-    if let Err(e) = table.extend(raw.models) {
-        p.push(format!("prices.models: {e}"));
+    if let Err(problems) = list.extend(raw.models) {
+        p.extend(problems.into_iter().map(|e| format!("prices.models: {e}")));
     }
-    table
+    list
 }
 
 fn ms(n: u64) -> Duration {

@@ -232,18 +232,20 @@ fn limits_parse_per_scope_and_their_problems_are_named() {
 #[test]
 fn prices_come_from_the_shipped_table_a_file_and_overrides() {
     let cfg = parse("[prices.models.\"my-model\"]\ninput = 1.0\noutput = 2.0\n").unwrap();
-    let t = sluice_limits::Tokens {
-        prompt: 1_000_000,
-        ..Default::default()
-    };
     assert_eq!(
-        cfg.prices.cost_nanos("p", "my-model", t),
-        Some(1_000_000_000)
+        cfg.prices.models["my-model"],
+        crate::ModelPrice {
+            input: 1.0,
+            output: 2.0,
+            cached_input: None,
+            cache_write: None,
+        }
     );
     assert!(
-        cfg.prices.cost_nanos("openai", "gpt-4o", t).is_some(),
+        cfg.prices.models.contains_key("gpt-4o"),
         "the shipped table is there too"
     );
+    assert_eq!(cfg.prices.file, None, "the shipped table names no file");
 
     let problems = parse("[prices.models.x]\ninput = -1.0\noutput = 2.0\n").unwrap_err();
     assert!(
@@ -262,10 +264,11 @@ fn prices_come_from_the_shipped_table_a_file_and_overrides() {
     .unwrap();
     let cfg = crate::Config::parse_in("[prices]\nfile = \"p.toml\"\n", &env, &dir).unwrap();
     assert_eq!(
-        cfg.prices.len(),
+        cfg.prices.models.len(),
         1,
         "a file replaces the shipped table, relative to the config"
     );
+    assert_eq!(cfg.prices.file, Some(dir.join("p.toml")));
 }
 
 #[test]

@@ -8,13 +8,18 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use sluice_backoff::Backoff;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::spill::Spill;
 use super::{Counters, LedgerConfig, LedgerError, Msg, SpendRow, StopReport};
 use crate::Store;
-use crate::backoff::Backoff;
+
+/// Failed batches: 0.1 s doubling to 10 s, jittered. A database back within seconds is
+/// written at once, one down for long is asked about every few seconds, and instances
+/// that lost it together do not come back to it in step.
+const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
 
 /// A replay in progress: where the next slice starts, and how many of its rows are at
 /// the front of `pending`.
@@ -56,7 +61,7 @@ pub(super) async fn run(
         replay: None,
         spilled: 0,
         retry_at: None,
-        backoff: Backoff::ledger(),
+        backoff: BACKOFF,
         last_error: String::new(),
         cfg,
     };
