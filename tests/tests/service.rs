@@ -35,6 +35,18 @@ chain = ["mock:model-x"]
 [prices.models.model-x]
 input = 1000.0
 output = 1000.0
+[providers.slow]
+kind = "mock"
+words = 12
+chunk_delay_ms = 300
+[providers.late]
+kind = "mock"
+words = 12
+latency_ms = 30000
+[models.slow]
+chain = ["slow:model-x"]
+[models.late]
+chain = ["late:model-x"]
 [limits.spend_breaker]
 window_ms = 3600000
 baseline_ms = 7200000
@@ -44,8 +56,12 @@ max_usd = 1000.0
 }
 
 fn ask(stream: bool) -> Value {
+    ask_model("m", stream)
+}
+
+fn ask_model(model: &str, stream: bool) -> Value {
     json!({
-        "model": "m",
+        "model": model,
         "max_tokens": 10,
         "stream": stream,
         "messages": [{"role": "user", "content": "say something"}],
@@ -398,6 +414,193 @@ async fn the_service_refuses_like_http_with_the_same_codes() {
     assert!(
         rows(&gw).await.is_empty(),
         "nothing refused reached the ledger"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_call_dropped_before_its_first_byte_is_recorded_with_its_prompt() {
+    // Loaded, the tokenizer counts the estimate at once: the call is with the provider
+    // well within the wait below.
+    tokio::task::spawn_blocking(sluice_service::warm_tokenizers)
+        .await
+        .unwrap();
+    let gw = Gateway::start(&config()).await;
+    let who = principal(&gw);
+    let given_up = traced(&gw, async || {
+        let (meta, id) = fresh();
+        let call = gw
+            .service
+            .chat(&who, meta, request(ask_model("late", false)));
+        // The caller goes away while the provider has not answered yet.
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(2), call).await;
+        assert!(waited.is_err(), "the provider is still thinking");
+        id
+    })
+    .await;
+    let row = &given_up.row;
+    assert_eq!(
+        (row.status.as_str(), row.provider.as_str()),
+        ("client_closed", "late")
+    );
+    assert!(row.estimated && row.prompt_tokens > 0 && row.completion_tokens == 0);
+    assert_eq!(row.cost_nanos, row.prompt_tokens * NANOS_PER_TOKEN);
+    assert_eq!(
+        given_up.budget_used, row.prompt_tokens as u64,
+        "the prompt is settled, the output reservation given back"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_cut_ends_open_streams_and_waiting_calls_with_one_row_each() {
+    let gw = Gateway::start(&config()).await;
+    let who = principal(&gw);
+    let (meta, stream_id) = fresh();
+    let answer = gw
+        .service
+        .chat(&who, meta, request(ask_model("slow", true)))
+        .await
+        .unwrap();
+    let Reply::Stream(mut stream) = answer.value else {
+        panic!("a stream was asked for");
+    };
+    let first = stream.next().await.expect("a first chunk").unwrap();
+    assert!(!first.choices.is_empty());
+    let (meta, waiting_id) = fresh();
+    let service = gw.service.clone();
+    let waiting = tokio::spawn(async move {
+        service
+            .chat(&who, meta, request(ask_model("late", false)))
+            .await
+            .map(|_| ())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    gw.service.cut();
+    let err = loop {
+        match stream
+            .next()
+            .await
+            .expect("the cut ends the stream with an error")
+        {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    let info = err.info();
+    assert_eq!(info.code, "shutting_down");
+    assert!(info.message.contains("incomplete"), "{}", info.message);
+    assert!(stream.next().await.is_none(), "nothing after the error");
+    drop(stream);
+    let refused = waiting.await.unwrap().unwrap_err();
+    assert_eq!(refused.code(), "shutting_down");
+    let rows = rows(&gw).await;
+    assert_eq!(rows.len(), 2, "one row each, none twice: {rows:?}");
+    for id in [&stream_id, &waiting_id] {
+        let row = rows.iter().find(|r| &r.request_id == id).expect("a row");
+        assert_eq!(row.status, "shutting_down");
+        assert!(row.prompt_tokens > 0);
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_stop_refuses_new_calls_and_waits_for_open_streams_to_settle() {
+    let gw = Gateway::start(&config()).await;
+    let who = principal(&gw);
+    let (meta, id) = fresh();
+    let answer = gw
+        .service
+        .chat(&who, meta, request(ask_model("slow", true)))
+        .await
+        .unwrap();
+    let Reply::Stream(mut stream) = answer.value else {
+        panic!("a stream was asked for");
+    };
+    stream.next().await.expect("a first chunk").unwrap();
+    let service = gw.service.clone();
+    let stop = tokio::spawn(async move {
+        service
+            .stop(tokio::time::Instant::now() + std::time::Duration::from_secs(10))
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!stop.is_finished(), "the stop waits for the open stream");
+    let refused = gw
+        .service
+        .chat(&who, CallMeta::fresh(), request(ask(false)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        "shutting_down",
+        "no new calls once stopping"
+    );
+    // The stop cut the stream; whoever holds it sees the error, then drops it.
+    while let Some(item) = stream.next().await {
+        if let Err(e) = item {
+            assert_eq!(e.code(), "shutting_down");
+        }
+    }
+    drop(stream);
+    let report = stop.await.unwrap();
+    assert_eq!(
+        (report.written, report.spilled, report.lost),
+        (1, 0, 0),
+        "the stream's row was written before the ledger stopped"
+    );
+    let rows = gw.service.store().recent_spend(10).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].request_id.as_str(), rows[0].status.as_str()),
+        (id.as_str(), "shutting_down")
+    );
+}
+
+#[tokio::test]
+async fn a_stream_settles_at_the_prices_of_the_config_it_started_on() {
+    let gw = Gateway::start(&config()).await;
+    let who = principal(&gw);
+    let (meta, before_id) = fresh();
+    let answer = gw
+        .service
+        .chat(&who, meta, request(ask_model("slow", true)))
+        .await
+        .unwrap();
+    let Reply::Stream(mut stream) = answer.value else {
+        panic!("a stream was asked for");
+    };
+    stream.next().await.expect("a first chunk").unwrap();
+    // A new config, the price doubled, swapped in while the stream runs.
+    let dearer = config()
+        .replace("input = 1000.0", "input = 2000.0")
+        .replace("output = 1000.0", "output = 2000.0");
+    let cfg = sluice_config::Config::parse(&dearer, &|_| None).unwrap();
+    gw.service
+        .replace_snapshot(gw.service.build_snapshot(&cfg).unwrap());
+    while let Some(item) = stream.next().await {
+        item.unwrap();
+    }
+    drop(stream);
+    let (meta, after_id) = fresh();
+    let answer = gw
+        .service
+        .chat(&who, meta, request(ask_model("slow", false)))
+        .await
+        .unwrap();
+    assert!(matches!(answer.value, Reply::Whole { .. }));
+    let rows = rows(&gw).await;
+    let row = |id: &str| rows.iter().find(|r| r.request_id == id).unwrap().clone();
+    let (before, after) = (row(&before_id), row(&after_id));
+    assert_eq!(
+        before.cost_nanos,
+        (before.prompt_tokens + before.completion_tokens) * NANOS_PER_TOKEN,
+        "the old price: the one the call started on"
+    );
+    assert_eq!(
+        after.cost_nanos,
+        (after.prompt_tokens + after.completion_tokens) * 2 * NANOS_PER_TOKEN,
+        "calls after the swap pay the new price"
     );
     gw.stop().await;
 }

@@ -204,3 +204,68 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_limits::lease::Refusal;
+
+    fn refusal(period: Period) -> ServiceError {
+        ServiceError::LimitReached(Box::new(Refusal {
+            scope: "key:k".into(),
+            meter: Meter::Tokens,
+            period,
+            limit: 100,
+            retry_after_ms: Some(2_500),
+            oversized: false,
+        }))
+    }
+
+    fn header<'a>(resp: &'a Response, name: &str) -> Option<&'a str> {
+        resp.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+
+    #[test]
+    fn each_category_gets_its_status_type_and_headers() {
+        let rate = ApiError::from(refusal(Period::Minute)).into_response();
+        assert_eq!(rate.status(), 429);
+        assert_eq!(header(&rate, "retry-after"), Some("3"));
+        assert_eq!(header(&rate, "x-ratelimit-limit-tokens"), Some("100"));
+        assert_eq!(header(&rate, "x-ratelimit-remaining-tokens"), Some("0"));
+        assert_eq!(header(&rate, "x-should-retry"), None);
+
+        let budget = ApiError::from(refusal(Period::Day)).into_response();
+        assert_eq!(budget.status(), 429);
+        assert_eq!(header(&budget, "x-should-retry"), Some("false"));
+        assert_eq!(header(&budget, "x-ratelimit-limit-tokens"), None);
+
+        let breaker = ApiError::from(ServiceError::SpendBreakerOpen {
+            reason: "r".into(),
+            retry_after_ms: None,
+        })
+        .into_response();
+        assert_eq!(breaker.status(), 403);
+        assert_eq!(header(&breaker, "x-should-retry"), Some("false"));
+
+        let not_allowed = ApiError::from(ServiceError::ModelNotAllowed("m".into())).into_response();
+        assert_eq!(not_allowed.status(), 403);
+        assert_eq!(header(&not_allowed, "x-should-retry"), None);
+
+        let stopping = ApiError::from(ServiceError::ShuttingDown).into_response();
+        assert_eq!(stopping.status(), 503);
+        assert_eq!(header(&stopping, "retry-after"), Some("1"));
+    }
+
+    #[test]
+    fn categories_map_to_openai_types() {
+        assert_eq!(category(Category::QuotaExceeded).1, "insufficient_quota");
+        assert_eq!(category(Category::RateLimited).1, "rate_limit_error");
+        assert_eq!(
+            category(Category::UpstreamTimeout).0,
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        let body = stream_error_body(&ServiceError::StreamCut);
+        assert_eq!(body["error"]["type"], "api_error");
+        assert_eq!(body["error"]["code"], "shutting_down");
+    }
+}

@@ -445,4 +445,25 @@ mod tests {
         assert_eq!(broke.code, "upstream_stream_error");
         assert!(!broke.message.contains("db-7"), "{}", broke.message);
     }
+
+    #[test]
+    fn a_stream_broken_by_any_provider_error_is_an_upstream_failure_worth_retrying() {
+        // A provider's rate-limit or bad-request event half-way through an answer: the
+        // answer is broken, whatever the event's class would mean before commit.
+        for class in [FailureClass::RateLimited, FailureClass::BadRequest] {
+            let f = Failure::new(class, "provider event");
+            let info = ServiceError::Stream(StreamError::Upstream(f)).info();
+            assert_eq!(
+                (info.code, info.category, info.retryable, info.retry_after),
+                ("upstream_stream_error", Category::Upstream, true, None),
+                "{class:?}"
+            );
+        }
+        let cut = ServiceError::StreamCut.info();
+        assert_eq!(
+            (cut.code, cut.category),
+            ("shutting_down", Category::Unavailable)
+        );
+        assert!(cut.message.contains("incomplete"));
+    }
 }

@@ -160,6 +160,12 @@ impl Service {
         self.inner.current.load_full()
     }
 
+    /// A snapshot of `cfg` on this service's limiter (leases held carry over), to put
+    /// in force with [`Service::replace_snapshot`].
+    pub fn build_snapshot(&self, cfg: &Config) -> Result<Snapshot, sluice_providers::BuildError> {
+        Snapshot::build(cfg, self.inner.limiter.clone())
+    }
+
     /// Puts a new config's snapshot in force for the calls that start from now on; calls
     /// already running keep theirs. The new router's auth-profile changes are persisted
     /// from now on (the old router's last ones are written first).
