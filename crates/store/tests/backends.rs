@@ -1,74 +1,15 @@
 //! The store against both backends: a temp SQLite file, and the machine's PostgreSQL
 //! through `SLUICE_TEST_DATABASE_URL` (each test in a fresh database of its own).
 
+mod common;
+
 use std::time::Duration;
 
+use common::{each_backend, with_database};
 use sluice_store::keys::{ApiKey, KeyLimits, NewSecret, hash_secret};
 use sluice_store::ledger::{Ledger, LedgerConfig, SpendRow};
 use sluice_store::profiles::ProfileState;
 use sluice_store::spend::GroupBy;
-use sluice_store::{Backend, Store};
-
-/// Runs `test` on a fresh SQLite file and on a fresh Postgres database.
-async fn each_backend(test: impl AsyncFn(Store)) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}/nested/sluice.db", dir.path().display());
-    let store = Store::open(&url)
-        .await
-        .expect("sqlite opens, creating its directory");
-    assert_eq!(store.backend(), Backend::Sqlite);
-    test(store.clone()).await;
-    store.close().await;
-
-    let Some(admin_url) = postgres_url() else {
-        return;
-    };
-    let name = format!("sluice_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = Store::connect(&admin_url)
-        .await
-        .expect("postgres reachable");
-    admin
-        .execute_raw(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("create test database");
-    let url = with_database(&admin_url, &name);
-    let store = Store::open(&url).await.expect("postgres opens");
-    assert_eq!(store.backend(), Backend::Postgres);
-    test(store.clone()).await;
-    store.close().await;
-    let _ = admin
-        .execute_raw(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .await;
-    admin.close().await;
-}
-
-fn postgres_url() -> Option<String> {
-    match std::env::var("SLUICE_TEST_DATABASE_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var("SLUICE_TEST_SKIP_POSTGRES").is_ok() => None,
-        Err(_) => panic!(
-            "SLUICE_TEST_DATABASE_URL is not set: run scripts/test (it starts PostgreSQL and sets it), \
-             or set it to e.g. postgres://postgres@127.0.0.1:5432/postgres, \
-             or SLUICE_TEST_SKIP_POSTGRES=1 to test SQLite only"
-        ),
-    }
-}
-
-/// The same server URL naming another database.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let server = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{server}/{db}?{q}"),
-        None => format!("{server}/{db}"),
-    }
-}
 
 fn key(id: &str, now: i64) -> (String, ApiKey) {
     let secret = NewSecret::generate();
