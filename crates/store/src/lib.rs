@@ -10,7 +10,8 @@
 //! and spend rows go through the batched [`ledger`] writer.
 //!
 //! Layout: [`keys`] (API keys), [`ledger`] (spend rows and the batched writer),
-//! [`profiles`] (provider auth-profile state), [`spend`] (reports).
+//! [`profiles`] (provider auth-profile state), [`sessions`] (WebSocket sessions and their
+//! ordered messages), [`spend`] (reports).
 
 pub mod breakers;
 pub mod buckets;
@@ -18,6 +19,7 @@ mod file;
 pub mod keys;
 pub mod ledger;
 pub mod profiles;
+pub mod sessions;
 pub mod spend;
 
 pub use file::FileCheck;
@@ -63,6 +65,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("limit bucket {0} kept changing under concurrent writers")]
     Contended(String),
+    #[error("no session {0}")]
+    SessionNotFound(String),
+    #[error("session {0}: message seqs kept colliding with another writer's")]
+    SessionContended(String),
 }
 
 /// Every table of the schema, on both backends.
