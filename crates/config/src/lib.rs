@@ -69,6 +69,36 @@ pub struct Config {
     /// The shipped price table (or `[prices] file`) with the operator's `[prices.models]`.
     pub prices: PriceList,
     pub limits: LimitsConfig,
+    pub websocket: WebSocketConfig,
+}
+
+/// `[websocket]`: the `/ws` sessions (docs/protocol.md).
+#[derive(Debug, Clone)]
+pub struct WebSocketConfig {
+    /// The gateway pings this often; a peer silent for twice as long is dropped.
+    pub heartbeat: Duration,
+    /// The first frame (`connect`) must arrive within this.
+    pub connect_timeout: Duration,
+    pub max_frame_bytes: usize,
+    /// Events a session keeps for replay after a reconnect: at most this many, and at
+    /// most this many bytes of them.
+    pub replay_events: usize,
+    pub replay_bytes: usize,
+    /// How long a session (its calls and its events) waits for its client to resume.
+    pub resume_grace: Duration,
+    pub max_sessions_per_key: usize,
+    pub max_pending_requests: usize,
+    /// Browser origins allowed to open a socket (`*`: any); requests without `Origin`
+    /// (programs) are not affected.
+    pub allowed_origins: Vec<String>,
+}
+
+impl WebSocketConfig {
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.allowed_origins
+            .iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+    }
 }
 
 /// `[limits]`: rate limits and budgets per scope, and how instances share them.

@@ -26,6 +26,40 @@ pub struct RawConfig {
     pub prices: RawPrices,
     #[serde(default)]
     pub limits: RawLimitsSection,
+    #[serde(default)]
+    pub websocket: RawWebSocket,
+}
+
+/// `[websocket]`: the `/ws` sessions (docs/protocol.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawWebSocket {
+    pub heartbeat_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub max_frame_bytes: u64,
+    pub replay_events: u64,
+    pub replay_bytes: u64,
+    pub resume_grace_ms: u64,
+    pub max_sessions_per_key: u64,
+    pub max_pending_requests: u64,
+    /// Browser origins allowed to open a socket; `"*"`: any. Empty: none.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for RawWebSocket {
+    fn default() -> Self {
+        RawWebSocket {
+            heartbeat_ms: 15_000,
+            connect_timeout_ms: 10_000,
+            max_frame_bytes: 1024 * 1024,
+            replay_events: 1024,
+            replay_bytes: 1024 * 1024,
+            resume_grace_ms: 60_000,
+            max_sessions_per_key: 100,
+            max_pending_requests: 64,
+            allowed_origins: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,7 +7,8 @@
 //! admin API only reads and resets router state (key cool-downs, groups). Layout: [`server`] (`run(listener, state, shutdown)`, the middleware order),
 //! `conn` (the accept loop and per-connection timers), [`routes`] (the route table and
 //! one file per route), [`auth`] (the Bearer header → a principal), [`error`] (service
-//! errors → statuses), `sse` (a metered stream → `text/event-stream`), [`state`].
+//! errors → statuses), `sse` (a metered stream → `text/event-stream`), [`ws`] (`GET /ws`:
+//! WebSocket sessions), [`state`].
 
 pub mod auth;
 mod conn;
@@ -17,6 +18,7 @@ pub mod routes;
 pub mod server;
 mod sse;
 pub mod state;
+pub mod ws;
 
 pub use conn::raise_fd_limit;
 pub use error::ApiError;

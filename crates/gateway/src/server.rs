@@ -62,13 +62,22 @@ pub async fn run(
         () = shutdown => {}
     }
     let stop_started = Instant::now();
+    let deadline = stop_started + grace;
     state.start_draining();
     tracing::info!(
         grace_ms = grace.as_millis() as u64,
         "shutting down: no new connections; waiting for in-flight requests"
     );
     let _ = phase_tx.send(Phase::Drain);
-    if tokio::time::timeout(grace, &mut serve).await.is_err() {
+    // WebSocket clients are told to reconnect (elsewhere) at once; their sessions' calls
+    // run on within the grace like HTTP requests.
+    state.hub.stopping.cancel();
+    let http_done = tokio::time::timeout_at(deadline, &mut serve).await.is_ok();
+    let calls_done = http_done
+        && tokio::time::timeout_at(deadline, state.service.idle())
+            .await
+            .is_ok();
+    if !calls_done {
         tracing::warn!(
             "grace period over; ending open streams and answering waiting requests with shutting_down"
         );
@@ -76,14 +85,16 @@ pub async fn run(
         // The error answers and events are written; then the connections still open (a
         // client that reads nothing) are dropped, and `serve` returns once they all are,
         // so every dropped stream's ledger row is queued before the ledger stops.
-        if tokio::time::timeout(Duration::from_millis(500), &mut serve)
-            .await
-            .is_err()
+        if !http_done
+            && tokio::time::timeout(Duration::from_millis(500), &mut serve)
+                .await
+                .is_err()
         {
             let _ = phase_tx.send(Phase::Cut);
             serve.await;
         }
     }
-    state.service.stop(stop_started + grace).await;
+    state.hub.stop();
+    state.service.stop(deadline).await;
     Ok(())
 }

@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -9,6 +10,8 @@ use sluice_service::Service;
 #[derive(Debug)]
 pub struct AppState {
     pub service: Service,
+    /// The WebSocket sessions.
+    pub hub: Arc<crate::ws::Hub>,
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
     pub conn_limits: sluice_config::ConnLimits,
@@ -22,6 +25,7 @@ impl AppState {
     pub fn new(cfg: &Config, service: Service) -> AppState {
         AppState {
             service,
+            hub: Arc::new(crate::ws::Hub::new(cfg.websocket.clone())),
             max_body_bytes: cfg.server.max_body_bytes,
             shutdown_grace: cfg.server.shutdown_grace,
             conn_limits: cfg.server.conn,

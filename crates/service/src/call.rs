@@ -203,7 +203,7 @@ impl Service {
         } = routed;
         let value = match value {
             ChatReply::Complete { response, raw } => {
-                spend.answered(seq, &target, response.usage.as_ref(), "ok", || {
+                let _ = spend.answered(seq, &target, response.usage.as_ref(), "ok", || {
                     let text = response
                         .choices
                         .iter()
@@ -268,7 +268,7 @@ impl Service {
             .until_cut(snapshot.router.embeddings(&req, &begun.route, &begun.ctx))
             .await;
         let (spend, seq, routed, headroom) = begun.finish(result)?;
-        spend.answered(
+        let _ = spend.answered(
             seq,
             &routed.target,
             routed.value.response.usage.as_ref(),

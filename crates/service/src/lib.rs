@@ -50,7 +50,7 @@ pub use error::{Category, ErrorInfo, ServiceError};
 pub use keys::{KeyRing, Principal};
 pub use lifecycle::StopReport;
 pub use metered::MeteredStream;
-pub use settlement::MAX_UNPRICED_NAMED;
+pub use settlement::{MAX_UNPRICED_NAMED, Settled};
 pub use sluice_limits::lease::Snapshot as Headroom;
 pub use sluice_limits::tokens::warm as warm_tokenizers;
 pub use snapshot::{Policy, Snapshot};

@@ -99,6 +99,14 @@ impl Service {
         self.inner.cut.cancel();
     }
 
+    /// Resolves once no call is running (none admitted and not yet settled): a transport
+    /// draining for a stop waits for this within its grace period.
+    pub async fn idle(&self) {
+        while !self.inner.calls.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Runs `call` unless the service is cut first (`None`).
     pub(crate) async fn until_cut<T>(&self, call: impl Future<Output = T>) -> Option<T> {
         self.inner.cut.run_until_cancelled(call).await

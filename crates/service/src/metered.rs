@@ -21,7 +21,7 @@ use sluice_providers::ChunkStream;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::ServiceError;
-use crate::settlement::Spend;
+use crate::settlement::{Settled, Spend};
 
 pub struct MeteredStream {
     inner: ChunkStream,
@@ -33,6 +33,7 @@ pub struct MeteredStream {
     /// Bytes of text and tool-call arguments streamed, for an estimate when the
     /// provider reports no usage.
     streamed_bytes: u64,
+    settled: Option<Settled>,
 }
 
 /// What settling needs, taken once.
@@ -78,6 +79,7 @@ impl MeteredStream {
             })),
             usage: None,
             streamed_bytes: 0,
+            settled: None,
         }
     }
 
@@ -100,12 +102,25 @@ impl MeteredStream {
             req,
         } = *settle;
         let streamed = self.streamed_bytes;
-        spend.answered(seq, &target, self.usage.as_ref(), status, || {
-            (
-                prompt_tokens(&req, &target.model).tokens,
-                tokens_from_bytes(streamed),
-            )
-        });
+        self.settled = Some(
+            spend.answered(seq, &target, self.usage.as_ref(), status, || {
+                (
+                    prompt_tokens(&req, &target.model).tokens,
+                    tokens_from_bytes(streamed),
+                )
+            }),
+        );
+    }
+
+    /// What the call cost, once the stream has ended (its last item was read).
+    pub fn settled(&self) -> Option<Settled> {
+        self.settled
+    }
+
+    /// The usage the provider reported, if it did (whether or not the client asked to
+    /// see it in the stream).
+    pub fn usage(&self) -> Option<&Usage> {
+        self.usage.as_ref()
     }
 
     fn is_over(&self) -> bool {

@@ -212,7 +212,7 @@ impl Spend {
             // reservation goes back when `self` drops.
             return;
         };
-        self.answered(seq, target, None, status, || (prompt(target), 0));
+        let _ = self.answered(seq, target, None, status, || (prompt(target), 0));
     }
 
     /// The row of the call that answered. Without usage from the provider, `estimate`
@@ -225,7 +225,7 @@ impl Spend {
         usage: Option<&Usage>,
         status: &str,
         estimate: impl FnOnce() -> (u64, u64),
-    ) {
+    ) -> Settled {
         let latency = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let mut row = self.row(seq, target, status, latency);
         let tokens = match usage {
@@ -284,6 +284,23 @@ impl Spend {
                 &self.inner.runtime,
             );
         }
+        let settled = Settled {
+            prompt_tokens: tokens.prompt,
+            completion_tokens: tokens.completion,
+            cost_nanos: cost,
+            estimated: row.estimated,
+        };
         self.inner.ledger.record(row);
+        settled
     }
+}
+
+/// What a call cost, as its ledger row says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settled {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_nanos: u64,
+    /// Counted by Sluice, the provider having reported no usage.
+    pub estimated: bool,
 }

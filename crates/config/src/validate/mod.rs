@@ -209,6 +209,7 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
     };
 
     let limits = limits_section(raw.limits, &models, &providers, &mut p);
+    let websocket = websocket(raw.websocket, &mut p);
 
     if !p.is_empty() {
         return Err(ConfigError { problems: p });
@@ -233,7 +234,57 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
         routing,
         prices,
         limits,
+        websocket,
     })
+}
+
+fn websocket(w: crate::raw::RawWebSocket, p: &mut Vec<String>) -> crate::WebSocketConfig {
+    let positive = [
+        ("heartbeat_ms", w.heartbeat_ms),
+        ("connect_timeout_ms", w.connect_timeout_ms),
+        ("max_frame_bytes", w.max_frame_bytes),
+        ("replay_events", w.replay_events),
+        ("replay_bytes", w.replay_bytes),
+        ("max_sessions_per_key", w.max_sessions_per_key),
+        ("max_pending_requests", w.max_pending_requests),
+    ];
+    for (field, v) in positive {
+        if v == 0 {
+            p.push(format!("websocket.{field}: must be greater than 0"));
+        }
+    }
+    if w.max_frame_bytes > 64 * 1024 * 1024 {
+        p.push("websocket.max_frame_bytes: at most 64 MiB".into());
+    }
+    if w.replay_bytes < w.max_frame_bytes.min(1024 * 1024) {
+        p.push(
+            "websocket.replay_bytes: must hold at least one frame (max_frame_bytes, or 1 MiB)"
+                .into(),
+        );
+    }
+    for (i, o) in w.allowed_origins.iter().enumerate() {
+        let plain = o == "*"
+            || ((o.starts_with("https://") || o.starts_with("http://"))
+                && !o.ends_with('/')
+                && !o.contains(char::is_whitespace));
+        if !plain {
+            p.push(format!(
+                "websocket.allowed_origins[{i}]: `{o}` is not an origin like https://app.example.com (or \"*\")"
+            ));
+        }
+    }
+    let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    crate::WebSocketConfig {
+        heartbeat: ms(w.heartbeat_ms),
+        connect_timeout: ms(w.connect_timeout_ms),
+        max_frame_bytes: size(w.max_frame_bytes),
+        replay_events: size(w.replay_events),
+        replay_bytes: size(w.replay_bytes),
+        resume_grace: ms(w.resume_grace_ms),
+        max_sessions_per_key: size(w.max_sessions_per_key),
+        max_pending_requests: size(w.max_pending_requests),
+        allowed_origins: w.allowed_origins,
+    }
 }
 
 fn conn_limits(s: &crate::raw::RawServer) -> crate::ConnLimits {

@@ -1,0 +1,496 @@
+//! One WebSocket connection: the handshake (`connect` → `hello`), then a reader (requests
+//! in, each answered by a task of its own) and a writer (answers, the session's events
+//! from its window, pings) until either side closes. The session outlives this.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use sluice_protocol::methods::{CLIENT_METHODS, events};
+use sluice_protocol::{
+    Connect, ErrorBody, Frame, Hello, ReplayGap, Request, Response, ServerLimits, close, codes,
+};
+use sluice_service::Principal;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::hub::{Hub, Opened};
+use super::methods;
+use super::session::Session;
+use crate::AppState;
+
+/// How long a close frame may take to go out before the socket is simply dropped.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// Why a connection ends, first reason wins.
+#[derive(Default)]
+pub(super) struct Closer {
+    token: CancellationToken,
+    reason: Mutex<Option<(u16, String)>>,
+}
+
+impl Closer {
+    pub(super) fn close(&self, code: u16, reason: impl Into<String>) {
+        let mut r = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        if r.is_none() {
+            *r = Some((code, reason.into()));
+        }
+        drop(r);
+        self.token.cancel();
+    }
+
+    fn reason(&self) -> Option<(u16, String)> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// What the reader, the writer and the request tasks of one connection share.
+pub(super) struct Conn {
+    pub state: Arc<AppState>,
+    pub hub: Arc<Hub>,
+    pub session: Arc<Session>,
+    pub principal: Principal,
+    pub closer: Closer,
+    /// Answers on their way to the writer.
+    pub answers: mpsc::Sender<String>,
+    /// Request ids in flight.
+    pending: Mutex<HashSet<String>>,
+    /// When anything last arrived from the peer, in ms since `epoch`.
+    last_rx: AtomicU64,
+    epoch: Instant,
+}
+
+pub async fn run(socket: WebSocket, state: Arc<AppState>) {
+    let hub = state.hub.clone();
+    let (mut sink, mut stream) = socket.split();
+    let connect = match handshake_frame(&mut stream, hub.cfg.connect_timeout).await {
+        Ok(c) => c,
+        Err((code, reason)) => return close_now(&mut sink, code, &reason).await,
+    };
+    let opened = match open(&state, &hub, &connect).await {
+        Ok(o) => o,
+        Err((code, reason)) => return close_now(&mut sink, code, &reason).await,
+    };
+    let (principal, protocol, session, resumed, restored) = opened;
+    let attached = session.attach(connect.resume.as_ref().map(|r| r.last_seq));
+    let replay_gap = if restored {
+        Some(ReplayGap {
+            oldest_seq: attached.last_seq + 1,
+        })
+    } else {
+        attached.gap_from.map(|oldest_seq| ReplayGap { oldest_seq })
+    };
+    let cfg = &hub.cfg;
+    let hello = Frame::Hello(Hello {
+        protocol,
+        session_id: session.id.clone(),
+        resumed,
+        last_seq: attached.last_seq,
+        replay_gap,
+        heartbeat_ms: millis(cfg.heartbeat),
+        limits: ServerLimits {
+            max_frame_bytes: cfg.max_frame_bytes as u64,
+            replay_events: cfg.replay_events as u64,
+            replay_bytes: cfg.replay_bytes as u64,
+            resume_grace_ms: millis(cfg.resume_grace),
+            max_pending_requests: cfg.max_pending_requests as u64,
+        },
+        methods: CLIENT_METHODS.iter().map(|m| (*m).to_owned()).collect(),
+        events: events::ALL.iter().map(|e| (*e).to_owned()).collect(),
+    });
+    if sink
+        .send(Message::Text(sluice_protocol::encode(&hello).into()))
+        .await
+        .is_err()
+    {
+        hub.detached(&session, attached.generation);
+        return;
+    }
+    tracing::debug!(session = %session.id, resumed, key = %principal.key_ref, "websocket session attached");
+    let (answers, answers_rx) = mpsc::channel(cfg.max_pending_requests + 8);
+    let conn = Arc::new(Conn {
+        state: state.clone(),
+        hub: hub.clone(),
+        session: session.clone(),
+        principal,
+        closer: Closer::default(),
+        answers,
+        pending: Mutex::default(),
+        last_rx: AtomicU64::new(0),
+        epoch: Instant::now(),
+    });
+    let writer = tokio::spawn(write(
+        conn.clone(),
+        sink,
+        answers_rx,
+        attached.kicked,
+        attached.overflow,
+    ));
+    read(&conn, stream).await;
+    conn.closer.close(1000, "");
+    let _ = writer.await;
+    hub.detached(&session, attached.generation);
+}
+
+type Opening = (Principal, u32, Arc<Session>, bool, bool);
+
+/// The first frame: a `connect` within the deadline.
+async fn handshake_frame(
+    stream: &mut SplitStream<WebSocket>,
+    deadline: Duration,
+) -> Result<Connect, (u16, String)> {
+    let first = match tokio::time::timeout(deadline, stream.next()).await {
+        Err(_) => return Err((close::CONNECT_TIMEOUT, "no connect frame in time".into())),
+        Ok(None | Some(Err(_))) => return Err((close::PROTOCOL_ERROR, String::new())),
+        Ok(Some(Ok(m))) => m,
+    };
+    let Message::Text(text) = first else {
+        return Err((
+            close::PROTOCOL_ERROR,
+            "the first frame must be a connect text frame".into(),
+        ));
+    };
+    match sluice_protocol::decode(text.as_str()) {
+        Ok(Frame::Connect(c)) => Ok(c),
+        Ok(_) => Err((
+            close::PROTOCOL_ERROR,
+            "the first frame must be connect".into(),
+        )),
+        Err(e) => Err((close::PROTOCOL_ERROR, truncate(&e.message))),
+    }
+}
+
+/// Version, auth, and the session (new, resumed or restored from the store).
+async fn open(state: &AppState, hub: &Hub, c: &Connect) -> Result<Opening, (u16, String)> {
+    let (min, max) = c.versions();
+    let protocol = max.min(sluice_protocol::MAX_PROTOCOL);
+    if protocol < min.max(sluice_protocol::MIN_PROTOCOL) || min > max {
+        return Err((
+            close::UNSUPPORTED_PROTOCOL,
+            format!(
+                "this gateway speaks protocol {}..={}",
+                sluice_protocol::MIN_PROTOCOL,
+                sluice_protocol::MAX_PROTOCOL
+            ),
+        ));
+    }
+    let Some(auth) = &c.auth else {
+        return Err((close::UNAUTHORIZED, "missing_api_key".into()));
+    };
+    let principal = state
+        .service
+        .authenticate(&auth.token)
+        .map_err(|e| (close::UNAUTHORIZED, e.code().to_owned()))?;
+    if c.role == sluice_protocol::Role::Node && c.node.is_none() {
+        return Err((
+            close::PROTOCOL_ERROR,
+            "a node's connect names the node and its tools".into(),
+        ));
+    }
+    if let Some(r) = &c.resume {
+        if let Some(s) = hub.resumable(&r.session_id, &principal) {
+            return Ok((principal, protocol, s, true, false));
+        }
+        // Not in memory: continued from the store when it is this key's.
+        let stored = state.service.store().session(&r.session_id).await;
+        if let Ok(Some(row)) = stored
+            && row.key_id.as_deref() == Some(&*principal.key_ref)
+        {
+            let opened = hub
+                .open(&principal, Some((row.id, r.last_seq + 1)))
+                .map_err(|_| too_many())?;
+            let Opened::Restored(s) = opened else {
+                unreachable!("a restore opens a restored session")
+            };
+            *s.store.try_lock().map_err(|_| too_many())? = true;
+            return Ok((principal, protocol, s, true, true));
+        }
+    }
+    match hub.open(&principal, None).map_err(|_| too_many())? {
+        Opened::New(s) | Opened::Resumed(s) | Opened::Restored(s) => {
+            Ok((principal, protocol, s, false, false))
+        }
+    }
+}
+
+fn too_many() -> (u16, String) {
+    (
+        close::TOO_MANY_SESSIONS,
+        "this key holds as many sessions as it may".into(),
+    )
+}
+
+async fn close_now(sink: &mut SplitSink<WebSocket, Message>, code: u16, reason: &str) {
+    let frame = Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(truncate(reason)),
+    }));
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        let _ = sink.send(frame).await;
+        let _ = sink.close().await;
+    })
+    .await;
+}
+
+/// A close reason must fit in a control frame (123 bytes).
+fn truncate(s: &str) -> String {
+    let mut end = s.len().min(120);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Conn {
+    fn heard(&self) {
+        self.last_rx
+            .store(millis(self.epoch.elapsed()), Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        let now = millis(self.epoch.elapsed());
+        Duration::from_millis(now.saturating_sub(self.last_rx.load(Ordering::Relaxed)))
+    }
+
+    /// Sends an answer to the writer.
+    async fn answer(&self, res: Response) {
+        let _ = self
+            .answers
+            .send(sluice_protocol::encode(&Frame::Res(res)))
+            .await;
+    }
+}
+
+async fn read(conn: &Arc<Conn>, mut stream: SplitStream<WebSocket>) {
+    conn.heard();
+    loop {
+        let msg = tokio::select! {
+            () = conn.closer.token.cancelled() => return,
+            msg = stream.next() => msg,
+        };
+        let msg = match msg {
+            None => return,
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                if too_big(e) {
+                    conn.closer
+                        .close(close::TOO_BIG, "frame larger than max_frame_bytes");
+                }
+                return;
+            }
+        };
+        conn.heard();
+        match msg {
+            Message::Text(text) => on_text(conn, text.as_str()).await,
+            Message::Binary(_) => {
+                conn.closer.close(
+                    close::PROTOCOL_ERROR,
+                    "binary frames are not part of the protocol",
+                );
+                return;
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+            Message::Close(_) => return,
+        }
+    }
+}
+
+/// Whether a read failed because the frame was over the size limit.
+fn too_big(e: axum::Error) -> bool {
+    let inner = e.into_inner();
+    matches!(
+        inner.downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(_))
+    )
+}
+
+async fn on_text(conn: &Arc<Conn>, text: &str) {
+    let frame = match sluice_protocol::decode(text) {
+        Ok(f) => f,
+        Err(e) => {
+            if let Some(id) = e.req_id {
+                conn.answer(Response::err(id, error(codes::INVALID_FRAME, &e.message)))
+                    .await;
+            } else {
+                tracing::debug!(session = %conn.session.id, "undecodable frame dropped: {e}");
+            }
+            return;
+        }
+    };
+    match frame {
+        Frame::Req(req) => start_request(conn, req).await,
+        // Answers to the gateway's own requests (tool.invoke) arrive with the node work.
+        Frame::Res(_) => {}
+        Frame::Connect(_) => conn
+            .closer
+            .close(close::PROTOCOL_ERROR, "connect is only the first frame"),
+        Frame::Hello(_) | Frame::Event(_) => {
+            tracing::debug!(session = %conn.session.id, "a client sent a gateway-only frame");
+        }
+    }
+}
+
+async fn start_request(conn: &Arc<Conn>, req: Request) {
+    if !sluice_protocol::valid_id(&req.id) {
+        let id = truncate(&req.id);
+        return conn
+            .answer(Response::err(
+                id,
+                error(codes::INVALID_REQUEST_ID, "a request id is 1 to 128 bytes"),
+            ))
+            .await;
+    }
+    let refusal = {
+        let mut pending = conn.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.contains(&req.id) {
+            Some(error(
+                codes::INVALID_REQUEST_ID,
+                "this id is already in flight",
+            ))
+        } else if pending.len() >= conn.hub.cfg.max_pending_requests {
+            Some(ErrorBody {
+                retryable: true,
+                ..error(
+                    codes::TOO_MANY_PENDING,
+                    "too many requests unanswered on this connection",
+                )
+            })
+        } else {
+            pending.insert(req.id.clone());
+            None
+        }
+    };
+    if let Some(e) = refusal {
+        return conn.answer(Response::err(req.id, e)).await;
+    }
+    let conn = conn.clone();
+    tokio::spawn(async move {
+        let id = req.id.clone();
+        let res = methods::dispatch(&conn, req).await;
+        conn.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        conn.answer(res).await;
+    });
+}
+
+pub(super) fn error(code: &str, message: &str) -> ErrorBody {
+    ErrorBody {
+        code: code.to_owned(),
+        message: message.to_owned(),
+        retryable: false,
+        retry_after_ms: None,
+    }
+}
+
+async fn write(
+    conn: Arc<Conn>,
+    mut sink: SplitSink<WebSocket, Message>,
+    mut answers: mpsc::Receiver<String>,
+    kicked: CancellationToken,
+    overflow: CancellationToken,
+) {
+    let heartbeat = conn.hub.cfg.heartbeat;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut out = Vec::new();
+    let session = conn.session.clone();
+    // A take-over or an overflow closes the connection even while a send is stuck on a
+    // reader that takes nothing.
+    let watcher = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = kicked.cancelled() => conn.closer.close(
+                    close::SESSION_TAKEN_OVER,
+                    "another connection resumed this session",
+                ),
+                () = overflow.cancelled() => conn.closer.close(
+                    close::SLOW_CONSUMER,
+                    "events fell out of the replay window unread; resume",
+                ),
+                () = conn.closer.token.cancelled() => {}
+            }
+        })
+    };
+    // Events already in the window (a resume's replay) go first.
+    session.notify.notify_one();
+    loop {
+        tokio::select! {
+            biased;
+            () = conn.closer.token.cancelled() => break,
+            () = conn.hub.stopping.cancelled() => {
+                conn.closer.close(close::RESTART, "the gateway is restarting; reconnect and resume");
+                break;
+            }
+            Some(text) = answers.recv() => {
+                if send(&conn, &mut sink, text).await.is_err() {
+                    break;
+                }
+            }
+            () = session.notify.notified() => {
+                out.clear();
+                if session.take_unsent(&mut out).is_err() {
+                    conn.closer.close(close::SLOW_CONSUMER, "events fell out of the replay window unread; resume");
+                    break;
+                }
+                let mut failed = false;
+                for text in out.drain(..) {
+                    if send(&conn, &mut sink, text.to_string()).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed {
+                    break;
+                }
+            }
+            _ = ping.tick() => {
+                if conn.silent_for() > heartbeat * 2 {
+                    conn.closer.close(close::HEARTBEAT_TIMEOUT, "nothing heard for two heartbeats");
+                    break;
+                }
+                if send_message(&conn, &mut sink, Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    watcher.abort();
+    let (code, reason) = conn.closer.reason().unwrap_or((1000, String::new()));
+    close_now(&mut sink, code, &reason).await;
+}
+
+async fn send(
+    conn: &Conn,
+    sink: &mut SplitSink<WebSocket, Message>,
+    text: String,
+) -> Result<(), ()> {
+    send_message(conn, sink, Message::Text(text.into())).await
+}
+
+/// Sends one message, giving up when the connection is closed meanwhile (a reader that
+/// takes nothing must not hold the writer).
+async fn send_message(
+    conn: &Conn,
+    sink: &mut SplitSink<WebSocket, Message>,
+    msg: Message,
+) -> Result<(), ()> {
+    tokio::select! {
+        r = sink.send(msg) => r.map_err(|_| ()),
+        () = conn.closer.token.cancelled() => Err(()),
+        () = conn.hub.stopping.cancelled() => Err(()),
+    }
+}

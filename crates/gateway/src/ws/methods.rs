@@ -1,0 +1,293 @@
+//! The methods a client may call, one arm each in [`dispatch`]: adding a method is a name
+//! in `sluice_protocol::methods`, its types there, and an arm here.
+//!
+//! `chat.completions` goes through the completion service like `POST
+//! /v1/chat/completions`; once admitted, its stream is pumped into the session's events by
+//! a task of the session's (not the connection's), so it keeps running while the client
+//! is away, and its turn is stored in the session's history.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use sluice_llm::{ChatRequest, Message, Role};
+use sluice_protocol::methods::{self as m, events};
+use sluice_protocol::{ErrorBody, Request, Response, codes};
+use sluice_service::{CallMeta, MeteredStream, Reply, ServiceError};
+use sluice_store::sessions::{NewMessage, SessionRow};
+
+use super::connection::{Conn, error};
+use super::session::Session;
+use crate::AppState;
+
+pub(super) async fn dispatch(conn: &Arc<Conn>, req: Request) -> Response {
+    let id = req.id.clone();
+    let result = match req.method.as_str() {
+        m::PING => Ok(json!({"pong": true})),
+        m::USAGE_GET => usage(conn),
+        m::SESSION_HISTORY => history(conn, req.params).await,
+        m::CHAT_COMPLETIONS => chat(conn, &req.id, req.params).await,
+        other => Err(error(
+            codes::UNKNOWN_METHOD,
+            &format!("no method `{}`; hello.methods lists them", truncated(other)),
+        )),
+    };
+    match result {
+        Ok(v) => Response::ok(id, v),
+        Err(e) => Response::err(id, e),
+    }
+}
+
+fn truncated(s: &str) -> &str {
+    let mut end = s.len().min(64);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn params<T: DeserializeOwned + Default>(params: Value) -> Result<T, ErrorBody> {
+    if params.is_null() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(params).map_err(|e| error(codes::INVALID_PARAMS, &e.to_string()))
+}
+
+/// A service error as the protocol carries it: the same codes as HTTP.
+pub(super) fn service_error(e: &ServiceError) -> ErrorBody {
+    let info = e.info();
+    ErrorBody {
+        code: info.code.to_owned(),
+        message: info.message,
+        retryable: info.retryable,
+        retry_after_ms: info
+            .retry_after
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    }
+}
+
+fn usage(conn: &Conn) -> Result<Value, ErrorBody> {
+    let u = conn.session.usage();
+    let usage = m::Usage {
+        session_id: conn.session.id.clone(),
+        calls: u.calls,
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        cost_usd: crate::routes::admin::usd(i64::try_from(u.cost_nanos).unwrap_or(i64::MAX)),
+    };
+    serde_json::to_value(usage).map_err(|e| error(codes::INTERNAL, &e.to_string()))
+}
+
+async fn history(conn: &Conn, raw: Value) -> Result<Value, ErrorBody> {
+    let p: m::HistoryParams = params(raw)?;
+    let limit = p.limit.unwrap_or(100).min(1000);
+    let before = p.before_seq.map(|s| i64::try_from(s).unwrap_or(i64::MAX));
+    let rows = conn
+        .state
+        .service
+        .store()
+        .session_messages(&conn.session.id, before, limit)
+        .await
+        .map_err(|e| {
+            tracing::warn!(session = %conn.session.id, "cannot read session history: {e}");
+            ErrorBody {
+                retryable: true,
+                ..error(codes::INTERNAL, "the session's history could not be read")
+            }
+        })?;
+    let history = m::History {
+        session_id: conn.session.id.clone(),
+        messages: rows
+            .into_iter()
+            .map(|r| m::HistoryMessage {
+                seq: u64::try_from(r.seq).unwrap_or(0),
+                message: r.content,
+                created_at_ms: r.created_at_ms,
+            })
+            .collect(),
+    };
+    serde_json::to_value(history).map_err(|e| error(codes::INTERNAL, &e.to_string()))
+}
+
+async fn chat(conn: &Arc<Conn>, req_id: &str, raw: Value) -> Result<Value, ErrorBody> {
+    if !raw.is_object() {
+        return Err(error(
+            codes::INVALID_PARAMS,
+            "params: an OpenAI chat-completions request object",
+        ));
+    }
+    let mut req: ChatRequest =
+        serde_json::from_value(raw).map_err(|e| error(codes::INVALID_PARAMS, &e.to_string()))?;
+    req.stream = Some(true);
+    let turn = new_turn(&req);
+    let mut meta = CallMeta::fresh();
+    meta.session = Some(conn.session.id.clone());
+    let call_id = meta.request_id.clone();
+    let answer = conn
+        .state
+        .service
+        .chat(&conn.principal, meta, req)
+        .await
+        .map_err(|e| service_error(&e))?;
+    let served_by = answer.target.to_string();
+    let session = conn.session.clone();
+    let state = conn.state.clone();
+    let ids = (call_id.clone(), req_id.to_owned());
+    match answer.value {
+        Reply::Stream(stream) => {
+            tokio::spawn(pump(state, session, stream, ids, served_by, turn));
+        }
+        // A provider that answered whole although a stream was asked for: one delta.
+        Reply::Whole { response, .. } => {
+            let text: String = response
+                .choices
+                .iter()
+                .map(|c| c.message.text_content())
+                .collect();
+            let chunk = json!({
+                "id": response.id, "object": "chat.completion.chunk", "created": response.created,
+                "model": response.model,
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": response.choices.first().and_then(|c| c.finish_reason.clone())}],
+            });
+            session.emit(
+                events::CHAT_DELTA,
+                json!({"call_id": ids.0, "req_id": ids.1, "chunk": chunk}),
+            );
+            session.emit(
+                events::CHAT_COMPLETED,
+                json!({"call_id": ids.0, "req_id": ids.1, "usage": response.usage, "served_by": served_by}),
+            );
+            let answer = Message::text(Role::Assistant, text);
+            tokio::spawn(store_turn(state, session, turn, answer));
+        }
+    }
+    Ok(serde_json::to_value(m::ChatStarted { call_id }).unwrap_or(Value::Null))
+}
+
+/// The request's new turn: its messages after the last assistant message (the whole
+/// request when it has none), as the session's history keeps them.
+fn new_turn(req: &ChatRequest) -> Vec<Message> {
+    let start = req
+        .messages
+        .iter()
+        .rposition(|m| m.role == Role::Assistant)
+        .map_or(0, |i| i + 1);
+    req.messages[start..].to_vec()
+}
+
+/// Streams a call's chunks into the session's events until it ends, or the session does
+/// (then the stream is dropped, and settles as `client_closed`).
+async fn pump(
+    state: Arc<AppState>,
+    session: Arc<Session>,
+    mut stream: MeteredStream,
+    (call_id, req_id): (String, String),
+    served_by: String,
+    turn: Vec<Message>,
+) {
+    let mut text = String::new();
+    loop {
+        let item = tokio::select! {
+            () = session.ended.cancelled() => return,
+            item = stream.next() => item,
+        };
+        match item {
+            Some(Ok(chunk)) => {
+                for c in &chunk.choices {
+                    text.push_str(c.delta.content.as_deref().unwrap_or(""));
+                }
+                let chunk = serde_json::to_value(&chunk).unwrap_or(Value::Null);
+                session.emit(
+                    events::CHAT_DELTA,
+                    json!({"call_id": call_id, "req_id": req_id, "chunk": chunk}),
+                );
+            }
+            Some(Err(e)) => {
+                if let Some(s) = stream.settled() {
+                    session.add_usage(s);
+                }
+                let failed = m::ChatFailed {
+                    call_id,
+                    req_id,
+                    error: service_error(&e),
+                };
+                session.emit(
+                    events::CHAT_FAILED,
+                    serde_json::to_value(failed).unwrap_or(Value::Null),
+                );
+                return;
+            }
+            None => break,
+        }
+    }
+    if let Some(s) = stream.settled() {
+        session.add_usage(s);
+    }
+    let usage = stream.usage().and_then(|u| serde_json::to_value(u).ok());
+    let done = m::ChatCompleted {
+        call_id,
+        req_id,
+        usage,
+        served_by,
+    };
+    session.emit(
+        events::CHAT_COMPLETED,
+        serde_json::to_value(done).unwrap_or(Value::Null),
+    );
+    drop(stream);
+    store_turn(state, session, turn, Message::text(Role::Assistant, text)).await;
+}
+
+/// Writes a call's turn and its answer to the session's history (creating the session's
+/// row first if this is its first turn). Off the call's path; a failure is logged.
+async fn store_turn(
+    state: Arc<AppState>,
+    session: Arc<Session>,
+    turn: Vec<Message>,
+    answer: Message,
+) {
+    let store = state.service.store();
+    let now = sluice_service::ids::now_ms();
+    let mut created = session.store.lock().await;
+    if !*created {
+        let row = SessionRow {
+            id: session.id.clone(),
+            session_key: format!("ws:{}", session.id),
+            key_id: Some(session.principal.key_ref.to_string()),
+            agent: None,
+            channel: None,
+            metadata: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        if let Err(e) = store.create_session(&row).await {
+            tracing::warn!(session = %session.id, "cannot store the session: {e}");
+            return;
+        }
+        *created = true;
+    }
+    let messages: Vec<NewMessage> = turn
+        .iter()
+        .chain(std::iter::once(&answer))
+        .map(|m| NewMessage {
+            role: role_name(m.role).to_owned(),
+            content: serde_json::to_value(m).unwrap_or(Value::Null),
+            created_at_ms: now,
+        })
+        .collect();
+    if let Err(e) = store.append_messages(&session.id, &messages).await {
+        tracing::warn!(session = %session.id, "cannot store the session's messages: {e}");
+    }
+    let _ = store.touch_session(&session.id, now).await;
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::Developer => "developer",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    }
+}

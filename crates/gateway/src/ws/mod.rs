@@ -1,0 +1,45 @@
+//! `GET /ws`: WebSocket sessions, protocol 1 (docs/protocol.md, `sluice-protocol`).
+//! [`upgrade`] checks the browser origin and hands the socket to [`connection`], which
+//! runs the handshake and the frames; [`session`] is what outlives a connection (its
+//! numbered events and replay window), [`hub`] holds the sessions, and [`methods`] is the
+//! method table. Every model call goes through the completion service.
+
+mod connection;
+pub mod hub;
+mod methods;
+pub mod session;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
+
+use crate::AppState;
+use crate::error::error_body;
+
+pub use hub::Hub;
+
+pub async fn upgrade(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let cfg = &state.hub.cfg;
+    if let Some(origin) = headers.get(http::header::ORIGIN) {
+        let allowed = origin.to_str().is_ok_and(|o| cfg.origin_allowed(o));
+        if !allowed {
+            let body = error_body(
+                "this origin may not open a WebSocket to the gateway ([websocket] allowed_origins)",
+                "permission_error",
+                "origin_not_allowed",
+            );
+            return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+        }
+    }
+    let max = cfg.max_frame_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| connection::run(socket, state))
+}

@@ -1,0 +1,494 @@
+//! `GET /ws`, protocol 1, over real sockets against the real gateway: the handshake and
+//! every close code it can give, bad input that leaves the socket open, a streamed
+//! `chat.completions` through the completion service, resume with and without a gap and
+//! across a reconnect in the middle of a stream, take-over, heartbeats, origins, the
+//! session cap, history after a restart, and the shutdown close code.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test helper that fails is a failed test"
+)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use sluice_e2e::{Gateway, KEY};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The built-in mock: `m` answers at once; `slow` streams a word every 150 ms.
+fn config(extra_ws: &str) -> String {
+    format!(
+        r#"
+[providers.mock]
+kind = "mock"
+words = 12
+[providers.slow]
+kind = "mock"
+words = 12
+chunk_delay_ms = 150
+[models.m]
+chain = ["mock:model-x"]
+[models.slow]
+chain = ["slow:model-x"]
+[websocket]
+heartbeat_ms = 15000
+{extra_ws}
+"#
+    )
+}
+
+async fn open(gw: &Gateway) -> Socket {
+    let url = format!("ws://{}/ws", gw.addr);
+    let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    socket
+}
+
+async fn send(s: &mut Socket, v: Value) {
+    s.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// The next text frame as JSON (pings and pongs skipped); panics on a close.
+async fn next(s: &mut Socket) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), s.next())
+            .await
+            .expect("a frame in time")
+            .expect("the socket is open")
+            .unwrap();
+        match msg {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+            Message::Close(c) => panic!("closed: {c:?}"),
+            _ => continue,
+        }
+    }
+}
+
+/// Reads until the gateway closes; returns the close code and reason.
+async fn closed(s: &mut Socket) -> (u16, String) {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), s.next())
+            .await
+            .expect("the close in time");
+        match msg {
+            Some(Ok(Message::Close(Some(f)))) => return (u16::from(f.code), f.reason.to_string()),
+            Some(Ok(Message::Close(None))) | None => return (1005, String::new()),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("no close frame: {e}"),
+        }
+    }
+}
+
+fn connect(extra: Value) -> Value {
+    let mut c = json!({"type": "connect", "min_protocol": 1, "max_protocol": 1, "auth": {"token": KEY}, "role": "client"});
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+/// Connected and greeted: the socket and the `hello`.
+async fn session(gw: &Gateway, extra: Value) -> (Socket, Value) {
+    let mut s = open(gw).await;
+    send(&mut s, connect(extra)).await;
+    let hello = next(&mut s).await;
+    assert_eq!(hello["type"], "hello", "{hello}");
+    (s, hello)
+}
+
+async fn call(s: &mut Socket, id: &str, method: &str, params: Value) -> Value {
+    send(
+        s,
+        json!({"type": "req", "id": id, "method": method, "params": params}),
+    )
+    .await;
+    loop {
+        let f = next(s).await;
+        if f["type"] == "res" && f["id"] == id {
+            return f;
+        }
+    }
+}
+
+fn chat(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "tell me"}]})
+}
+
+/// Events until the call's `chat.completed` (or `chat.failed`): (seqs, text, last event).
+async fn until_done(s: &mut Socket) -> (Vec<u64>, String, Value) {
+    let mut seqs = Vec::new();
+    let mut text = String::new();
+    loop {
+        let f = next(s).await;
+        if f["type"] != "event" {
+            continue;
+        }
+        seqs.push(f["seq"].as_u64().unwrap());
+        match f["event"].as_str().unwrap() {
+            "chat.delta" => {
+                text.push_str(
+                    f["data"]["chunk"]["choices"][0]["delta"]["content"]
+                        .as_str()
+                        .unwrap_or(""),
+                );
+            }
+            _ => return (seqs, text, f),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_chat_over_the_socket_goes_through_the_service() {
+    let gw = Gateway::start(&config("")).await;
+    let (mut s, hello) = session(&gw, json!({})).await;
+    assert_eq!(
+        (hello["protocol"].as_u64(), hello["resumed"].as_bool()),
+        (Some(1), Some(false))
+    );
+    let methods: Vec<&str> = hello["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert!(methods.contains(&"chat.completions") && methods.contains(&"session.history"));
+    let pong = call(&mut s, "p1", "ping", json!({})).await;
+    assert_eq!(pong["result"]["pong"], true);
+
+    let started = call(&mut s, "c1", "chat.completions", chat("m")).await;
+    assert_eq!(started["ok"], true, "{started}");
+    let call_id = started["result"]["call_id"].as_str().unwrap().to_owned();
+    let (seqs, text, last) = until_done(&mut s).await;
+    assert_eq!(last["event"], "chat.completed", "{last}");
+    assert_eq!(last["data"]["call_id"], call_id.as_str());
+    assert_eq!(last["data"]["req_id"], "c1");
+    assert_eq!(last["data"]["served_by"], "mock:model-x");
+    assert!(last["data"]["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "seq counts 1, 2, 3…"
+    );
+    // The same text the HTTP API gives for the same request.
+    let http = gw.chat(chat("m")).await;
+    assert_eq!(text, http.text());
+
+    // The ledger has the call, under the session's key, with its call id.
+    gw.service.ledger().flush().await.unwrap();
+    let rows = gw.service.store().recent_spend(10).await.unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.request_id == call_id)
+        .expect("the call's row");
+    assert_eq!(
+        (row.status.as_str(), row.key_id.as_deref()),
+        ("ok", Some("config:test"))
+    );
+
+    let usage = call(&mut s, "u1", "usage.get", json!({})).await;
+    assert_eq!(usage["result"]["calls"], 1);
+    assert_eq!(
+        usage["result"]["completion_tokens"].as_i64(),
+        Some(row.completion_tokens)
+    );
+    // Refusals carry the service's codes.
+    let refused = call(&mut s, "c2", "chat.completions", chat("no-such-model")).await;
+    assert_eq!(
+        (refused["ok"].as_bool(), refused["error"]["code"].as_str()),
+        (Some(false), Some("model_not_found"))
+    );
+    assert_eq!(refused["error"]["retryable"], false);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_an_error_and_the_socket_stays_open() {
+    let gw = Gateway::start(&config("")).await;
+    let (mut s, _) = session(&gw, json!({})).await;
+    s.send(Message::Text("{not json".into())).await.unwrap();
+    let bad = call(&mut s, "x1", "no.such.method", json!({})).await;
+    assert_eq!(bad["error"]["code"], "unknown_method");
+    let bad = call(&mut s, "x2", "session.history", json!({"limit": "ten"})).await;
+    assert_eq!(bad["error"]["code"], "invalid_params");
+    let bad = call(&mut s, "x3", "chat.completions", json!({"model": "m"})).await;
+    assert_eq!(
+        bad["error"]["code"], "invalid_params",
+        "messages is missing: {bad}"
+    );
+    send(&mut s, json!({"type": "req", "id": "x4", "method": 7})).await;
+    let bad = next(&mut s).await;
+    assert_eq!(
+        (bad["id"].as_str(), bad["error"]["code"].as_str()),
+        (Some("x4"), Some("invalid_frame"))
+    );
+    let long = "i".repeat(200);
+    send(&mut s, json!({"type": "req", "id": long, "method": "ping"})).await;
+    let bad = next(&mut s).await;
+    assert_eq!(bad["error"]["code"], "invalid_request_id");
+    let ok = call(&mut s, "p", "ping", json!({})).await;
+    assert_eq!(ok["ok"], true, "still open after all that");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_handshake_closes_with_a_documented_code() {
+    let gw = Gateway::start(&config("connect_timeout_ms = 300")).await;
+    let cases = [
+        (
+            connect(json!({"auth": {"token": "sk-wrong"}})),
+            4001,
+            "invalid_api_key",
+        ),
+        (connect(json!({"auth": null})), 4001, "missing_api_key"),
+        (
+            connect(json!({"min_protocol": 2, "max_protocol": 3})),
+            4002,
+            "",
+        ),
+        (
+            json!({"type": "req", "id": "1", "method": "ping"}),
+            4000,
+            "",
+        ),
+        (json!({"type": "connect", "bogus": 1}), 4000, ""),
+    ];
+    for (first, code, reason) in cases {
+        let mut s = open(&gw).await;
+        send(&mut s, first.clone()).await;
+        let (got, why) = closed(&mut s).await;
+        assert_eq!(got, code, "{first}: {why}");
+        assert!(why.contains(reason), "{first}: {why}");
+    }
+    let mut silent = open(&gw).await;
+    assert_eq!(
+        closed(&mut silent).await.0,
+        4003,
+        "no connect within the deadline"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_frame_closes_with_1009() {
+    let gw = Gateway::start(&config("max_frame_bytes = 4096\nreplay_bytes = 1048576")).await;
+    let (mut s, hello) = session(&gw, json!({})).await;
+    assert_eq!(hello["limits"]["max_frame_bytes"], 4096);
+    let big =
+        json!({"type": "req", "id": "b", "method": "ping", "params": {"pad": "x".repeat(8000)}});
+    let _ = s.send(Message::Text(big.to_string().into())).await;
+    assert_eq!(closed(&mut s).await.0, 1009);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_reconnect_in_the_middle_of_a_stream_resumes_with_no_gap_and_no_duplicate() {
+    let gw = Gateway::start(&config("")).await;
+    let (mut s, hello) = session(&gw, json!({})).await;
+    let session_id = hello["session_id"].as_str().unwrap().to_owned();
+    let started = call(&mut s, "c1", "chat.completions", chat("slow")).await;
+    assert_eq!(started["ok"], true);
+    // Read two events, then the connection dies.
+    let mut seen = Vec::new();
+    let mut text = String::new();
+    while seen.len() < 2 {
+        let f = next(&mut s).await;
+        if f["type"] == "event" {
+            seen.push(f["seq"].as_u64().unwrap());
+            text.push_str(
+                f["data"]["chunk"]["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .unwrap_or(""),
+            );
+        }
+    }
+    drop(s);
+    // The call keeps streaming into the session meanwhile.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut s, hello) = session(
+        &gw,
+        json!({"resume": {"session_id": session_id, "last_seq": seen[1]}}),
+    )
+    .await;
+    assert_eq!(hello["resumed"], true);
+    assert_eq!(hello["session_id"], session_id.as_str());
+    assert!(hello.get("replay_gap").is_none(), "{hello}");
+    let (more, rest, last) = until_done(&mut s).await;
+    assert_eq!(last["event"], "chat.completed");
+    seen.extend(more);
+    assert_eq!(
+        seen,
+        (1..=seen.len() as u64).collect::<Vec<_>>(),
+        "no gap, no duplicate"
+    );
+    text.push_str(&rest);
+    let http = gw.chat(chat("slow")).await;
+    assert_eq!(text, http.text(), "the whole answer arrived");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_resume_past_the_window_is_told_what_it_lost() {
+    let gw = Gateway::start(&config("replay_events = 3")).await;
+    let (mut s, hello) = session(&gw, json!({})).await;
+    let session_id = hello["session_id"].as_str().unwrap().to_owned();
+    // Three whole calls: at least six events (a delta and a completion each).
+    for i in 0..3 {
+        let id = format!("c{i}");
+        assert_eq!(
+            call(&mut s, &id, "chat.completions", chat("m")).await["ok"],
+            true
+        );
+        until_done(&mut s).await;
+    }
+    drop(s);
+    let (mut s, hello) = session(
+        &gw,
+        json!({"resume": {"session_id": session_id, "last_seq": 0}}),
+    )
+    .await;
+    let last = hello["last_seq"].as_u64().unwrap();
+    let oldest = hello["replay_gap"]["oldest_seq"].as_u64().expect("a gap");
+    assert_eq!(oldest, last - 2, "the window keeps the last three");
+    let replayed: Vec<u64> = [next(&mut s).await, next(&mut s).await, next(&mut s).await]
+        .iter()
+        .map(|f| f["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(replayed, [oldest, oldest + 1, oldest + 2]);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_connection_resuming_the_session_takes_it_over() {
+    let gw = Gateway::start(&config("")).await;
+    let (mut first, hello) = session(&gw, json!({})).await;
+    let id = hello["session_id"].as_str().unwrap().to_owned();
+    let (mut second, hello2) =
+        session(&gw, json!({"resume": {"session_id": id, "last_seq": 0}})).await;
+    assert_eq!(hello2["resumed"], true);
+    assert_eq!(closed(&mut first).await.0, 4010);
+    assert_eq!(call(&mut second, "p", "ping", json!({})).await["ok"], true);
+    // Another key cannot resume it: it gets a session of its own.
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_per_key_are_capped() {
+    let gw = Gateway::start(&config("max_sessions_per_key = 1")).await;
+    let (_one, _) = session(&gw, json!({})).await;
+    let mut two = open(&gw).await;
+    send(&mut two, connect(json!({}))).await;
+    assert_eq!(closed(&mut two).await.0, 4004);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_answers_no_ping_is_closed_after_two_heartbeats() {
+    let gw =
+        Gateway::start(&config("").replace("heartbeat_ms = 15000", "heartbeat_ms = 200")).await;
+    let (mut s, hello) = session(&gw, json!({})).await;
+    assert_eq!(hello["heartbeat_ms"], 200);
+    // Reading nothing means answering no ping (the client answers as it reads).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(closed(&mut s).await.0, 4009);
+    // One that reads stays.
+    let (mut alive, _) = session(&gw, json!({})).await;
+    let until = tokio::time::Instant::now() + Duration::from_millis(1000);
+    while tokio::time::Instant::now() < until {
+        let _ = tokio::time::timeout(Duration::from_millis(50), alive.next()).await;
+    }
+    assert_eq!(call(&mut alive, "p", "ping", json!({})).await["ok"], true);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn browser_origins_must_be_listed() {
+    let gw = Gateway::start(&config("allowed_origins = [\"https://app.example.com\"]")).await;
+    let url = format!("ws://{}/ws", gw.addr);
+    let mut req = url.clone().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("origin", "https://evil.example.com".parse().unwrap());
+    let refused = tokio_tungstenite::connect_async(req).await.unwrap_err();
+    let tokio_tungstenite::tungstenite::Error::Http(resp) = refused else {
+        panic!("an HTTP refusal: {refused}");
+    };
+    assert_eq!(resp.status(), 403);
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("origin", "https://app.example.com".parse().unwrap());
+    let (mut s, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    send(&mut s, connect(json!({}))).await;
+    assert_eq!(next(&mut s).await["type"], "hello");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn history_survives_a_restart_and_the_session_resumes_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!(
+        "[database]\nurl = \"sqlite://{}/s.db\"\n",
+        dir.path().display()
+    );
+    let cfg = format!("{}{db}", config(""));
+    let gw = Gateway::start(&cfg).await;
+    let (mut s, hello) = session(&gw, json!({})).await;
+    let id = hello["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        call(&mut s, "c1", "chat.completions", chat("m")).await["ok"],
+        true
+    );
+    let (seqs, answer, _) = until_done(&mut s).await;
+    // The turn is stored off the call's path: wait for it.
+    let stored = sluice_e2e::eventually(5, async || {
+        let h = call(&mut s, "h", "session.history", json!({})).await;
+        h["result"]["messages"]
+            .as_array()
+            .is_some_and(|m| m.len() == 2)
+    })
+    .await;
+    assert!(stored, "the turn and its answer are in the history");
+    drop(s);
+    gw.stop().await;
+
+    let gw = Gateway::start(&cfg).await;
+    let last = *seqs.last().unwrap();
+    let (mut s, hello) =
+        session(&gw, json!({"resume": {"session_id": id, "last_seq": last}})).await;
+    assert_eq!(hello["resumed"], true, "{hello}");
+    assert_eq!(
+        hello["replay_gap"]["oldest_seq"].as_u64(),
+        Some(last + 1),
+        "a restart loses the window, and says so"
+    );
+    let h = call(&mut s, "h", "session.history", json!({})).await;
+    let messages = h["result"]["messages"].as_array().unwrap();
+    assert_eq!(messages[0]["message"]["role"], "user");
+    assert_eq!(messages[0]["message"]["content"], "tell me");
+    assert_eq!(messages[1]["message"]["content"], answer.as_str());
+    // New events carry on after the client's last seq.
+    assert_eq!(
+        call(&mut s, "c2", "chat.completions", chat("m")).await["ok"],
+        true
+    );
+    let (more, _, _) = until_done(&mut s).await;
+    assert_eq!(more[0], last + 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_stopping_gateway_tells_clients_to_reconnect() {
+    let gw = Gateway::start(&config("")).await;
+    let (mut s, _) = session(&gw, json!({})).await;
+    let stop = tokio::spawn(gw.stop());
+    let (code, _) = closed(&mut s).await;
+    assert_eq!(
+        code,
+        u16::from(CloseCode::Restart),
+        "1012: reconnect and resume"
+    );
+    stop.await.unwrap();
+}
