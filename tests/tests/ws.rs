@@ -492,3 +492,131 @@ async fn a_stopping_gateway_tells_clients_to_reconnect() {
     );
     stop.await.unwrap();
 }
+
+#[tokio::test]
+async fn the_gateway_invokes_a_nodes_tool_and_a_dropped_node_fails_its_calls() {
+    let gw = Gateway::start(&config("")).await;
+    let tool =
+        json!({"name": "echo", "description": "says it back", "parameters": {"type": "object"}});
+    let (mut node, _) = session(
+        &gw,
+        json!({"role": "node", "node": {"name": "n1", "tools": [tool]}}),
+    )
+    .await;
+    let listed = gw.state.hub.nodes.list("config:test");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].0.as_str(), listed[0].1[0].name.as_str()),
+        ("n1", "echo")
+    );
+    assert!(
+        gw.state.hub.nodes.list("config:other").is_empty(),
+        "a key's own nodes only"
+    );
+
+    let hub = gw.state.hub.clone();
+    let asked = tokio::spawn(async move {
+        hub.nodes
+            .invoke(
+                "config:test",
+                "n1",
+                "echo",
+                json!({"say": "hi"}),
+                Duration::from_secs(5),
+            )
+            .await
+    });
+    let req = next(&mut node).await;
+    assert_eq!(
+        (req["type"].as_str(), req["method"].as_str()),
+        (Some("req"), Some("tool.invoke"))
+    );
+    assert_eq!(req["params"]["tool"], "echo");
+    assert_eq!(req["params"]["arguments"]["say"], "hi");
+    assert_eq!(req["params"]["timeout_ms"], 5000);
+    send(
+        &mut node,
+        json!({"type": "res", "id": req["id"], "ok": true, "result": {"output": {"said": "hi"}}}),
+    )
+    .await;
+    assert_eq!(asked.await.unwrap().unwrap(), json!({"said": "hi"}));
+
+    // A node's error answer is passed on as it is.
+    let hub = gw.state.hub.clone();
+    let asked = tokio::spawn(async move {
+        hub.nodes
+            .invoke(
+                "config:test",
+                "n1",
+                "echo",
+                json!({}),
+                Duration::from_secs(5),
+            )
+            .await
+    });
+    let req = next(&mut node).await;
+    send(&mut node, json!({"type": "res", "id": req["id"], "ok": false, "error": {"code": "bad_input", "message": "no", "retryable": false}})).await;
+    assert_eq!(asked.await.unwrap().unwrap_err().code, "bad_input");
+
+    // No answer in time: tool_timeout.
+    let slow = gw
+        .state
+        .hub
+        .nodes
+        .invoke(
+            "config:test",
+            "n1",
+            "echo",
+            json!({}),
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(slow.code, "tool_timeout");
+    let _ = next(&mut node).await;
+
+    // The node drops with a call in flight: it fails at once, not at the timeout.
+    let hub = gw.state.hub.clone();
+    let asked = tokio::spawn(async move {
+        hub.nodes
+            .invoke(
+                "config:test",
+                "n1",
+                "echo",
+                json!({}),
+                Duration::from_secs(30),
+            )
+            .await
+    });
+    let _ = next(&mut node).await;
+    drop(node);
+    let failed = tokio::time::timeout(Duration::from_secs(5), asked)
+        .await
+        .expect("fails fast");
+    assert_eq!(failed.unwrap().unwrap_err().code, "node_unavailable");
+    assert!(
+        sluice_e2e::eventually(5, async || gw
+            .state
+            .hub
+            .nodes
+            .list("config:test")
+            .is_empty())
+        .await,
+        "the node is gone"
+    );
+    let missing = gw
+        .state
+        .hub
+        .nodes
+        .invoke(
+            "config:test",
+            "n1",
+            "echo",
+            json!({}),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code, "node_unavailable");
+    gw.stop().await;
+}

@@ -12,7 +12,8 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use sluice_protocol::methods::{CLIENT_METHODS, events};
 use sluice_protocol::{
-    Connect, ErrorBody, Frame, Hello, ReplayGap, Request, Response, ServerLimits, close, codes,
+    Connect, ErrorBody, Frame, Hello, ReplayGap, Request, Response, Role, ServerLimits, close,
+    codes,
 };
 use sluice_service::Principal;
 use tokio::sync::mpsc;
@@ -62,6 +63,8 @@ pub(super) struct Conn {
     pub answers: mpsc::Sender<String>,
     /// Request ids in flight.
     pending: Mutex<HashSet<String>>,
+    /// Set when the connection is a tool node's.
+    node: Option<Arc<super::nodes::Node>>,
     /// When anything last arrived from the peer, in ms since `epoch`.
     last_rx: AtomicU64,
     epoch: Instant,
@@ -115,6 +118,18 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>) {
     }
     tracing::debug!(session = %session.id, resumed, key = %principal.key_ref, "websocket session attached");
     let (answers, answers_rx) = mpsc::channel(cfg.max_pending_requests + 8);
+    let node = connect
+        .node
+        .as_ref()
+        .filter(|_| connect.role == Role::Node)
+        .map(|n| {
+            hub.nodes.register(
+                &principal.key_ref,
+                &n.name,
+                n.tools.clone(),
+                answers.clone(),
+            )
+        });
     let conn = Arc::new(Conn {
         state: state.clone(),
         hub: hub.clone(),
@@ -123,6 +138,7 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>) {
         closer: Closer::default(),
         answers,
         pending: Mutex::default(),
+        node,
         last_rx: AtomicU64::new(0),
         epoch: Instant::now(),
     });
@@ -135,6 +151,9 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>) {
     ));
     read(&conn, stream).await;
     conn.closer.close(1000, "");
+    if let Some(node) = &conn.node {
+        hub.nodes.unregister(&conn.principal.key_ref, node);
+    }
     let _ = writer.await;
     hub.detached(&session, attached.generation);
 }
@@ -188,7 +207,7 @@ async fn open(state: &AppState, hub: &Hub, c: &Connect) -> Result<Opening, (u16,
         .service
         .authenticate(&auth.token)
         .map_err(|e| (close::UNAUTHORIZED, e.code().to_owned()))?;
-    if c.role == sluice_protocol::Role::Node && c.node.is_none() {
+    if c.role == Role::Node && c.node.is_none() {
         return Err((
             close::PROTOCOL_ERROR,
             "a node's connect names the node and its tools".into(),
@@ -330,8 +349,11 @@ async fn on_text(conn: &Arc<Conn>, text: &str) {
     };
     match frame {
         Frame::Req(req) => start_request(conn, req).await,
-        // Answers to the gateway's own requests (tool.invoke) arrive with the node work.
-        Frame::Res(_) => {}
+        // Answers to the gateway's own requests (tool.invoke).
+        Frame::Res(res) => match &conn.node {
+            Some(node) => node.answered(res),
+            None => tracing::debug!(session = %conn.session.id, "an answer to nothing asked"),
+        },
         Frame::Connect(_) => conn
             .closer
             .close(close::PROTOCOL_ERROR, "connect is only the first frame"),

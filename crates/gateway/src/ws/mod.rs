@@ -7,6 +7,7 @@
 mod connection;
 pub mod hub;
 mod methods;
+pub mod nodes;
 pub mod session;
 
 use std::sync::Arc;
