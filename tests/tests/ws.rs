@@ -620,3 +620,85 @@ async fn the_gateway_invokes_a_nodes_tool_and_a_dropped_node_fails_its_calls() {
     assert_eq!(missing.code, "node_unavailable");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_trusted_proxys_identity_header_is_believed_only_from_the_proxy() {
+    let cfg = config("").replace(
+        "[providers.mock]",
+        "[server]\nauth = \"trusted_proxy\"\ntrusted_proxies = [\"127.0.0.1/32\"]\nuser_header = \"X-Forwarded-User\"\n[limits.users.alice]\nrpm = 1000\n[providers.mock]",
+    );
+    let gw = Gateway::start(&cfg).await;
+    let body = chat("m");
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap()
+    };
+    // From the proxy, with no key: the header names the user.
+    let resp = from("127.0.0.1")
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-forwarded-user", "alice@example.com")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // From anywhere else, the header is refused, even with a valid key beside it.
+    let resp = from("127.0.0.2")
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("x-forwarded-user", "alice@example.com")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "untrusted_identity_header");
+    // Keys keep working without the header.
+    let resp = from("127.0.0.2")
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    gw.service.ledger().flush().await.unwrap();
+    let rows = gw.service.store().recent_spend(10).await.unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r.key_id.as_deref() == Some("proxy:alice@example.com")
+                && r.user_id.as_deref() == Some("alice@example.com")),
+        "the proxied user's call is in the ledger under its name: {rows:?}"
+    );
+
+    // The same on the socket: the upgrade carries the header, connect no token.
+    let ws = |ip: &'static str| {
+        let addr = gw.addr;
+        async move {
+            let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+            tcp.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+            let stream = tcp.connect(addr).await.unwrap();
+            let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+            req.headers_mut()
+                .insert("x-forwarded-user", "alice@example.com".parse().unwrap());
+            tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+                .await
+        }
+    };
+    let (mut s, _) = ws("127.0.0.1").await.unwrap();
+    send(
+        &mut s,
+        json!({"type": "connect", "min_protocol": 1, "max_protocol": 1}),
+    )
+    .await;
+    assert_eq!(next(&mut s).await["type"], "hello");
+    let refused = ws("127.0.0.2").await.unwrap_err();
+    let tokio_tungstenite::tungstenite::Error::Http(resp) = refused else {
+        panic!("an HTTP refusal: {refused}");
+    };
+    assert_eq!(resp.status(), 401);
+    gw.stop().await;
+}

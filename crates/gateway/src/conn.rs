@@ -110,8 +110,8 @@ pub(crate) async fn serve(
             // Reap finished connections so the set holds only open ones.
             Some(_) = open.join_next(), if !open.is_empty() => continue,
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors (or a connection reset before it was taken):
                 // say so once a second, pause briefly and go on.
@@ -140,7 +140,7 @@ pub(crate) async fn serve(
         let app = app.clone();
         let phase = phase.clone();
         open.spawn(async move {
-            serve_one(tcp, app, limits, phase).await;
+            serve_one(tcp, peer, app, limits, phase).await;
             drop(permit);
         });
     }
@@ -157,6 +157,7 @@ pub(crate) async fn serve(
 
 async fn serve_one(
     tcp: TcpStream,
+    peer: std::net::SocketAddr,
     app: axum::Router,
     limits: ConnLimits,
     mut phase: watch::Receiver<Phase>,
@@ -165,6 +166,7 @@ async fn serve_one(
     let io = TokioIo::new(TimedIo::new(tcp, limits, activity.clone()));
     let service = Tracked {
         app,
+        peer,
         activity,
         body_read: limits.body_read,
     };
@@ -442,6 +444,8 @@ impl AsyncWrite for TimedIo {
 #[derive(Clone)]
 struct Tracked {
     app: axum::Router,
+    /// The client's address, for handlers (`ConnectInfo`): trusted-proxy auth reads it.
+    peer: std::net::SocketAddr,
     activity: Arc<Activity>,
     body_read: Duration,
 }
@@ -454,7 +458,9 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         self.activity.begin();
         let guard = ActiveGuard(self.activity.clone());
-        let req = req.map(|body| Body::new(DeadlineBody::new(body, self.body_read)));
+        let mut req = req.map(|body| Body::new(DeadlineBody::new(body, self.body_read)));
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
         let mut app = self.app.clone();
         Box::pin(async move {
             let resp = match tower_service::Service::call(&mut app, req).await {

@@ -70,14 +70,16 @@ pub(super) struct Conn {
     epoch: Instant,
 }
 
-pub async fn run(socket: WebSocket, state: Arc<AppState>) {
+/// `proxied`: the user a trusted proxy vouched for at the upgrade, used when `connect`
+/// carries no token.
+pub async fn run(socket: WebSocket, state: Arc<AppState>, proxied: Option<Principal>) {
     let hub = state.hub.clone();
     let (mut sink, mut stream) = socket.split();
     let connect = match handshake_frame(&mut stream, hub.cfg.connect_timeout).await {
         Ok(c) => c,
         Err((code, reason)) => return close_now(&mut sink, code, &reason).await,
     };
-    let opened = match open(&state, &hub, &connect).await {
+    let opened = match open(&state, &hub, &connect, proxied).await {
         Ok(o) => o,
         Err((code, reason)) => return close_now(&mut sink, code, &reason).await,
     };
@@ -187,7 +189,12 @@ async fn handshake_frame(
 }
 
 /// Version, auth, and the session (new, resumed or restored from the store).
-async fn open(state: &AppState, hub: &Hub, c: &Connect) -> Result<Opening, (u16, String)> {
+async fn open(
+    state: &AppState,
+    hub: &Hub,
+    c: &Connect,
+    proxied: Option<Principal>,
+) -> Result<Opening, (u16, String)> {
     let (min, max) = c.versions();
     let protocol = max.min(sluice_protocol::MAX_PROTOCOL);
     if protocol < min.max(sluice_protocol::MIN_PROTOCOL) || min > max {
@@ -200,13 +207,14 @@ async fn open(state: &AppState, hub: &Hub, c: &Connect) -> Result<Opening, (u16,
             ),
         ));
     }
-    let Some(auth) = &c.auth else {
-        return Err((close::UNAUTHORIZED, "missing_api_key".into()));
+    let principal = match (&c.auth, proxied) {
+        (Some(auth), _) => state
+            .service
+            .authenticate(&auth.token)
+            .map_err(|e| (close::UNAUTHORIZED, e.code().to_owned()))?,
+        (None, Some(user)) => user,
+        (None, None) => return Err((close::UNAUTHORIZED, "missing_api_key".into())),
     };
-    let principal = state
-        .service
-        .authenticate(&auth.token)
-        .map_err(|e| (close::UNAUTHORIZED, e.code().to_owned()))?;
     if c.role == Role::Node && c.node.is_none() {
         return Err((
             close::PROTOCOL_ERROR,
