@@ -42,7 +42,7 @@ use hyper_util::rt::TokioIo;
 use sluice_config::ConnLimits;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 
 /// Raises the soft limit on open files to the hard limit; returns the new soft limit.
@@ -139,10 +139,7 @@ pub(crate) async fn serve(
         };
         let app = app.clone();
         let phase = phase.clone();
-        open.spawn(async move {
-            serve_one(tcp, peer, app, limits, phase).await;
-            drop(permit);
-        });
+        open.spawn(serve_one(tcp, peer, app, limits, phase, Arc::new(permit)));
     }
     drop(listener);
     loop {
@@ -161,12 +158,14 @@ async fn serve_one(
     app: axum::Router,
     limits: ConnLimits,
     mut phase: watch::Receiver<Phase>,
+    permit: Arc<OwnedSemaphorePermit>,
 ) {
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(TimedIo::new(tcp, limits, activity.clone()));
     let service = Tracked {
         app,
         peer,
+        permit: ConnPermit(permit),
         activity,
         body_read: limits.body_read,
     };
@@ -220,6 +219,13 @@ async fn refuse(mut tcp: TcpStream) {
     })
     .await;
 }
+
+/// A connection's place under `max_connections`, released when the last holder drops it
+/// (the connection's task, or the WebSocket it was upgraded to).
+#[derive(Clone)]
+pub(crate) struct ConnPermit(
+    #[expect(dead_code, reason = "held, never read")] Arc<OwnedSemaphorePermit>,
+);
 
 /// What the connection's timers need to know about its requests.
 #[derive(Debug)]
@@ -444,6 +450,9 @@ impl AsyncWrite for TimedIo {
 #[derive(Clone)]
 struct Tracked {
     app: axum::Router,
+    /// The connection's place under `max_connections`: each request carries it, so a
+    /// connection upgraded to a WebSocket keeps it for the socket's life.
+    permit: ConnPermit,
     /// The client's address, for handlers (`ConnectInfo`): trusted-proxy auth reads it.
     peer: std::net::SocketAddr,
     activity: Arc<Activity>,
@@ -461,6 +470,7 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
         let mut req = req.map(|body| Body::new(DeadlineBody::new(body, self.body_read)));
         req.extensions_mut()
             .insert(axum::extract::ConnectInfo(self.peer));
+        req.extensions_mut().insert(self.permit.clone());
         let mut app = self.app.clone();
         Box::pin(async move {
             let resp = match tower_service::Service::call(&mut app, req).await {

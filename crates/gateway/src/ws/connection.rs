@@ -151,12 +151,22 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, proxied: Option<Princi
         attached.kicked,
         attached.overflow,
     ));
-    read(&conn, stream).await;
+    read(&conn, &mut stream).await;
     conn.closer.close(1000, "");
     if let Some(node) = &conn.node {
         hub.nodes.unregister(&conn.principal.key_ref, node);
     }
     let _ = writer.await;
+    // The closing handshake: the peer answers our close frame before the socket goes, so
+    // it can read the close code (and its last pongs do not meet a closed socket).
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(m)) = stream.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
     hub.detached(&session, attached.generation);
 }
 
@@ -299,7 +309,7 @@ impl Conn {
     }
 }
 
-async fn read(conn: &Arc<Conn>, mut stream: SplitStream<WebSocket>) {
+async fn read(conn: &Arc<Conn>, stream: &mut SplitStream<WebSocket>) {
     conn.heard();
     loop {
         let msg = tokio::select! {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use std::net::SocketAddr;
 
+use axum::Extension;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
@@ -24,9 +25,10 @@ use crate::error::error_body;
 
 pub use hub::Hub;
 
-pub async fn upgrade(
+pub(crate) async fn upgrade(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    permit: Option<Extension<crate::conn::ConnPermit>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -51,5 +53,9 @@ pub async fn upgrade(
     let max = cfg.max_frame_bytes;
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| connection::run(socket, state, proxied))
+        .on_upgrade(move |socket| async move {
+            // The socket keeps its connection's place under `max_connections`.
+            let _permit = permit;
+            connection::run(socket, state, proxied).await;
+        })
 }
