@@ -142,6 +142,15 @@ mod tests {
     }
 
     #[test]
+    fn numbers_survive_a_round_trip_exactly() {
+        // Found by fuzzing: a long mantissa landed on a neighbouring f64 without
+        // serde_json's float_roundtrip.
+        let text = r#"{"type":"req","id":"c1","method":"m","params":{"md":333333333300000066792140173563220}}"#;
+        let frame = decode(text).unwrap();
+        assert_eq!(decode(&encode(&frame)).unwrap(), frame);
+    }
+
+    #[test]
     fn the_published_schema_is_current() {
         let published = include_str!("../../../docs/protocol.schema.json");
         let published: serde_json::Value = serde_json::from_str(published).expect("valid JSON");

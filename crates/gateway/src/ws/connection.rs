@@ -16,11 +16,11 @@ use sluice_protocol::{
     codes,
 };
 use sluice_service::Principal;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::hub::{Hub, Opened};
 use super::methods;
+use super::outbox::Outbox;
 use super::session::Session;
 use crate::AppState;
 
@@ -57,10 +57,11 @@ pub(super) struct Conn {
     pub state: Arc<AppState>,
     pub hub: Arc<Hub>,
     pub session: Arc<Session>,
-    pub principal: Principal,
+    /// Who the connection authenticated as (the session's own principal).
+    pub principal: Arc<Principal>,
     pub closer: Closer,
-    /// Answers on their way to the writer.
-    pub answers: mpsc::Sender<String>,
+    /// Answers (and requests to a node) on their way to the writer.
+    pub outbox: Arc<Outbox>,
     /// Request ids in flight.
     pending: Mutex<HashSet<String>>,
     /// Set when the connection is a tool node's.
@@ -119,26 +120,23 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, proxied: Option<Princi
         return;
     }
     tracing::debug!(session = %session.id, resumed, key = %principal.key_ref, "websocket session attached");
-    let (answers, answers_rx) = mpsc::channel(cfg.max_pending_requests + 8);
+    // Room for every pending request's answer, and requests to a node.
+    let outbox = Arc::new(Outbox::new(cfg.max_pending_requests * 2 + 8));
     let node = connect
         .node
         .as_ref()
         .filter(|_| connect.role == Role::Node)
         .map(|n| {
-            hub.nodes.register(
-                &principal.key_ref,
-                &n.name,
-                n.tools.clone(),
-                answers.clone(),
-            )
+            hub.nodes
+                .register(&principal.key_ref, &n.name, n.tools.clone(), outbox.clone())
         });
     let conn = Arc::new(Conn {
         state: state.clone(),
         hub: hub.clone(),
         session: session.clone(),
-        principal,
+        principal: session.principal.clone(),
         closer: Closer::default(),
-        answers,
+        outbox,
         pending: Mutex::default(),
         node,
         last_rx: AtomicU64::new(0),
@@ -147,7 +145,6 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, proxied: Option<Princi
     let writer = tokio::spawn(write(
         conn.clone(),
         sink,
-        answers_rx,
         attached.kicked,
         attached.overflow,
     ));
@@ -300,12 +297,17 @@ impl Conn {
         Duration::from_millis(now.saturating_sub(self.last_rx.load(Ordering::Relaxed)))
     }
 
-    /// Sends an answer to the writer.
+    /// Sends an answer to the writer. It always fits: answers are bounded by the pending
+    /// requests, which the outbox has room for.
     async fn answer(&self, res: Response) {
-        let _ = self
-            .answers
-            .send(sluice_protocol::encode(&Frame::Res(res)))
-            .await;
+        if self
+            .outbox
+            .push(sluice_protocol::encode(&Frame::Res(res)))
+            .is_err()
+        {
+            self.closer
+                .close(close::SLOW_CONSUMER, "answers are not being read");
+        }
     }
 }
 
@@ -438,7 +440,6 @@ pub(super) fn error(code: &str, message: &str) -> ErrorBody {
 async fn write(
     conn: Arc<Conn>,
     mut sink: SplitSink<WebSocket, Message>,
-    mut answers: mpsc::Receiver<String>,
     kicked: CancellationToken,
     overflow: CancellationToken,
 ) {
@@ -447,23 +448,9 @@ async fn write(
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut out = Vec::new();
     let session = conn.session.clone();
-    // A take-over or an overflow closes the connection even while a send is stuck on a
-    // reader that takes nothing.
-    let watcher = {
-        let conn = conn.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                () = kicked.cancelled() => conn.closer.close(
-                    close::SESSION_TAKEN_OVER,
-                    "another connection resumed this session",
-                ),
-                () = overflow.cancelled() => conn.closer.close(
-                    close::SLOW_CONSUMER,
-                    "events fell out of the replay window unread; resume",
-                ),
-                () = conn.closer.token.cancelled() => {}
-            }
-        })
+    let stops = Stops {
+        kicked: kicked.clone(),
+        overflow: overflow.clone(),
     };
     // Events already in the window (a resume's replay) go first.
     session.notify.notify_one();
@@ -475,8 +462,25 @@ async fn write(
                 conn.closer.close(close::RESTART, "the gateway is restarting; reconnect and resume");
                 break;
             }
-            Some(text) = answers.recv() => {
-                if send(&conn, &mut sink, text).await.is_err() {
+            () = kicked.cancelled() => {
+                conn.closer.close(close::SESSION_TAKEN_OVER, "another connection resumed this session");
+                break;
+            }
+            () = overflow.cancelled() => {
+                conn.closer.close(close::SLOW_CONSUMER, "events fell out of the replay window unread; resume");
+                break;
+            }
+            () = conn.outbox.ready.notified() => {
+                let mut frames = Vec::new();
+                conn.outbox.take(&mut frames);
+                let mut failed = false;
+                for text in frames {
+                    if send(&conn, &mut sink, text, &stops).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed {
                     break;
                 }
             }
@@ -488,7 +492,7 @@ async fn write(
                 }
                 let mut failed = false;
                 for text in out.drain(..) {
-                    if send(&conn, &mut sink, text.to_string()).await.is_err() {
+                    if send(&conn, &mut sink, text.to_string(), &stops).await.is_err() {
                         failed = true;
                         break;
                     }
@@ -502,13 +506,12 @@ async fn write(
                     conn.closer.close(close::HEARTBEAT_TIMEOUT, "nothing heard for two heartbeats");
                     break;
                 }
-                if send_message(&conn, &mut sink, Message::Ping(Default::default())).await.is_err() {
+                if send_message(&conn, &mut sink, Message::Ping(Default::default()), &stops).await.is_err() {
                     break;
                 }
             }
         }
     }
-    watcher.abort();
     let (code, reason) = conn.closer.reason().unwrap_or((1000, String::new()));
     close_now(&mut sink, code, &reason).await;
 }
@@ -517,8 +520,15 @@ async fn send(
     conn: &Conn,
     sink: &mut SplitSink<WebSocket, Message>,
     text: String,
+    stops: &Stops,
 ) -> Result<(), ()> {
-    send_message(conn, sink, Message::Text(text.into())).await
+    send_message(conn, sink, Message::Text(text.into()), stops).await
+}
+
+/// What ends a send stuck on a reader that takes nothing: a take-over, an overflow.
+struct Stops {
+    kicked: CancellationToken,
+    overflow: CancellationToken,
 }
 
 /// Sends one message, giving up when the connection is closed meanwhile (a reader that
@@ -527,10 +537,19 @@ async fn send_message(
     conn: &Conn,
     sink: &mut SplitSink<WebSocket, Message>,
     msg: Message,
+    stops: &Stops,
 ) -> Result<(), ()> {
     tokio::select! {
         r = sink.send(msg) => r.map_err(|_| ()),
         () = conn.closer.token.cancelled() => Err(()),
         () = conn.hub.stopping.cancelled() => Err(()),
+        () = stops.kicked.cancelled() => {
+            conn.closer.close(close::SESSION_TAKEN_OVER, "another connection resumed this session");
+            Err(())
+        }
+        () = stops.overflow.cancelled() => {
+            conn.closer.close(close::SLOW_CONSUMER, "events fell out of the replay window unread; resume");
+            Err(())
+        }
     }
 }

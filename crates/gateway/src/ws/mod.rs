@@ -8,6 +8,7 @@ mod connection;
 pub mod hub;
 mod methods;
 pub mod nodes;
+mod outbox;
 pub mod session;
 
 use std::sync::Arc;
@@ -51,8 +52,14 @@ pub(crate) async fn upgrade(
         }
     }
     let max = cfg.max_frame_bytes;
+    // tungstenite allocates its read buffer up front (128 KiB by default): an idle
+    // session must cost a few KiB, so it starts small and grows for a large frame. Frames
+    // are written as they are sent (the writer flushes each one anyway).
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(max.saturating_mul(2))
         .on_upgrade(move |socket| async move {
             // The socket keeps its connection's place under `max_connections`.
             let _permit = permit;

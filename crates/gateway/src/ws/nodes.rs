@@ -14,7 +14,7 @@ use dashmap::DashMap;
 use serde_json::Value;
 use sluice_protocol::methods::{TOOL_INVOKE, ToolInvoke, ToolResult};
 use sluice_protocol::{ErrorBody, Frame, Request, Response, ToolSpec, codes};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 type Answer = oneshot::Sender<Result<Value, ErrorBody>>;
 
@@ -36,7 +36,7 @@ pub struct Node {
     pub name: String,
     pub tools: Vec<ToolSpec>,
     /// The node's connection: its writer sends what is put here.
-    out: mpsc::Sender<String>,
+    out: Arc<super::outbox::Outbox>,
     pending: Mutex<HashMap<String, Answer>>,
 }
 
@@ -88,7 +88,7 @@ impl Nodes {
         key_ref: &Arc<str>,
         name: &str,
         tools: Vec<ToolSpec>,
-        out: mpsc::Sender<String>,
+        out: Arc<super::outbox::Outbox>,
     ) -> Arc<Node> {
         let node = Arc::new(Node {
             name: name.to_owned(),
@@ -167,8 +167,7 @@ impl Nodes {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&id);
         };
-        let sent = tokio::time::timeout(timeout, n.out.send(sluice_protocol::encode(&req))).await;
-        if !matches!(sent, Ok(Ok(()))) {
+        if n.out.push(sluice_protocol::encode(&req)).is_err() {
             forget();
             return Err(unavailable("the node's connection is not taking requests"));
         }

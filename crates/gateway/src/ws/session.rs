@@ -25,7 +25,7 @@ const MAX_MERGED_DELTA_BYTES: usize = 64 * 1024;
 
 pub struct Session {
     pub id: String,
-    pub principal: Principal,
+    pub principal: Arc<Principal>,
     log: Mutex<Log>,
     /// Woken when an event is added (for the attached connection's writer).
     pub(super) notify: Notify,
@@ -121,7 +121,7 @@ impl Session {
     pub fn new(id: String, principal: Principal, window: Window, first_seq: u64) -> Session {
         Session {
             id,
-            principal,
+            principal: Arc::new(principal),
             log: Mutex::new(Log {
                 entries: VecDeque::new(),
                 bytes: 0,

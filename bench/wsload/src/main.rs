@@ -1,0 +1,239 @@
+//! Load for `GET /ws`, bounded in count and time, against 127.0.0.1 only:
+//!
+//! ```text
+//! sluice-wsload idle      WS_URL KEY N HOLD_SECS     N idle sessions held HOLD_SECS (RSS is read by the caller)
+//! sluice-wsload handshake WS_URL KEY N               N handshakes one after another: latency percentiles
+//! sluice-wsload streams   WS_URL KEY N MODEL DELAY   N concurrent chat.completions over N sessions
+//! sluice-wsload sse       HTTP_URL KEY N MODEL DELAY the same N streams as SSE, straight to a provider
+//! ```
+//!
+//! For streams, each chunk k (k ≥ 1) should arrive k × DELAY ms after the first; its
+//! lateness is how much later it arrives. TTFT is from the request to the first content.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    let num = |i: usize| -> anyhow::Result<u64> {
+        arg(i)
+            .parse()
+            .with_context(|| format!("argument {i}: a number"))
+    };
+    match arg(0) {
+        "idle" => idle(arg(1), arg(2), num(3)?, num(4)?).await,
+        "handshake" => handshake(arg(1), arg(2), num(3)?).await,
+        "streams" => streams(arg(1), arg(2), num(3)?, arg(4), num(5)?, false).await,
+        "sse" => streams(arg(1), arg(2), num(3)?, arg(4), num(5)?, true).await,
+        _ => bail!("usage: see the doc comment in bench/wsload/src/main.rs"),
+    }
+}
+
+async fn session(url: &str, key: &str) -> anyhow::Result<Socket> {
+    let (mut s, _) = tokio_tungstenite::connect_async(url).await?;
+    let connect =
+        json!({"type": "connect", "min_protocol": 1, "max_protocol": 1, "auth": {"token": key}});
+    s.send(Message::Text(connect.to_string().into())).await?;
+    loop {
+        match s.next().await {
+            Some(Ok(Message::Text(t))) if t.as_str().contains("\"hello\"") => return Ok(s),
+            Some(Ok(Message::Text(t))) => bail!("not a hello: {t}"),
+            Some(Ok(_)) => continue,
+            other => bail!("no hello: {other:?}"),
+        }
+    }
+}
+
+async fn idle(url: &str, key: &str, n: u64, hold: u64) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut held = Vec::with_capacity(n as usize);
+    let mut pending = futures_util::stream::iter(0..n)
+        .map(|_| session(url, key))
+        .buffer_unordered(100);
+    while let Some(s) = pending.next().await {
+        held.push(s?);
+    }
+    println!(
+        "ready {} sessions in {:.1} s",
+        held.len(),
+        started.elapsed().as_secs_f64()
+    );
+    // Held open and read (so pings are answered), for the caller to measure.
+    let until = Instant::now() + Duration::from_secs(hold);
+    let readers: Vec<_> = held
+        .into_iter()
+        .map(|mut s| {
+            tokio::spawn(async move {
+                while Instant::now() < until {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if tokio::time::timeout(left, s.next()).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = s.close(None).await;
+            })
+        })
+        .collect();
+    for r in readers {
+        let _ = r.await;
+    }
+    println!("done");
+    Ok(())
+}
+
+async fn handshake(url: &str, key: &str, n: u64) -> anyhow::Result<()> {
+    let mut took = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let t = Instant::now();
+        let mut s = session(url, key).await?;
+        took.push(t.elapsed().as_secs_f64() * 1000.0);
+        let _ = s.close(None).await;
+    }
+    println!(
+        "handshake (TCP + upgrade + connect/hello) ms: {}",
+        summary(&mut took)
+    );
+    Ok(())
+}
+
+/// Per stream: TTFT, and the lateness of each later chunk.
+async fn streams(
+    url: &str,
+    key: &str,
+    n: u64,
+    model: &str,
+    delay_ms: u64,
+    sse: bool,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (url, key, model) = (url.to_owned(), key.to_owned(), model.to_owned());
+            tokio::spawn(async move {
+                if sse {
+                    one_sse(&url, &key, &model).await
+                } else {
+                    one_ws(&url, &key, &model).await
+                }
+            })
+        })
+        .collect();
+    let (mut ttft, mut late) = (Vec::new(), Vec::new());
+    let mut failed = 0;
+    for t in tasks {
+        match t.await? {
+            Ok((first, arrivals)) => {
+                ttft.push(first);
+                let base = arrivals.first().copied().unwrap_or(0.0);
+                for (k, a) in arrivals.iter().enumerate().skip(1) {
+                    late.push(a - base - k as f64 * delay_ms as f64);
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                if failed <= 3 {
+                    eprintln!("stream failed: {e:#}");
+                }
+            }
+        }
+    }
+    println!(
+        "{} streams ({} failed) in {:.1} s\nTTFT ms: {}\nchunk lateness ms: {}",
+        n,
+        failed,
+        start.elapsed().as_secs_f64(),
+        summary(&mut ttft),
+        summary(&mut late)
+    );
+    Ok(())
+}
+
+fn ask(model: &str) -> Value {
+    json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+/// (TTFT ms, arrival ms of each content chunk from the request).
+async fn one_ws(url: &str, key: &str, model: &str) -> anyhow::Result<(f64, Vec<f64>)> {
+    let mut s = session(url, key).await?;
+    let t0 = Instant::now();
+    let req = json!({"type": "req", "id": "c", "method": "chat.completions", "params": ask(model)});
+    s.send(Message::Text(req.to_string().into())).await?;
+    let mut arrivals = Vec::new();
+    while let Some(msg) = s.next().await {
+        let Message::Text(t) = msg? else { continue };
+        let f: Value = serde_json::from_str(t.as_str())?;
+        match f["event"].as_str() {
+            Some("chat.delta") => {
+                let text = f["data"]["chunk"]["choices"][0]["delta"]["content"].as_str();
+                if text.is_some_and(|t| !t.is_empty()) {
+                    arrivals.push(t0.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+            Some("chat.completed") => break,
+            Some(other) => bail!("{other}: {f}"),
+            None if f["ok"] == false => bail!("refused: {f}"),
+            None => {}
+        }
+    }
+    let _ = s.close(None).await;
+    Ok((arrivals.first().copied().unwrap_or(f64::NAN), arrivals))
+}
+
+async fn one_sse(url: &str, key: &str, model: &str) -> anyhow::Result<(f64, Vec<f64>)> {
+    let client = reqwest::Client::new();
+    let t0 = Instant::now();
+    let resp = client
+        .post(format!("{url}/chat/completions"))
+        .bearer_auth(key)
+        .json(&ask(model))
+        .send()
+        .await?;
+    let mut body = resp.bytes_stream();
+    let mut buf = Vec::new();
+    let mut arrivals = Vec::new();
+    while let Some(bytes) = body.next().await {
+        buf.extend_from_slice(&bytes?);
+        while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+            let event: Vec<u8> = buf.drain(..end + 2).collect();
+            let line = String::from_utf8_lossy(&event);
+            let Some(data) = line.trim().strip_prefix("data: ") else {
+                continue;
+            };
+            if data == "[DONE]" {
+                continue;
+            }
+            let v: Value = serde_json::from_str(data)?;
+            let text = v["choices"][0]["delta"]["content"].as_str();
+            if text.is_some_and(|t| !t.is_empty()) {
+                arrivals.push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    Ok((arrivals.first().copied().unwrap_or(f64::NAN), arrivals))
+}
+
+fn summary(v: &mut [f64]) -> String {
+    if v.is_empty() {
+        return "no samples".into();
+    }
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    format!(
+        "p50 {:.2} p90 {:.2} p99 {:.2} max {:.2} (n={})",
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        q(1.0),
+        v.len()
+    )
+}
