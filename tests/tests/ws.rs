@@ -392,8 +392,9 @@ async fn a_peer_that_answers_no_ping_is_closed_after_two_heartbeats() {
         Gateway::start(&config("").replace("heartbeat_ms = 15000", "heartbeat_ms = 200")).await;
     let (mut s, hello) = session(&gw, json!({})).await;
     assert_eq!(hello["heartbeat_ms"], 200);
-    // Reading nothing means answering no ping (the client answers as it reads).
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Reading nothing means answering no ping (the client answers as it reads): closed
+    // after two silent heartbeats (~0.4-0.6 s).
+    tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(closed(&mut s).await.0, 4009);
     // One that reads stays.
     let (mut alive, _) = session(&gw, json!({})).await;
@@ -491,4 +492,249 @@ async fn a_stopping_gateway_tells_clients_to_reconnect() {
         "1012: reconnect and resume"
     );
     stop.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_gateway_invokes_a_nodes_tool_and_a_dropped_node_fails_its_calls() {
+    let gw = Gateway::start(&config("")).await;
+    let tool =
+        json!({"name": "echo", "description": "says it back", "parameters": {"type": "object"}});
+    let (mut node, _) = session(
+        &gw,
+        json!({"role": "node", "node": {"name": "n1", "tools": [tool]}}),
+    )
+    .await;
+    let listed = gw.state.hub.nodes.list("config:test");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].0.as_str(), listed[0].1[0].name.as_str()),
+        ("n1", "echo")
+    );
+    assert!(
+        gw.state.hub.nodes.list("config:other").is_empty(),
+        "a key's own nodes only"
+    );
+
+    let hub = gw.state.hub.clone();
+    let asked = tokio::spawn(async move {
+        hub.nodes
+            .invoke(
+                "config:test",
+                "n1",
+                "echo",
+                json!({"say": "hi"}),
+                Duration::from_secs(5),
+            )
+            .await
+    });
+    let req = next(&mut node).await;
+    assert_eq!(
+        (req["type"].as_str(), req["method"].as_str()),
+        (Some("req"), Some("tool.invoke"))
+    );
+    assert_eq!(req["params"]["tool"], "echo");
+    assert_eq!(req["params"]["arguments"]["say"], "hi");
+    assert_eq!(req["params"]["timeout_ms"], 5000);
+    send(
+        &mut node,
+        json!({"type": "res", "id": req["id"], "ok": true, "result": {"output": {"said": "hi"}}}),
+    )
+    .await;
+    assert_eq!(asked.await.unwrap().unwrap(), json!({"said": "hi"}));
+
+    // A node's error answer is passed on as it is.
+    let hub = gw.state.hub.clone();
+    let asked = tokio::spawn(async move {
+        hub.nodes
+            .invoke(
+                "config:test",
+                "n1",
+                "echo",
+                json!({}),
+                Duration::from_secs(5),
+            )
+            .await
+    });
+    let req = next(&mut node).await;
+    send(&mut node, json!({"type": "res", "id": req["id"], "ok": false, "error": {"code": "bad_input", "message": "no", "retryable": false}})).await;
+    assert_eq!(asked.await.unwrap().unwrap_err().code, "bad_input");
+
+    // No answer in time: tool_timeout.
+    let slow = gw
+        .state
+        .hub
+        .nodes
+        .invoke(
+            "config:test",
+            "n1",
+            "echo",
+            json!({}),
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(slow.code, "tool_timeout");
+    let _ = next(&mut node).await;
+
+    // The node drops with a call in flight: it fails at once, not at the timeout.
+    let hub = gw.state.hub.clone();
+    let asked = tokio::spawn(async move {
+        hub.nodes
+            .invoke(
+                "config:test",
+                "n1",
+                "echo",
+                json!({}),
+                Duration::from_secs(30),
+            )
+            .await
+    });
+    let _ = next(&mut node).await;
+    drop(node);
+    let failed = tokio::time::timeout(Duration::from_secs(5), asked)
+        .await
+        .expect("fails fast");
+    assert_eq!(failed.unwrap().unwrap_err().code, "node_unavailable");
+    assert!(
+        sluice_e2e::eventually(5, async || gw
+            .state
+            .hub
+            .nodes
+            .list("config:test")
+            .is_empty())
+        .await,
+        "the node is gone"
+    );
+    let missing = gw
+        .state
+        .hub
+        .nodes
+        .invoke(
+            "config:test",
+            "n1",
+            "echo",
+            json!({}),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code, "node_unavailable");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_trusted_proxys_identity_header_is_believed_only_from_the_proxy() {
+    let cfg = config("").replace(
+        "[providers.mock]",
+        "[server]\nauth = \"trusted_proxy\"\ntrusted_proxies = [\"127.0.0.1/32\"]\nuser_header = \"X-Forwarded-User\"\n[limits.users.alice]\nrpm = 1000\n[providers.mock]",
+    );
+    let gw = Gateway::start(&cfg).await;
+    let body = chat("m");
+    let from = |ip: &str| {
+        reqwest::Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap()
+    };
+    // From the proxy, with no key: the header names the user.
+    let resp = from("127.0.0.1")
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-forwarded-user", "alice@example.com")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // From anywhere else, the header is refused, even with a valid key beside it.
+    let resp = from("127.0.0.2")
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("x-forwarded-user", "alice@example.com")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["code"], "untrusted_identity_header");
+    // Keys keep working without the header.
+    let resp = from("127.0.0.2")
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    gw.service.ledger().flush().await.unwrap();
+    let rows = gw.service.store().recent_spend(10).await.unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r.key_id.as_deref() == Some("proxy:alice@example.com")
+                && r.user_id.as_deref() == Some("alice@example.com")),
+        "the proxied user's call is in the ledger under its name: {rows:?}"
+    );
+
+    // The same on the socket: the upgrade carries the header, connect no token.
+    let ws = |ip: &'static str| {
+        let addr = gw.addr;
+        async move {
+            let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+            tcp.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+            let stream = tcp.connect(addr).await.unwrap();
+            let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+            req.headers_mut()
+                .insert("x-forwarded-user", "alice@example.com".parse().unwrap());
+            tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+                .await
+        }
+    };
+    let (mut s, _) = ws("127.0.0.1").await.unwrap();
+    send(
+        &mut s,
+        json!({"type": "connect", "min_protocol": 1, "max_protocol": 1}),
+    )
+    .await;
+    assert_eq!(next(&mut s).await["type"], "hello");
+    let refused = ws("127.0.0.2").await.unwrap_err();
+    let tokio_tungstenite::tungstenite::Error::Http(resp) = refused else {
+        panic!("an HTTP refusal: {refused}");
+    };
+    assert_eq!(resp.status(), 401);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn sockets_count_against_max_connections_for_their_whole_life() {
+    let cfg = config("").replace(
+        "[providers.mock]",
+        "[server]\nmax_connections = 2\n[providers.mock]",
+    );
+    let gw = Gateway::start(&cfg).await;
+    let (one, _) = session(&gw, json!({})).await;
+    let (_two, _) = session(&gw, json!({})).await;
+    // A raw request: the status line of what the gateway answers on a new connection.
+    let status = async || {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let _ = tcp
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await;
+        let mut buf = vec![0u8; 64];
+        let n = tcp.read(&mut buf).await.unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert!(
+        status().await.starts_with("HTTP/1.1 503"),
+        "two sockets hold both places"
+    );
+    drop(one);
+    let freed =
+        sluice_e2e::eventually(5, async || status().await.starts_with("HTTP/1.1 200")).await;
+    assert!(freed, "a closed socket gives its place back");
+    gw.stop().await;
 }

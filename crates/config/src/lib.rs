@@ -164,6 +164,40 @@ pub struct ServerConfig {
     /// Threads serving requests; `None`: one per CPU.
     pub worker_threads: Option<usize>,
     pub conn: ConnLimits,
+    pub auth: AuthMode,
+}
+
+/// How clients are identified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMode {
+    /// By gateway key only (`Authorization: Bearer`, a WebSocket connect token).
+    Key,
+    /// Also by an identity header set by an identity-aware proxy: believed only from
+    /// `proxies`; a request from anywhere else carrying it is refused. Gateway keys still
+    /// work.
+    TrustedProxy {
+        proxies: Vec<ipnet::IpNet>,
+        /// Lower case.
+        user_header: String,
+    },
+}
+
+impl AuthMode {
+    /// Whether `addr` is one of the trusted proxies.
+    pub fn trusts(&self, addr: std::net::IpAddr) -> bool {
+        match self {
+            AuthMode::Key => false,
+            AuthMode::TrustedProxy { proxies, .. } => {
+                let addr = match addr {
+                    std::net::IpAddr::V6(v6) => {
+                        v6.to_ipv4_mapped().map_or(addr, std::net::IpAddr::V4)
+                    }
+                    v4 => v4,
+                };
+                proxies.iter().any(|net| net.contains(&addr))
+            }
+        }
+    }
 }
 
 /// How long a client connection may take over each part of its life, and how many may be

@@ -83,6 +83,13 @@ pub struct RawServer {
     pub write_timeout_ms: u64,
     /// Open client connections at most; more are answered 503 and closed.
     pub max_connections: u64,
+    /// `key` (gateway keys only) or `trusted_proxy` (also an identity header set by an
+    /// identity-aware proxy at one of `trusted_proxies`).
+    pub auth: String,
+    /// CIDRs of the proxies whose identity header is believed.
+    pub trusted_proxies: Vec<String>,
+    /// The header naming the user (`trusted_proxy` mode).
+    pub user_header: String,
 }
 
 impl Default for RawServer {
@@ -99,6 +106,9 @@ impl Default for RawServer {
             body_read_timeout_ms: 30_000,
             write_timeout_ms: 30_000,
             max_connections: 10_000,
+            auth: "key".into(),
+            trusted_proxies: Vec::new(),
+            user_header: "x-forwarded-user".into(),
         }
     }
 }

@@ -42,7 +42,7 @@ use hyper_util::rt::TokioIo;
 use sluice_config::ConnLimits;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 
 /// Raises the soft limit on open files to the hard limit; returns the new soft limit.
@@ -110,8 +110,8 @@ pub(crate) async fn serve(
             // Reap finished connections so the set holds only open ones.
             Some(_) = open.join_next(), if !open.is_empty() => continue,
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors (or a connection reset before it was taken):
                 // say so once a second, pause briefly and go on.
@@ -139,10 +139,7 @@ pub(crate) async fn serve(
         };
         let app = app.clone();
         let phase = phase.clone();
-        open.spawn(async move {
-            serve_one(tcp, app, limits, phase).await;
-            drop(permit);
-        });
+        open.spawn(serve_one(tcp, peer, app, limits, phase, Arc::new(permit)));
     }
     drop(listener);
     loop {
@@ -157,14 +154,18 @@ pub(crate) async fn serve(
 
 async fn serve_one(
     tcp: TcpStream,
+    peer: std::net::SocketAddr,
     app: axum::Router,
     limits: ConnLimits,
     mut phase: watch::Receiver<Phase>,
+    permit: Arc<OwnedSemaphorePermit>,
 ) {
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(TimedIo::new(tcp, limits, activity.clone()));
     let service = Tracked {
         app,
+        peer,
+        permit: ConnPermit(permit),
         activity,
         body_read: limits.body_read,
     };
@@ -218,6 +219,13 @@ async fn refuse(mut tcp: TcpStream) {
     })
     .await;
 }
+
+/// A connection's place under `max_connections`, released when the last holder drops it
+/// (the connection's task, or the WebSocket it was upgraded to).
+#[derive(Clone)]
+pub(crate) struct ConnPermit(
+    #[expect(dead_code, reason = "held, never read")] Arc<OwnedSemaphorePermit>,
+);
 
 /// What the connection's timers need to know about its requests.
 #[derive(Debug)]
@@ -442,6 +450,11 @@ impl AsyncWrite for TimedIo {
 #[derive(Clone)]
 struct Tracked {
     app: axum::Router,
+    /// The connection's place under `max_connections`: each request carries it, so a
+    /// connection upgraded to a WebSocket keeps it for the socket's life.
+    permit: ConnPermit,
+    /// The client's address, for handlers (`ConnectInfo`): trusted-proxy auth reads it.
+    peer: std::net::SocketAddr,
     activity: Arc<Activity>,
     body_read: Duration,
 }
@@ -454,7 +467,10 @@ impl hyper::service::Service<Request<Incoming>> for Tracked {
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         self.activity.begin();
         let guard = ActiveGuard(self.activity.clone());
-        let req = req.map(|body| Body::new(DeadlineBody::new(body, self.body_read)));
+        let mut req = req.map(|body| Body::new(DeadlineBody::new(body, self.body_read)));
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
+        req.extensions_mut().insert(self.permit.clone());
         let mut app = self.app.clone();
         Box::pin(async move {
             let resp = match tower_service::Service::call(&mut app, req).await {

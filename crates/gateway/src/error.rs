@@ -19,6 +19,8 @@ pub enum ApiError {
     Service(#[from] ServiceError),
     #[error("missing or wrong admin token")]
     AdminUnauthorized,
+    #[error("an identity header is only believed from the gateway's trusted proxies")]
+    UntrustedIdentity,
     #[error("the admin API is off: set [server] admin_token to turn it on")]
     AdminDisabled,
     #[error("{0}")]
@@ -105,6 +107,12 @@ impl ApiError {
                 S::UNAUTHORIZED,
                 "authentication_error",
                 "invalid_admin_token",
+                msg,
+            ),
+            ApiError::UntrustedIdentity => p(
+                S::UNAUTHORIZED,
+                "authentication_error",
+                "untrusted_identity_header",
                 msg,
             ),
             ApiError::AdminDisabled => {

@@ -15,6 +15,7 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
     pub conn_limits: sluice_config::ConnLimits,
+    pub auth: sluice_config::AuthMode,
     /// SHA-256 of the admin token; `None`: the admin API is off.
     pub(crate) admin_token: Option<[u8; 32]>,
     draining: AtomicBool,
@@ -29,6 +30,7 @@ impl AppState {
             max_body_bytes: cfg.server.max_body_bytes,
             shutdown_grace: cfg.server.shutdown_grace,
             conn_limits: cfg.server.conn,
+            auth: cfg.server.auth.clone(),
             admin_token: cfg
                 .server
                 .admin_token

@@ -51,6 +51,22 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// A user vouched for by a trusted identity-aware proxy (`[server] auth =
+    /// "trusted_proxy"`): no gateway key, so no key limits; the user's limits apply, and
+    /// the ledger, the limits and the spend breaker know the caller as `proxy:USER`.
+    pub fn proxied_user(user: &str) -> Principal {
+        let key_ref: Arc<str> = Arc::from(format!("proxy:{user}"));
+        Principal {
+            key_name: format!("proxy:{user}"),
+            key_id: None,
+            key_scope: Arc::from(format!("key:{key_ref}")),
+            key_ref,
+            user_id: Some(user.to_owned()),
+            allowed_models: None,
+            limits: Limits::default(),
+        }
+    }
+
     pub fn may_use(&self, model: &str) -> bool {
         self.allowed_models
             .as_ref()

@@ -210,6 +210,7 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
 
     let limits = limits_section(raw.limits, &models, &providers, &mut p);
     let websocket = websocket(raw.websocket, &mut p);
+    let auth = auth_mode(&raw.server, &mut p);
 
     if !p.is_empty() {
         return Err(ConfigError { problems: p });
@@ -226,6 +227,7 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
                 n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
             },
             conn,
+            auth,
         },
         database,
         keys,
@@ -236,6 +238,60 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
         limits,
         websocket,
     })
+}
+
+fn auth_mode(s: &crate::raw::RawServer, p: &mut Vec<String>) -> crate::AuthMode {
+    match s.auth.as_str() {
+        "key" => {
+            if !s.trusted_proxies.is_empty() {
+                p.push(
+                    "server.trusted_proxies: only used with server.auth = \"trusted_proxy\"".into(),
+                );
+            }
+            crate::AuthMode::Key
+        }
+        "trusted_proxy" => {
+            let mut proxies = Vec::new();
+            for (i, cidr) in s.trusted_proxies.iter().enumerate() {
+                let parsed = cidr
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+                match parsed {
+                    Ok(net) => proxies.push(net),
+                    Err(_) => p.push(format!(
+                        "server.trusted_proxies[{i}]: `{cidr}` is not an address or CIDR like 10.0.0.0/8"
+                    )),
+                }
+            }
+            if s.trusted_proxies.is_empty() {
+                p.push(
+                    "server.trusted_proxies: trusted_proxy mode needs the proxies' addresses"
+                        .into(),
+                );
+            }
+            let header = s.user_header.to_ascii_lowercase();
+            let valid = !header.is_empty()
+                && header
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid {
+                p.push(format!(
+                    "server.user_header: `{}` is not a header name",
+                    s.user_header
+                ));
+            }
+            crate::AuthMode::TrustedProxy {
+                proxies,
+                user_header: header,
+            }
+        }
+        other => {
+            p.push(format!(
+                "server.auth: `{other}` is not one of key, trusted_proxy"
+            ));
+            crate::AuthMode::Key
+        }
+    }
 }
 
 fn websocket(w: crate::raw::RawWebSocket, p: &mut Vec<String>) -> crate::WebSocketConfig {

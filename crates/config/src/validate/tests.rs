@@ -290,3 +290,58 @@ fn unknown_fields_and_missing_variables_name_their_place() {
     let problems = parse("[providers.a]\nkind = \"openia\"\n").unwrap_err();
     assert!(problems[0].contains("providers.a.kind"), "{problems:?}");
 }
+
+#[test]
+fn websocket_and_trusted_proxy_settings_are_checked_all_at_once() {
+    let problems = parse(
+        r#"
+        [server]
+        auth = "trusted_proxy"
+        trusted_proxies = ["10.0.0.0/8", "not-a-cidr", "192.168.1.7"]
+        user_header = "x forwarded"
+        [websocket]
+        heartbeat_ms = 0
+        max_frame_bytes = 2048
+        replay_bytes = 1024
+        allowed_origins = ["https://app.example.com", "app.example.com", "*"]
+        "#,
+    )
+    .unwrap_err();
+    let expected = [
+        "server.trusted_proxies[1]: `not-a-cidr`",
+        "server.user_header:",
+        "websocket.heartbeat_ms: must be greater than 0",
+        "websocket.replay_bytes:",
+        "websocket.allowed_origins[1]:",
+    ];
+    for e in expected {
+        assert!(
+            problems.iter().any(|p| p.starts_with(e)),
+            "{e} among {problems:#?}"
+        );
+    }
+    assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+
+    let cfg =
+        parse("[server]\nauth = \"trusted_proxy\"\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n")
+            .unwrap();
+    assert!(cfg.server.auth.trusts("10.1.2.3".parse().unwrap()));
+    assert!(cfg.server.auth.trusts("::1".parse().unwrap()));
+    assert!(
+        cfg.server.auth.trusts("::ffff:10.9.9.9".parse().unwrap()),
+        "an IPv4 peer seen on an IPv6 socket"
+    );
+    assert!(!cfg.server.auth.trusts("11.0.0.1".parse().unwrap()));
+    assert!(
+        parse("[server]\nauth = \"trusted_proxy\"\n")
+            .unwrap_err()
+            .iter()
+            .any(|p| p.starts_with("server.trusted_proxies:")),
+        "trusted_proxy mode needs proxies"
+    );
+    let ws = parse("").unwrap().websocket;
+    assert!(
+        !ws.origin_allowed("https://app.example.com"),
+        "none by default"
+    );
+}

@@ -12,7 +12,8 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use sluice_protocol::methods::{CLIENT_METHODS, events};
 use sluice_protocol::{
-    Connect, ErrorBody, Frame, Hello, ReplayGap, Request, Response, ServerLimits, close, codes,
+    Connect, ErrorBody, Frame, Hello, ReplayGap, Request, Response, Role, ServerLimits, close,
+    codes,
 };
 use sluice_service::Principal;
 use tokio::sync::mpsc;
@@ -62,19 +63,23 @@ pub(super) struct Conn {
     pub answers: mpsc::Sender<String>,
     /// Request ids in flight.
     pending: Mutex<HashSet<String>>,
+    /// Set when the connection is a tool node's.
+    node: Option<Arc<super::nodes::Node>>,
     /// When anything last arrived from the peer, in ms since `epoch`.
     last_rx: AtomicU64,
     epoch: Instant,
 }
 
-pub async fn run(socket: WebSocket, state: Arc<AppState>) {
+/// `proxied`: the user a trusted proxy vouched for at the upgrade, used when `connect`
+/// carries no token.
+pub async fn run(socket: WebSocket, state: Arc<AppState>, proxied: Option<Principal>) {
     let hub = state.hub.clone();
     let (mut sink, mut stream) = socket.split();
     let connect = match handshake_frame(&mut stream, hub.cfg.connect_timeout).await {
         Ok(c) => c,
         Err((code, reason)) => return close_now(&mut sink, code, &reason).await,
     };
-    let opened = match open(&state, &hub, &connect).await {
+    let opened = match open(&state, &hub, &connect, proxied).await {
         Ok(o) => o,
         Err((code, reason)) => return close_now(&mut sink, code, &reason).await,
     };
@@ -115,6 +120,18 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>) {
     }
     tracing::debug!(session = %session.id, resumed, key = %principal.key_ref, "websocket session attached");
     let (answers, answers_rx) = mpsc::channel(cfg.max_pending_requests + 8);
+    let node = connect
+        .node
+        .as_ref()
+        .filter(|_| connect.role == Role::Node)
+        .map(|n| {
+            hub.nodes.register(
+                &principal.key_ref,
+                &n.name,
+                n.tools.clone(),
+                answers.clone(),
+            )
+        });
     let conn = Arc::new(Conn {
         state: state.clone(),
         hub: hub.clone(),
@@ -123,6 +140,7 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>) {
         closer: Closer::default(),
         answers,
         pending: Mutex::default(),
+        node,
         last_rx: AtomicU64::new(0),
         epoch: Instant::now(),
     });
@@ -133,9 +151,22 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>) {
         attached.kicked,
         attached.overflow,
     ));
-    read(&conn, stream).await;
+    read(&conn, &mut stream).await;
     conn.closer.close(1000, "");
+    if let Some(node) = &conn.node {
+        hub.nodes.unregister(&conn.principal.key_ref, node);
+    }
     let _ = writer.await;
+    // The closing handshake: the peer answers our close frame before the socket goes, so
+    // it can read the close code (and its last pongs do not meet a closed socket).
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(m)) = stream.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
     hub.detached(&session, attached.generation);
 }
 
@@ -168,7 +199,12 @@ async fn handshake_frame(
 }
 
 /// Version, auth, and the session (new, resumed or restored from the store).
-async fn open(state: &AppState, hub: &Hub, c: &Connect) -> Result<Opening, (u16, String)> {
+async fn open(
+    state: &AppState,
+    hub: &Hub,
+    c: &Connect,
+    proxied: Option<Principal>,
+) -> Result<Opening, (u16, String)> {
     let (min, max) = c.versions();
     let protocol = max.min(sluice_protocol::MAX_PROTOCOL);
     if protocol < min.max(sluice_protocol::MIN_PROTOCOL) || min > max {
@@ -181,14 +217,15 @@ async fn open(state: &AppState, hub: &Hub, c: &Connect) -> Result<Opening, (u16,
             ),
         ));
     }
-    let Some(auth) = &c.auth else {
-        return Err((close::UNAUTHORIZED, "missing_api_key".into()));
+    let principal = match (&c.auth, proxied) {
+        (Some(auth), _) => state
+            .service
+            .authenticate(&auth.token)
+            .map_err(|e| (close::UNAUTHORIZED, e.code().to_owned()))?,
+        (None, Some(user)) => user,
+        (None, None) => return Err((close::UNAUTHORIZED, "missing_api_key".into())),
     };
-    let principal = state
-        .service
-        .authenticate(&auth.token)
-        .map_err(|e| (close::UNAUTHORIZED, e.code().to_owned()))?;
-    if c.role == sluice_protocol::Role::Node && c.node.is_none() {
+    if c.role == Role::Node && c.node.is_none() {
         return Err((
             close::PROTOCOL_ERROR,
             "a node's connect names the node and its tools".into(),
@@ -272,7 +309,7 @@ impl Conn {
     }
 }
 
-async fn read(conn: &Arc<Conn>, mut stream: SplitStream<WebSocket>) {
+async fn read(conn: &Arc<Conn>, stream: &mut SplitStream<WebSocket>) {
     conn.heard();
     loop {
         let msg = tokio::select! {
@@ -330,8 +367,11 @@ async fn on_text(conn: &Arc<Conn>, text: &str) {
     };
     match frame {
         Frame::Req(req) => start_request(conn, req).await,
-        // Answers to the gateway's own requests (tool.invoke) arrive with the node work.
-        Frame::Res(_) => {}
+        // Answers to the gateway's own requests (tool.invoke).
+        Frame::Res(res) => match &conn.node {
+            Some(node) => node.answered(res),
+            None => tracing::debug!(session = %conn.session.id, "an answer to nothing asked"),
+        },
         Frame::Connect(_) => conn
             .closer
             .close(close::PROTOCOL_ERROR, "connect is only the first frame"),

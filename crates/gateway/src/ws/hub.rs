@@ -17,6 +17,8 @@ pub struct Hub {
     per_key: DashMap<Arc<str>, usize>,
     /// Cancelled when the gateway stops: every connection closes with `1012`.
     pub stopping: CancellationToken,
+    /// The tool nodes connected.
+    pub nodes: super::nodes::Nodes,
 }
 
 impl std::fmt::Debug for Hub {
@@ -47,6 +49,7 @@ impl Hub {
             sessions: DashMap::new(),
             per_key: DashMap::new(),
             stopping: CancellationToken::new(),
+            nodes: super::nodes::Nodes::default(),
         }
     }
 

@@ -7,12 +7,16 @@
 mod connection;
 pub mod hub;
 mod methods;
+pub mod nodes;
 pub mod session;
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::Extension;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 
@@ -21,11 +25,19 @@ use crate::error::error_body;
 
 pub use hub::Hub;
 
-pub async fn upgrade(
+pub(crate) async fn upgrade(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    permit: Option<Extension<crate::conn::ConnPermit>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // A proxy's identity header is checked before the upgrade: from an untrusted
+    // address it is refused with 401, like on any other route.
+    let proxied = match crate::auth::proxied(&state, &headers, Some(peer.ip())) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
     let cfg = &state.hub.cfg;
     if let Some(origin) = headers.get(http::header::ORIGIN) {
         let allowed = origin.to_str().is_ok_and(|o| cfg.origin_allowed(o));
@@ -41,5 +53,9 @@ pub async fn upgrade(
     let max = cfg.max_frame_bytes;
     ws.max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| connection::run(socket, state))
+        .on_upgrade(move |socket| async move {
+            // The socket keeps its connection's place under `max_connections`.
+            let _permit = permit;
+            connection::run(socket, state, proxied).await;
+        })
 }
