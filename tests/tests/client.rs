@@ -1,7 +1,8 @@
 //! `sluice-client` against the real gateway over real sockets: connect, calls and their
 //! errors, a streamed chat equal to the HTTP answer, and what the client does when its
 //! connection breaks (a cut, a silent gateway, a restart onto the same store, a key
-//! refused on reconnect). A [`Proxy`] between client and gateway does the breaking.
+//! refused on reconnect), and the node role: tools served to the gateway's
+//! `hub.nodes.invoke`. A [`Proxy`] between client and gateway does the breaking.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,10 +13,11 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use sluice_client::protocol::ToolSpec;
 use sluice_client::protocol::methods::HistoryParams;
 use sluice_client::{
     CallError, ChatEvent, ChatStream, Client, ClientConfig, ClientError, CloseReason, Events, Gap,
-    SessionEvent,
+    NodeConfig, SessionEvent, ToolCall, ToolError,
 };
 use sluice_e2e::{Gateway, KEY, Proxy};
 
@@ -428,5 +430,180 @@ async fn bad_credentials_fail_at_once_and_are_not_retried() {
     let after = client.ping().await.unwrap_err();
     assert!(matches!(after, CallError::Closed(_)), "{after}");
     other.stop().await;
+    gw.stop().await;
+}
+
+/// The key every test config's key is known by in the gateway (`config:<name>`).
+const KEY_REF: &str = "config:test";
+
+fn tool(name: &str) -> ToolSpec {
+    ToolSpec {
+        name: name.into(),
+        description: format!("the {name} tool"),
+        parameters: json!({"type": "object"}),
+    }
+}
+
+/// A node named `builder`: `echo` answers its arguments, `fail` fails, `sleep` sleeps
+/// `ms` and says so, `hang` tells `started` and never answers.
+fn node_config(url: String, started: tokio::sync::mpsc::Sender<()>) -> ClientConfig {
+    let mut c = client_config(url);
+    let tools = ["echo", "fail", "sleep", "hang"].map(tool).to_vec();
+    c.node = Some(NodeConfig::new("builder", tools, move |call: ToolCall| {
+        let started = started.clone();
+        async move {
+            match call.tool.as_str() {
+                "echo" => Ok(json!({"echoed": call.arguments})),
+                "fail" => Err(ToolError::failed("the disk is full")),
+                "sleep" => {
+                    let ms = call.arguments["ms"].as_u64().unwrap_or(0);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    Ok(json!(format!("slept {ms} ms")))
+                }
+                _ => {
+                    let _ = started.send(()).await;
+                    std::future::pending().await
+                }
+            }
+        }
+    }));
+    c
+}
+
+async fn registered(gw: &Gateway) -> bool {
+    sluice_e2e::eventually(5, async || {
+        gw.state
+            .hub
+            .nodes
+            .list(KEY_REF)
+            .iter()
+            .any(|(name, _)| name == "builder")
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_node_serves_its_tools_to_the_gateway() {
+    let gw = Gateway::start(&config("")).await;
+    let (started, _) = tokio::sync::mpsc::channel(1);
+    let node = Client::connect(node_config(ws_url(&gw), started))
+        .await
+        .unwrap();
+    assert!(registered(&gw).await, "the node is listed under its key");
+    let listed = gw.state.hub.nodes.list(KEY_REF);
+    assert_eq!(listed[0].1.len(), 4, "with the tools it declared");
+    assert_eq!(listed[0].1[0].description, "the echo tool");
+    let nodes = &gw.state.hub.nodes;
+    let second = Duration::from_secs(1);
+
+    let out = nodes
+        .invoke(KEY_REF, "builder", "echo", json!({"q": [1, 2]}), second)
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"echoed": {"q": [1, 2]}}));
+    let failed = nodes
+        .invoke(KEY_REF, "builder", "fail", json!({}), second)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (failed.code.as_str(), failed.message.as_str()),
+        ("internal_error", "the disk is full"),
+        "the handler's error is the answer"
+    );
+    let late = nodes
+        .invoke(
+            KEY_REF,
+            "builder",
+            "sleep",
+            json!({"ms": 2000}),
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(late.code, "tool_timeout");
+
+    // Invocations run at once, not one after another.
+    let started = std::time::Instant::now();
+    let calls = (0..5).map(|_| {
+        nodes.invoke(
+            KEY_REF,
+            "builder",
+            "sleep",
+            json!({"ms": 300}),
+            Duration::from_secs(5),
+        )
+    });
+    for out in futures_util::future::join_all(calls).await {
+        assert_eq!(out.unwrap(), json!("slept 300 ms"));
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1200),
+        "five 300 ms tools took {:?}",
+        started.elapsed()
+    );
+
+    // The node is also a client of its session.
+    node.ping().await.unwrap();
+    node.close().await;
+    assert!(
+        sluice_e2e::eventually(5, async || nodes.list(KEY_REF).is_empty()).await,
+        "a closed node is no longer listed"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_whose_connection_dies_fails_its_invocation_and_comes_back() {
+    let gw = Gateway::start(&config("")).await;
+    let proxy = Proxy::start(gw.addr).await;
+    let (started, mut running) = tokio::sync::mpsc::channel(1);
+    let node = Client::connect(node_config(proxy.ws_url(), started))
+        .await
+        .unwrap();
+    assert!(registered(&gw).await);
+    let state = gw.state.clone();
+    let waiting = tokio::spawn(async move {
+        state
+            .hub
+            .nodes
+            .invoke(
+                KEY_REF,
+                "builder",
+                "hang",
+                json!({}),
+                Duration::from_secs(10),
+            )
+            .await
+    });
+    running.recv().await.expect("the tool started");
+    let t0 = std::time::Instant::now();
+    proxy.cut();
+    let err = waiting.await.unwrap().unwrap_err();
+    assert_eq!(err.code, "node_unavailable", "{err:?}");
+    assert!(err.retryable);
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "failed when the node went, not at the timeout: {:?}",
+        t0.elapsed()
+    );
+    // The node reconnects by itself and serves again.
+    let back = sluice_e2e::eventually(5, async || {
+        gw.state
+            .hub
+            .nodes
+            .invoke(
+                KEY_REF,
+                "builder",
+                "echo",
+                json!({"n": 1}),
+                Duration::from_secs(1),
+            )
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(back, "the reconnected node serves its tools again");
+    assert_eq!(proxy.accepted(), 2);
+    drop(node);
     gw.stop().await;
 }
