@@ -168,6 +168,26 @@ mod tests {
         }
     }
 
+    /// With TLS on, a `wss://` URL gets as far as the TLS handshake (a crypto backend is
+    /// there: no panic), and a peer that is not TLS is a transport error.
+    #[cfg(feature = "rustls-tls-native-roots")]
+    #[tokio::test]
+    async fn wss_reaches_the_tls_handshake() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            if let Ok((mut s, _)) = listener.accept().await {
+                let _ = s.write_all(b"HTTP/1.1 400 not tls\r\n\r\n").await;
+            }
+        });
+        let config = ClientConfig::new(format!("wss://localhost:{}/ws", addr.port()), "k");
+        let Err(err) = open(&config, None).await else {
+            panic!("not a TLS server");
+        };
+        assert!(matches!(err, ClientError::Transport(_)), "{err}");
+    }
+
     #[test]
     fn a_refusal_says_whether_to_try_again() {
         assert!(!refused(4001, "invalid_api_key".into()).is_transient());

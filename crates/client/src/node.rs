@@ -27,6 +27,17 @@ pub struct ToolCall {
     pub timeout: Duration,
 }
 
+impl ToolCall {
+    /// A call, for testing a handler without a gateway.
+    pub fn new(tool: impl Into<String>, arguments: Value, timeout: Duration) -> ToolCall {
+        ToolCall {
+            tool: tool.into(),
+            arguments,
+            timeout,
+        }
+    }
+}
+
 /// Why a tool failed, as the gateway (and the model) will see it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {}", .0.code, .0.message)]
