@@ -738,3 +738,88 @@ async fn sockets_count_against_max_connections_for_their_whole_life() {
     assert!(freed, "a closed socket gives its place back");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_reader_that_cannot_keep_up_is_closed_4008_and_resumes_knowing_what_it_lost() {
+    // An 8 KiB window, and an answer of ~20 KiB produced faster than any socket takes it:
+    // deltas merge up to a quarter of the window, then the window overflows.
+    let cfg = config("max_frame_bytes = 4096\nreplay_bytes = 8192").replace(
+        "[models.m]",
+        "[providers.long]\nkind = \"mock\"\nwords = 3000\n[models.long]\nchain = [\"long:model-x\"]\n[models.m]",
+    );
+    let gw = Gateway::start(&cfg).await;
+    let (mut s, hello) = session(&gw, json!({})).await;
+    let id = hello["session_id"].as_str().unwrap().to_owned();
+    send(
+        &mut s,
+        json!({"type": "req", "id": "a", "method": "chat.completions", "params": chat("long")}),
+    )
+    .await;
+    let mut seen = 0;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.next())
+            .await
+            .expect("in time")
+        {
+            Some(Ok(Message::Close(Some(f)))) => break u16::from(f.code),
+            Some(Ok(Message::Text(t))) => {
+                let f: Value = serde_json::from_str(t.as_str()).unwrap();
+                if let Some(seq) = f["seq"].as_u64() {
+                    seen = seq;
+                }
+            }
+            Some(Ok(Message::Close(None))) | Some(Err(_)) | None => break 0,
+            Some(Ok(_)) => {}
+        }
+    };
+    assert_eq!(code, 4008);
+    let (_resumed, hello) =
+        session(&gw, json!({"resume": {"session_id": id, "last_seq": seen}})).await;
+    assert_eq!(hello["resumed"], true);
+    let oldest = hello["replay_gap"]["oldest_seq"].as_u64().expect("a gap");
+    assert!(oldest > seen + 1, "{hello}");
+    let (events, bytes) = {
+        let s = gw
+            .state
+            .hub
+            .resumable(&id, &gw.service.authenticate(KEY).unwrap())
+            .unwrap();
+        s.window_use()
+    };
+    assert!(
+        bytes <= 8192,
+        "the session holds its window and no more ({events} events, {bytes} bytes)"
+    );
+    gw.stop().await;
+}
+
+/// The interpreter with the `websockets` library (scripts/test installs it in .venv).
+fn python() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("SLUICE_TEST_PYTHON") {
+        return p.into();
+    }
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python")
+}
+
+#[tokio::test]
+async fn a_python_websockets_client_streams_and_resumes() {
+    let gw = Gateway::start(&config("")).await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/ws_e2e.py");
+    let out = tokio::process::Command::new(python())
+        .arg(&script)
+        .env("SLUICE_WS_URL", format!("ws://{}/ws", gw.addr))
+        .env("SLUICE_KEY", KEY)
+        .env("NO_PROXY", "127.0.0.1")
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "websockets script failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("resumed without a gap"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("errors and ping"), "{stdout}");
+    gw.stop().await;
+}

@@ -150,10 +150,11 @@ async fn chat(conn: &Arc<Conn>, req_id: &str, raw: Value) -> Result<Value, Error
                 "model": response.model,
                 "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": response.choices.first().and_then(|c| c.finish_reason.clone())}],
             });
-            session.emit(
-                events::CHAT_DELTA,
-                json!({"call_id": ids.0, "req_id": ids.1, "chunk": chunk}),
-            );
+            session.emit_delta(m::ChatDelta {
+                call_id: ids.0.clone(),
+                req_id: ids.1.clone(),
+                chunk,
+            });
             session.emit(
                 events::CHAT_COMPLETED,
                 json!({"call_id": ids.0, "req_id": ids.1, "usage": response.usage, "served_by": served_by}),
@@ -197,11 +198,11 @@ async fn pump(
                 for c in &chunk.choices {
                     text.push_str(c.delta.content.as_deref().unwrap_or(""));
                 }
-                let chunk = serde_json::to_value(&chunk).unwrap_or(Value::Null);
-                session.emit(
-                    events::CHAT_DELTA,
-                    json!({"call_id": call_id, "req_id": req_id, "chunk": chunk}),
-                );
+                session.emit_delta(m::ChatDelta {
+                    call_id: call_id.clone(),
+                    req_id: req_id.clone(),
+                    chunk: serde_json::to_value(&chunk).unwrap_or(Value::Null),
+                });
             }
             Some(Err(e)) => {
                 if let Some(s) = stream.settled() {

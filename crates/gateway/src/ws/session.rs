@@ -64,10 +64,20 @@ struct Log {
 
 struct Entry {
     seq: u64,
-    text: Arc<str>,
-    /// A delta not yet sent keeps its parts, to merge the next one of its call into it.
-    delta: Option<Box<ChatDelta>>,
+    body: Body,
+    /// The frame's size (for a delta still in parts, a close estimate).
+    len: usize,
 }
+
+enum Body {
+    Text(Arc<str>),
+    /// A delta not yet sent keeps its parts: the next delta of its call merges into it
+    /// in place, and it is serialised once, when it is sent.
+    Delta(Box<ChatDelta>),
+}
+
+/// Bytes a delta's frame adds beyond its chunk's text.
+const DELTA_OVERHEAD: usize = 256;
 
 #[derive(Debug, Default)]
 struct Attachment {
@@ -136,25 +146,47 @@ impl Session {
     pub fn emit(&self, event: &str, data: Value) -> u64 {
         let seq = {
             let mut log = self.log();
-            if event == events::CHAT_DELTA
-                && let Some(seq) = log.merge_delta(&data)
-            {
-                seq
-            } else {
-                log.last_seq += 1;
-                let seq = log.last_seq;
-                let delta = (event == events::CHAT_DELTA)
-                    .then(|| {
-                        serde_json::from_value::<ChatDelta>(data.clone())
-                            .ok()
-                            .map(Box::new)
-                    })
-                    .flatten();
-                let text = frame_text(seq, event, data);
-                log.push(Entry { seq, text, delta });
-                seq
+            log.last_seq += 1;
+            let seq = log.last_seq;
+            let text = frame_text(seq, event, data);
+            let len = text.len();
+            log.push(Entry {
+                seq,
+                body: Body::Text(text),
+                len,
+            });
+            seq
+        };
+        self.wake();
+        seq
+    }
+
+    /// Adds a `chat.delta`, merged into the last event when that is an unsent delta of
+    /// the same call (then it keeps that event's seq); returns its seq.
+    pub fn emit_delta(&self, delta: ChatDelta) -> u64 {
+        let seq = {
+            let mut log = self.log();
+            match log.merge_delta(&delta) {
+                Some(seq) => seq,
+                None => {
+                    log.last_seq += 1;
+                    let seq = log.last_seq;
+                    let len = delta_len(&delta.chunk);
+                    log.push(Entry {
+                        seq,
+                        body: Body::Delta(Box::new(delta)),
+                        len,
+                    });
+                    seq
+                }
             }
         };
+        self.wake();
+        seq
+    }
+
+    /// Tells the attached connection: there is more to send (or it fell behind).
+    fn wake(&self) {
         if self.log().overflowed
             && let Some(t) = &self
                 .attachment
@@ -165,7 +197,6 @@ impl Session {
             t.cancel();
         }
         self.notify.notify_one();
-        seq
     }
 
     /// Frames to send after what the connection has sent, marked sent. `Err`: the
@@ -176,10 +207,22 @@ impl Session {
             return Err(FellBehind);
         }
         let sent = log.sent;
+        let mut grew = 0usize;
+        let mut shrank = 0usize;
         for e in log.entries.iter_mut().filter(|e| e.seq > sent) {
-            e.delta = None;
-            out.push(e.text.clone());
+            if let Body::Delta(d) = &e.body {
+                let data = serde_json::to_value(&**d).unwrap_or(Value::Null);
+                let text = frame_text(e.seq, events::CHAT_DELTA, data);
+                shrank += e.len;
+                e.len = text.len();
+                grew += e.len;
+                e.body = Body::Text(text);
+            }
+            if let Body::Text(t) = &e.body {
+                out.push(t.clone());
+            }
         }
+        log.bytes = log.bytes + grew - shrank;
         log.sent = log.last_seq;
         Ok(())
     }
@@ -206,8 +249,6 @@ impl Session {
         let oldest = log.entries.front().map_or(last_seq + 1, |e| e.seq);
         let gap_from = (from + 1 < oldest).then_some(oldest);
         log.sent = from;
-        // Deltas that were sent before stay as they are; whatever is unsent now may be
-        // merged again only if it still carries its parts (it does).
         drop(log);
         self.notify.notify_one();
         Attached {
@@ -270,13 +311,13 @@ impl Session {
 
 impl Log {
     fn push(&mut self, e: Entry) {
-        self.bytes += e.text.len();
+        self.bytes += e.len;
         self.entries.push_back(e);
         while self.entries.len() > self.window.events || self.bytes > self.window.bytes {
             let Some(old) = self.entries.pop_front() else {
                 break;
             };
-            self.bytes -= old.text.len();
+            self.bytes -= old.len;
             if old.seq > self.sent {
                 self.overflowed = true;
             }
@@ -285,29 +326,40 @@ impl Log {
 
     /// Merges a delta into the last event when that is an unsent delta of the same call
     /// (its seq is kept); `None` when it cannot be merged.
-    fn merge_delta(&mut self, data: &Value) -> Option<u64> {
+    fn merge_delta(&mut self, next: &ChatDelta) -> Option<u64> {
         let sent = self.sent;
+        // A merged delta stays well inside the window: past this it is a new event, and
+        // a window that cannot hold the reader's backlog overflows (`4008`).
+        let cap = MAX_MERGED_DELTA_BYTES.min(self.window.bytes / 4);
         let last = self.entries.back_mut()?;
-        if last.seq <= sent {
+        if last.seq <= sent || last.len > cap {
             return None;
         }
-        let prev = last.delta.as_mut()?;
-        let next: ChatDelta = serde_json::from_value(data.clone()).ok()?;
-        if next.call_id != prev.call_id || last.text.len() > MAX_MERGED_DELTA_BYTES {
+        let Body::Delta(prev) = &mut last.body else {
+            return None;
+        };
+        if next.call_id != prev.call_id || !merge_chunk(&mut prev.chunk, &next.chunk) {
             return None;
         }
-        if !merge_chunk(&mut prev.chunk, &next.chunk) {
-            return None;
-        }
-        let data = serde_json::to_value(&**prev).ok()?;
-        let text = frame_text(last.seq, events::CHAT_DELTA, data);
-        let seq = last.seq;
-        let old_len = last.text.len();
-        last.text = text;
-        let new_len = last.text.len();
-        self.bytes = self.bytes - old_len + new_len;
-        Some(seq)
+        let len = delta_len(&prev.chunk);
+        self.bytes = self.bytes + len - last.len;
+        last.len = len;
+        Some(last.seq)
     }
+}
+
+/// A delta frame's size, estimated from its chunk's text (serialising on every merge
+/// would make a long merged answer cost quadratic time).
+fn delta_len(chunk: &Value) -> usize {
+    let text = |v: &Value| v.as_str().map_or(0, str::len);
+    let choice = &chunk["choices"][0]["delta"];
+    let args: usize = choice["tool_calls"].as_array().map_or(0, |calls| {
+        calls
+            .iter()
+            .map(|c| text(&c["function"]["arguments"]))
+            .sum()
+    });
+    DELTA_OVERHEAD + text(&choice["content"]) + args
 }
 
 fn frame_text(seq: u64, event: &str, data: Value) -> Arc<str> {
@@ -318,9 +370,9 @@ fn frame_text(seq: u64, event: &str, data: Value) -> Arc<str> {
     })))
 }
 
-/// Merges the next chunk of a stream into `into`: text and tool-call arguments
-/// concatenated, other fields (finish reason, usage, ids) taken from the later chunk.
-/// `false` when the chunks cannot be merged into one (different choice indexes, say).
+/// Merges the next chunk of a stream into `into`, in place: text and tool-call
+/// arguments appended, other fields (finish reason, usage) taken from the later chunk.
+/// `false` (and `into` unchanged) when the chunks cannot be one (different choices).
 pub fn merge_chunk(into: &mut Value, next: &Value) -> bool {
     let (Some(a), Some(b)) = (
         into.get("choices").and_then(Value::as_array),
@@ -331,46 +383,46 @@ pub fn merge_chunk(into: &mut Value, next: &Value) -> bool {
     if a.len() != 1 || b.len() != 1 || a[0].get("index") != b[0].get("index") {
         return false;
     }
-    let mut merged = a[0].clone();
-    let nd = &b[0]["delta"];
-    let d = &mut merged["delta"];
-    if !d.is_object() {
-        *d = Value::Object(Default::default());
+    let theirs = &b[0];
+    let mine = &mut into["choices"][0];
+    if !mine["delta"].is_object() {
+        mine["delta"] = Value::Object(Default::default());
     }
+    let nd = &theirs["delta"];
+    let d = &mut mine["delta"];
     if let Some(t) = nd.get("content").and_then(Value::as_str) {
-        let joined = format!(
-            "{}{t}",
-            d.get("content").and_then(Value::as_str).unwrap_or("")
-        );
-        d["content"] = Value::String(joined);
+        match d.get_mut("content") {
+            Some(Value::String(s)) => s.push_str(t),
+            _ => d["content"] = Value::String(t.to_owned()),
+        }
     }
     if let Some(calls) = nd.get("tool_calls").and_then(Value::as_array) {
-        let mine = d["tool_calls"].as_array().cloned().unwrap_or_default();
-        let mut mine = mine;
-        for call in calls {
-            let idx = call.get("index");
-            match mine.iter_mut().find(|c| c.get("index") == idx) {
-                Some(c) => {
-                    if let Some(args) = call["function"]["arguments"].as_str() {
-                        let joined = format!(
-                            "{}{args}",
-                            c["function"]["arguments"].as_str().unwrap_or("")
-                        );
-                        c["function"]["arguments"] = Value::String(joined);
+        if !d["tool_calls"].is_array() {
+            d["tool_calls"] = Value::Array(Vec::new());
+        }
+        if let Some(list) = d["tool_calls"].as_array_mut() {
+            for call in calls {
+                let idx = call.get("index");
+                match list.iter_mut().find(|c| c.get("index") == idx) {
+                    Some(c) => {
+                        if let Some(args) = call["function"]["arguments"].as_str() {
+                            match c["function"].get_mut("arguments") {
+                                Some(Value::String(s)) => s.push_str(args),
+                                _ => c["function"]["arguments"] = Value::String(args.to_owned()),
+                            }
+                        }
                     }
+                    None => list.push(call.clone()),
                 }
-                None => mine.push(call.clone()),
             }
         }
-        d["tool_calls"] = Value::Array(mine);
     }
     if let Some(r) = nd.get("role") {
         d["role"] = r.clone();
     }
-    if let Some(f) = b[0].get("finish_reason").filter(|f| !f.is_null()) {
-        merged["finish_reason"] = f.clone();
+    if let Some(f) = theirs.get("finish_reason").filter(|f| !f.is_null()) {
+        mine["finish_reason"] = f.clone();
     }
-    into["choices"] = Value::Array(vec![merged]);
     if let Some(u) = next.get("usage").filter(|u| !u.is_null()) {
         into["usage"] = u.clone();
     }
@@ -394,8 +446,12 @@ mod tests {
         }
     }
 
-    fn delta(call: &str, text: &str) -> Value {
-        json!({"call_id": call, "req_id": "r", "chunk": {"choices": [{"index": 0, "delta": {"content": text}}]}})
+    fn delta(call: &str, text: &str) -> ChatDelta {
+        ChatDelta {
+            call_id: call.into(),
+            req_id: "r".into(),
+            chunk: json!({"choices": [{"index": 0, "delta": {"content": text}}]}),
+        }
     }
 
     fn texts(s: &Session) -> Vec<Value> {
@@ -418,13 +474,9 @@ mod tests {
             1,
         );
         s.attach(None);
-        assert_eq!(s.emit(events::CHAT_DELTA, delta("a", "Hel")), 1);
-        assert_eq!(s.emit(events::CHAT_DELTA, delta("a", "lo")), 1, "merged");
-        assert_eq!(
-            s.emit(events::CHAT_DELTA, delta("b", "x")),
-            2,
-            "another call"
-        );
+        assert_eq!(s.emit_delta(delta("a", "Hel")), 1);
+        assert_eq!(s.emit_delta(delta("a", "lo")), 1, "merged");
+        assert_eq!(s.emit_delta(delta("b", "x")), 2, "another call");
         let sent = texts(&s);
         assert_eq!(sent.len(), 2);
         assert_eq!(
@@ -432,7 +484,7 @@ mod tests {
             "Hello"
         );
         // Once sent, a delta is not merged into any more.
-        assert_eq!(s.emit(events::CHAT_DELTA, delta("b", "y")), 3);
+        assert_eq!(s.emit_delta(delta("b", "y")), 3);
     }
 
     #[test]
