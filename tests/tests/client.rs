@@ -279,6 +279,71 @@ async fn a_cut_connection_resumes_mid_stream_with_no_gap_and_no_duplicate() {
 }
 
 #[tokio::test]
+async fn a_client_that_falls_behind_resumes_and_its_chat_is_told_what_it_lost() {
+    // An 8 KiB window and a 3000-word answer produced at once: a reader that does not
+    // keep up overflows it, is closed (4008), and resumes past a gap.
+    let gw = Gateway::start(&format!(
+        "{}[providers.long]\nkind = \"mock\"\nwords = 3000\n[models.long]\nchain = [\"long:model-x\"]\n",
+        config("max_frame_bytes = 4096\nreplay_bytes = 8192")
+    ))
+    .await;
+    let client = Client::connect(client_config(ws_url(&gw))).await.unwrap();
+    let session = client.session_id();
+    let mut events = client.events();
+    let mut stream = client.chat(chat("long")).await.unwrap();
+    // Not reading: the stream's buffer fills and the connection stops reading.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut delivered = 0;
+    let gap = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("the stream goes on")
+        {
+            Some(Ok(ChatEvent::Delta { seq, .. })) => {
+                assert!(seq > delivered, "in order, once");
+                delivered = seq;
+            }
+            Some(Err(sluice_client::ChatError::Gap(gap))) => break gap,
+            other => panic!("the answer cannot be whole: {other:?}"),
+        }
+    };
+    assert_eq!(
+        gap.last_seq, delivered,
+        "the gap starts after the last delivered"
+    );
+    assert!(gap.oldest_seq > gap.last_seq + 1, "{gap:?}");
+    assert!(
+        stream.next().await.is_none(),
+        "the stream ended with the gap"
+    );
+
+    let seen = until(&mut events, |e| matches!(e, SessionEvent::Gap(_))).await;
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, SessionEvent::Disconnected { .. })),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|e| matches!(
+        e,
+        SessionEvent::Reconnected { session_id, resumed: true } if *session_id == session
+    )));
+    assert_eq!(seen.last(), Some(&SessionEvent::Gap(gap)));
+    // The session goes on: the call's last events, replayed after the gap, reach the
+    // subscribers, from oldest_seq on.
+    let rest = until(
+        &mut events,
+        |e| matches!(e, SessionEvent::Event(ev) if ev.event == "chat.completed"),
+    )
+    .await;
+    let SessionEvent::Event(first) = &rest[0] else {
+        panic!("{rest:?}")
+    };
+    assert_eq!(first.seq, gap.oldest_seq);
+    client.ping().await.unwrap();
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn a_silent_gateway_counts_as_gone_and_the_call_in_flight_fails_retryably() {
     let gw = Gateway::start(&config("heartbeat_ms = 200")).await;
     let proxy = Proxy::start(gw.addr).await;

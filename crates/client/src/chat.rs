@@ -3,6 +3,7 @@
 //! survives a reconnect: the events the client missed are replayed on resume.
 
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -77,6 +78,38 @@ pub enum ChatError {
 /// What the client's connection task sends a chat stream.
 pub(crate) type ChatItem = Result<ChatEvent, ChatError>;
 
+/// The connection task's end of a chat stream. Its events go through a bounded
+/// channel; why the stream was cut short goes in `end`, which never waits for room, and
+/// is read once the events before it have been.
+#[derive(Debug)]
+pub(crate) struct ChatSink {
+    pub tx: mpsc::Sender<ChatItem>,
+    pub end: Arc<OnceLock<ChatError>>,
+}
+
+impl ChatSink {
+    /// Ends the stream with `error` after the events already sent.
+    pub(crate) fn cut(self, error: ChatError) {
+        let _ = self.end.set(error);
+    }
+}
+
+/// A chat stream's two ends.
+pub(crate) fn channel(
+    buffer: usize,
+) -> (ChatSink, mpsc::Receiver<ChatItem>, Arc<OnceLock<ChatError>>) {
+    let (tx, rx) = mpsc::channel(buffer);
+    let end = Arc::new(OnceLock::new());
+    (
+        ChatSink {
+            tx,
+            end: end.clone(),
+        },
+        rx,
+        end,
+    )
+}
+
 /// The events of one `chat.completions` call: `Ok` deltas, then `Ok(Completed)` or an
 /// `Err`, then `None`. Keeps the client's connection open while it lives.
 ///
@@ -87,6 +120,8 @@ pub struct ChatStream {
     call_id: String,
     req_id: String,
     rx: mpsc::Receiver<ChatItem>,
+    /// Why the connection task cut the stream short, read after its last event.
+    end: Arc<OnceLock<ChatError>>,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
     done: bool,
@@ -99,12 +134,14 @@ impl ChatStream {
         call_id: String,
         req_id: String,
         rx: mpsc::Receiver<ChatItem>,
+        end: Arc<OnceLock<ChatError>>,
         idle: Duration,
     ) -> ChatStream {
         ChatStream {
             call_id,
             req_id,
             rx,
+            end,
             idle,
             deadline: Box::pin(tokio::time::sleep(idle)),
             done: false,
@@ -181,8 +218,10 @@ impl Stream for ChatStream {
             }
             Poll::Ready(None) => {
                 self.done = true;
-                let reason = self.client.close_reason().unwrap_or(CloseReason::ByClient);
-                Poll::Ready(Some(Err(ChatError::Closed(reason))))
+                let error = self.end.get().cloned().unwrap_or_else(|| {
+                    ChatError::Closed(self.client.close_reason().unwrap_or(CloseReason::ByClient))
+                });
+                Poll::Ready(Some(Err(error)))
             }
             Poll::Pending => {
                 if self.deadline.as_mut().poll(cx).is_ready() {

@@ -15,7 +15,7 @@ use sluice_protocol::{Frame, Hello, Request};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::chat::{ChatItem, ChatStream};
+use crate::chat::{self, ChatSink, ChatStream};
 use crate::config::ClientConfig;
 use crate::driver::{Driver, Outgoing};
 use crate::error::{CallError, ClientError, CloseReason};
@@ -173,9 +173,14 @@ impl Client {
     /// (the same codes as HTTP: `budget_exceeded`, `model_not_found`, …); otherwise the
     /// call's events, which keep coming across reconnects.
     pub async fn chat(&self, request: Value) -> Result<ChatStream, CallError> {
-        let (tx, rx) = mpsc::channel(CHAT_BUFFER);
+        let (sink, rx, end) = chat::channel(CHAT_BUFFER);
         let (req_id, result) = self
-            .request(CHAT_COMPLETIONS, request, Some(tx), self.inner.call_timeout)
+            .request(
+                CHAT_COMPLETIONS,
+                request,
+                Some(sink),
+                self.inner.call_timeout,
+            )
             .await?;
         let started: ChatStarted = parse(result)?;
         Ok(ChatStream::new(
@@ -183,6 +188,7 @@ impl Client {
             started.call_id,
             req_id,
             rx,
+            end,
             self.inner.chat_idle_timeout,
         ))
     }
@@ -225,7 +231,7 @@ impl Client {
         &self,
         method: &str,
         params: Value,
-        chat: Option<mpsc::Sender<ChatItem>>,
+        chat: Option<ChatSink>,
         timeout: Duration,
     ) -> Result<(String, Value), CallError> {
         let n = self.inner.next_id.fetch_add(1, Ordering::Relaxed);

@@ -30,7 +30,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
-use crate::chat::{ChatError, ChatEvent, ChatItem};
+use crate::chat::{ChatError, ChatEvent, ChatItem, ChatSink};
 use crate::client::Shared;
 use crate::config::{ClientConfig, NodeConfig};
 use crate::error::{CallError, CloseReason};
@@ -50,7 +50,7 @@ pub(crate) struct Outgoing {
     pub text: String,
     pub reply: oneshot::Sender<Result<Value, CallError>>,
     /// For `chat.completions`: where the call's events go.
-    pub chat: Option<mpsc::Sender<ChatItem>>,
+    pub chat: Option<ChatSink>,
 }
 
 struct Pending {
@@ -77,7 +77,7 @@ pub(crate) struct Driver {
     /// Requests written on the current connection, by id.
     pending: HashMap<String, Pending>,
     /// Chat calls whose events are expected, by request id.
-    chats: HashMap<String, mpsc::Sender<ChatItem>>,
+    chats: HashMap<String, ChatSink>,
     answers_tx: mpsc::Sender<(u64, String)>,
     answers_rx: mpsc::Receiver<(u64, String)>,
     tools: JoinSet<()>,
@@ -85,7 +85,11 @@ pub(crate) struct Driver {
     /// Counts connections: a tool's answer meant for an earlier one is dropped.
     generation: u64,
     session_id: String,
+    /// The last event delivered to the application: what a resume continues after.
     last_seq: u64,
+    /// The last seq accounted for: delivered, or announced lost by a gap. An event past
+    /// the next one is an unannounced gap.
+    accounted: u64,
     silence: Duration,
 }
 
@@ -119,6 +123,7 @@ impl Driver {
             generation: 1,
             session_id: hello.session_id.clone(),
             last_seq,
+            accounted: last_seq,
         }
     }
 
@@ -274,7 +279,7 @@ impl Driver {
         if event.seq <= self.last_seq {
             return;
         }
-        if event.seq > self.last_seq + 1 {
+        if event.seq > self.accounted + 1 {
             self.lost(Gap {
                 last_seq: self.last_seq,
                 oldest_seq: event.seq,
@@ -284,6 +289,7 @@ impl Driver {
             self.deliver_chat(&req_id, item).await;
         }
         self.last_seq = event.seq;
+        self.accounted = event.seq;
         self.shared
             .last_seq
             .store(event.seq, std::sync::atomic::Ordering::Release);
@@ -292,12 +298,12 @@ impl Driver {
 
     /// Hands a chat event to its stream, waiting while the stream's buffer is full.
     async fn deliver_chat(&mut self, req_id: &str, item: ChatItem) {
-        let Some(tx) = self.chats.get(req_id) else {
+        let Some(sink) = self.chats.get(req_id) else {
             return;
         };
         let last = matches!(item, Ok(ChatEvent::Completed { .. }) | Err(_));
         let sent = tokio::select! {
-            r = tx.send(item) => r.is_ok(),
+            r = sink.tx.send(item) => r.is_ok(),
             () = self.stop.cancelled() => false,
         };
         if last || !sent {
@@ -341,8 +347,8 @@ impl Driver {
             return Ok(());
         }
         let chat = out.chat.is_some();
-        if let Some(tx) = out.chat {
-            self.chats.insert(out.id.clone(), tx);
+        if let Some(sink) = out.chat {
+            self.chats.insert(out.id.clone(), sink);
         }
         if let Err(e) = socket.send(Message::Text(out.text.into())).await {
             self.chats.remove(&out.id);
@@ -382,15 +388,14 @@ impl Driver {
             oldest_seq = gap.oldest_seq,
             "events were lost while the client was away"
         );
+        self.accounted = self.accounted.max(gap.oldest_seq.saturating_sub(1));
         self.shared.publish(SessionEvent::Gap(gap));
         self.end_chats(&ChatError::Gap(gap));
     }
 
     fn end_chats(&mut self, error: &ChatError) {
-        for (_, tx) in self.chats.drain() {
-            // A full buffer means an unread stream: it ends when read to its end and
-            // finds the channel closed.
-            let _ = tx.try_send(Err(error.clone()));
+        for (_, sink) in self.chats.drain() {
+            sink.cut(error.clone());
         }
     }
 
@@ -452,6 +457,7 @@ impl Driver {
             self.end_chats(&ChatError::SessionLost);
             self.session_id = hello.session_id.clone();
             self.last_seq = hello.last_seq;
+            self.accounted = hello.last_seq;
             self.shared
                 .last_seq
                 .store(hello.last_seq, std::sync::atomic::Ordering::Release);
