@@ -3,10 +3,12 @@
 //! bounded by the `timeout_ms` the gateway gave it.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use serde_json::{Value, json};
 use sluice_protocol::methods::{TOOL_INVOKE, ToolInvoke, ToolResult};
 use sluice_protocol::{ErrorBody, Request, Response, codes};
@@ -117,7 +119,12 @@ pub(crate) async fn serve(node: &NodeConfig, slots: Arc<Semaphore>, req: Request
     let run = async {
         // The semaphore lives as long as the node: acquiring cannot fail.
         let _slot = slots.acquire().await;
-        node.handler.invoke(call).await
+        // A handler that panics is a failed tool, answered as such, not a request the
+        // gateway waits on until its timeout.
+        AssertUnwindSafe(node.handler.invoke(call))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(ToolError::failed("the tool's handler panicked")))
     };
     match tokio::time::timeout(timeout, run).await {
         Ok(Ok(output)) => Response::ok(
@@ -155,6 +162,7 @@ mod tests {
                     Ok(json!("slept"))
                 }
                 None if call.arguments.get("fail").is_some() => Err(ToolError::failed("asked to")),
+                None if call.arguments.get("panic").is_some() => panic!("a bug in the tool"),
                 None => Ok(call.arguments),
             }
         })
@@ -178,6 +186,12 @@ mod tests {
         assert_eq!(ok.result, Some(json!({"output": {"a": 1}})));
         let failed = answer(req("echo", json!({"fail": true}), 1000)).await;
         assert_eq!(failed.error.map(|e| e.code), Some("internal_error".into()));
+        let panicked = answer(req("echo", json!({"panic": true}), 1000)).await;
+        assert_eq!(
+            panicked.error.map(|e| e.code),
+            Some("internal_error".into()),
+            "a panic is answered, not left to the gateway's timeout"
+        );
         let unknown = answer(req("nope", json!({}), 1000)).await;
         assert_eq!(
             unknown.error.map(|e| e.code),
