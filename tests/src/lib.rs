@@ -337,3 +337,163 @@ pub async fn eventually(secs: u64, mut check: impl AsyncFnMut() -> bool) -> bool
     }
     false
 }
+
+/// A TCP proxy between a client and a gateway, for tests of what a client does when its
+/// connection breaks: [`Proxy::cut`] ends every connection through it, [`Proxy::freeze`]
+/// stops them forwarding while their sockets stay open (a silent peer), and
+/// [`Proxy::set_upstream`] points new connections at another gateway. New connections
+/// after a cut or a freeze are forwarded as usual.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    shared: Arc<ProxyShared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct ProxyShared {
+    upstream: std::sync::Mutex<SocketAddr>,
+    /// What connections do: one sender per batch of connections (those accepted between
+    /// two cuts or freezes), the last for the connections accepted from now on. The
+    /// older ones are kept so a frozen connection can still be cut.
+    modes: std::sync::Mutex<Vec<tokio::sync::watch::Sender<PipeMode>>>,
+    accepted: std::sync::atomic::AtomicUsize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PipeMode {
+    Forward,
+    Frozen,
+    Cut,
+}
+
+impl Proxy {
+    pub async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr");
+        let shared = Arc::new(ProxyShared {
+            upstream: std::sync::Mutex::new(upstream),
+            modes: std::sync::Mutex::new(vec![tokio::sync::watch::Sender::new(PipeMode::Forward)]),
+            accepted: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let accept = shared.clone();
+        let task = tokio::spawn(async move {
+            let mut pipes = tokio::task::JoinSet::new();
+            while let Ok((client, _)) = listener.accept().await {
+                accept
+                    .accepted
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let upstream = *accept.upstream.lock().expect("not poisoned");
+                let mode = accept
+                    .modes
+                    .lock()
+                    .expect("not poisoned")
+                    .last()
+                    .expect("there is always a current batch")
+                    .subscribe();
+                pipes.spawn(pipe(client, upstream, mode));
+            }
+        });
+        Proxy { addr, shared, task }
+    }
+
+    /// `ws://ADDR/ws` through the proxy.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Ends every connection open through the proxy (both sides see the TCP connection
+    /// end, with no WebSocket close).
+    pub fn cut(&self) {
+        self.tell(PipeMode::Cut);
+    }
+
+    /// Stops every open connection forwarding, in both directions, with the sockets left
+    /// open: each side sees a peer that went silent.
+    pub fn freeze(&self) {
+        self.tell(PipeMode::Frozen);
+    }
+
+    /// Where connections accepted from now on go.
+    pub fn set_upstream(&self, addr: SocketAddr) {
+        *self.shared.upstream.lock().expect("not poisoned") = addr;
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.shared
+            .accepted
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Tells every connection open now; later ones are forwarded.
+    fn tell(&self, mode: PipeMode) {
+        let mut modes = self.shared.modes.lock().expect("not poisoned");
+        for batch in modes.iter() {
+            if *batch.borrow() != PipeMode::Cut {
+                batch.send_replace(mode);
+            }
+        }
+        modes.push(tokio::sync::watch::Sender::new(PipeMode::Forward));
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.task.abort();
+    }
+}
+
+async fn pipe(
+    client: tokio::net::TcpStream,
+    upstream: SocketAddr,
+    mode: tokio::sync::watch::Receiver<PipeMode>,
+) {
+    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+        return;
+    };
+    let (mut client_r, mut client_w) = client.into_split();
+    let (mut server_r, mut server_w) = server.into_split();
+    tokio::select! {
+        () = copy(&mut client_r, &mut server_w, mode.clone()) => {}
+        () = copy(&mut server_r, &mut client_w, mode) => {}
+    }
+}
+
+async fn copy(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    mut mode: tokio::sync::watch::Receiver<PipeMode>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let now = *mode.borrow_and_update();
+        match now {
+            PipeMode::Cut => return,
+            PipeMode::Frozen => {
+                let _ = mode.wait_for(|m| *m == PipeMode::Cut).await;
+                return;
+            }
+            PipeMode::Forward => {}
+        }
+        tokio::select! {
+            read = from.read(&mut buf) => {
+                let n = match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if to.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+            changed = mode.changed() => {
+                if changed.is_err() {
+                    // The proxy is gone: nothing will unfreeze or cut this pipe.
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -43,6 +43,17 @@ impl ConfigError {
     }
 }
 
+/// Expands `${VAR}` and `${VAR:-default}` in every string of a parsed TOML tree, as the
+/// gateway's config is expanded, for other config files of the project (the node's).
+/// Returns every problem as `field.path: what is wrong`; a missing variable expands to
+/// nothing, so the rest of the file can still be checked.
+pub fn interpolate(tree: &mut toml::Table, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    interpolate::table(tree, "", env)
+        .into_iter()
+        .map(|(path, problem)| format!("{path}: {problem}"))
+        .collect()
+}
+
 /// Whether `problem` (`field.path: what`) is about the field at `path` where a variable was
 /// unset: that field, a field inside it, or the list it is an element of.
 fn same_field(problem: &str, path: &str) -> bool {

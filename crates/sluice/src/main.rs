@@ -21,8 +21,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "sluice", version)]
 struct Cli {
     /// Config file (TOML). `${VAR}` and `${VAR:-default}` are read from the environment.
-    #[arg(long, global = true, default_value = "config/sluice.toml")]
-    config: PathBuf,
+    /// [default: config/sluice.toml; for `node`, the node's config: node.toml]
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,23 +43,29 @@ enum Command {
     Keys(commands::keys::KeysCommand),
     /// Print spend totals from the ledger, grouped by key, user, model, provider or day.
     Spend(commands::spend::SpendArgs),
+    /// Run a tool node: connect to a gateway as a node and serve the tools its config
+    /// declares, each a command (see config/node.example.toml), until SIGINT or SIGTERM.
+    /// Exit 2 with every problem listed by field path when the config is invalid.
+    Node,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let cfg = match Config::load(&cli.config) {
+    if let Command::Node = cli.command {
+        // A node's config is a file of its own, not the gateway's.
+        let path = cli.config.unwrap_or_else(|| PathBuf::from("node.toml"));
+        return finish(commands::node::run(&path));
+    }
+    let path = cli
+        .config
+        .unwrap_or_else(|| PathBuf::from("config/sluice.toml"));
+    let cfg = match Config::load(&path) {
         Ok(cfg) => cfg,
-        Err(e) => {
-            eprintln!("{}: {} problem(s):", cli.config.display(), e.problems.len());
-            for p in &e.problems {
-                eprintln!("  {p}");
-            }
-            return ExitCode::from(2);
-        }
+        Err(e) => return commands::config_problems(&path, &e),
     };
     let result = match cli.command {
         Command::CheckConfig => {
-            println!("{}: {}", cli.config.display(), cfg.summary());
+            println!("{}: {}", path.display(), cfg.summary());
             return ExitCode::SUCCESS;
         }
         Command::Serve => {
@@ -68,7 +75,12 @@ fn main() -> ExitCode {
         Command::Migrate => commands::migrate::run(&cfg),
         Command::Keys(cmd) => commands::keys::run(&cfg, cmd),
         Command::Spend(args) => commands::spend::run(&cfg, args),
+        Command::Node => unreachable!("handled before the gateway's config is loaded"),
     };
+    finish(result)
+}
+
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {

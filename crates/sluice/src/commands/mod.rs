@@ -2,11 +2,24 @@
 
 pub mod keys;
 pub mod migrate;
+pub mod node;
 pub mod serve;
 pub mod spend;
 
-use sluice_config::Config;
+use std::path::Path;
+use std::process::ExitCode;
+
+use sluice_config::{Config, ConfigError};
 use sluice_store::Store;
+
+/// Lists every problem of a config file on stderr; exit code 2.
+pub fn config_problems(path: &Path, e: &ConfigError) -> ExitCode {
+    eprintln!("{}: {} problem(s):", path.display(), e.problems.len());
+    for p in &e.problems {
+        eprintln!("  {p}");
+    }
+    ExitCode::from(2)
+}
 
 pub fn init_logging() {
     use tracing_subscriber::EnvFilter;
