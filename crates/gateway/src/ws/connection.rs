@@ -462,14 +462,8 @@ async fn write(
                 conn.closer.close(close::RESTART, "the gateway is restarting; reconnect and resume");
                 break;
             }
-            () = kicked.cancelled() => {
-                conn.closer.close(close::SESSION_TAKEN_OVER, "another connection resumed this session");
-                break;
-            }
-            () = overflow.cancelled() => {
-                conn.closer.close(close::SLOW_CONSUMER, "events fell out of the replay window unread; resume");
-                break;
-            }
+            // Answers first: a call's `res` goes out before a take-over or an overflow
+            // closes the connection, so the client knows what it started.
             () = conn.outbox.ready.notified() => {
                 let mut frames = Vec::new();
                 conn.outbox.take(&mut frames);
@@ -483,6 +477,14 @@ async fn write(
                 if failed {
                     break;
                 }
+            }
+            () = kicked.cancelled() => {
+                conn.closer.close(close::SESSION_TAKEN_OVER, "another connection resumed this session");
+                break;
+            }
+            () = overflow.cancelled() => {
+                conn.closer.close(close::SLOW_CONSUMER, "events fell out of the replay window unread; resume");
+                break;
             }
             () = session.notify.notified() => {
                 out.clear();
@@ -540,6 +542,8 @@ async fn send_message(
     stops: &Stops,
 ) -> Result<(), ()> {
     tokio::select! {
+        // The send first: a frame that can go out at once does, whatever else happened.
+        biased;
         r = sink.send(msg) => r.map_err(|_| ()),
         () = conn.closer.token.cancelled() => Err(()),
         () = conn.hub.stopping.cancelled() => Err(()),
