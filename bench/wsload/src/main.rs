@@ -7,8 +7,13 @@
 //! sluice-wsload sse       HTTP_URL KEY N MODEL DELAY the same N streams as SSE, straight to a provider
 //! ```
 //!
-//! For streams, each chunk k (k ≥ 1) should arrive k × DELAY ms after the first; its
-//! lateness is how much later it arrives. TTFT is from the request to the first content.
+//! For streams, each provider chunk k (k ≥ 1) should arrive k × DELAY ms after the first;
+//! its lateness is how much later it arrives. A WebSocket delta may carry several provider
+//! chunks merged (a reader behind the stream): they are told apart by the bench mock's
+//! fixed word sequence, so each counts as arriving with its frame. TTFT is from the
+//! request to the first content. The N WebSocket sessions are all connected before any
+//! call starts; the SSE baseline shares one HTTP client (its connections are opened as
+//! the calls start).
 
 use std::time::{Duration, Instant};
 
@@ -115,15 +120,26 @@ async fn streams(
     delay_ms: u64,
     sse: bool,
 ) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let mut sockets = Vec::new();
+    if !sse {
+        let mut opening = futures_util::stream::iter(0..n)
+            .map(|_| session(url, key))
+            .buffer_unordered(100);
+        while let Some(s) = opening.next().await {
+            sockets.push(s?);
+        }
+    }
     let start = Instant::now();
     let tasks: Vec<_> = (0..n)
         .map(|_| {
             let (url, key, model) = (url.to_owned(), key.to_owned(), model.to_owned());
+            let http = http.clone();
+            let socket = sockets.pop();
             tokio::spawn(async move {
-                if sse {
-                    one_sse(&url, &key, &model).await
-                } else {
-                    one_ws(&url, &key, &model).await
+                match socket {
+                    Some(s) => one_ws(s, &model).await,
+                    None => one_sse(&http, &url, &key, &model).await,
                 }
             })
         })
@@ -163,9 +179,9 @@ fn ask(model: &str) -> Value {
 }
 
 /// (TTFT ms, arrival ms of each content chunk from the request).
-async fn one_ws(url: &str, key: &str, model: &str) -> anyhow::Result<(f64, Vec<f64>)> {
-    let mut s = session(url, key).await?;
+async fn one_ws(mut s: Socket, model: &str) -> anyhow::Result<(f64, Vec<f64>)> {
     let t0 = Instant::now();
+    let mut words = Words::default();
     let req = json!({"type": "req", "id": "c", "method": "chat.completions", "params": ask(model)});
     s.send(Message::Text(req.to_string().into())).await?;
     let mut arrivals = Vec::new();
@@ -175,8 +191,9 @@ async fn one_ws(url: &str, key: &str, model: &str) -> anyhow::Result<(f64, Vec<f
         match f["event"].as_str() {
             Some("chat.delta") => {
                 let text = f["data"]["chunk"]["choices"][0]["delta"]["content"].as_str();
-                if text.is_some_and(|t| !t.is_empty()) {
-                    arrivals.push(t0.elapsed().as_secs_f64() * 1000.0);
+                let at = t0.elapsed().as_secs_f64() * 1000.0;
+                for _ in 0..words.count(text.unwrap_or("")) {
+                    arrivals.push(at);
                 }
             }
             Some("chat.completed") => break,
@@ -189,8 +206,12 @@ async fn one_ws(url: &str, key: &str, model: &str) -> anyhow::Result<(f64, Vec<f
     Ok((arrivals.first().copied().unwrap_or(f64::NAN), arrivals))
 }
 
-async fn one_sse(url: &str, key: &str, model: &str) -> anyhow::Result<(f64, Vec<f64>)> {
-    let client = reqwest::Client::new();
+async fn one_sse(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    model: &str,
+) -> anyhow::Result<(f64, Vec<f64>)> {
     let t0 = Instant::now();
     let resp = client
         .post(format!("{url}/chat/completions"))
@@ -220,6 +241,31 @@ async fn one_sse(url: &str, key: &str, model: &str) -> anyhow::Result<(f64, Vec<
         }
     }
     Ok((arrivals.first().copied().unwrap_or(f64::NAN), arrivals))
+}
+
+/// The bench mock's answer, word by word (`../shared/bench/mock-upstream`): its chunk k
+/// carries `WORDS[k % 16]`.
+const WORDS: [&str; 16] = [
+    "The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog", ",", " and",
+    " then", " it", " rests", " again", ".",
+];
+
+/// Counts the provider chunks in a (possibly merged) delta's text.
+#[derive(Default)]
+struct Words {
+    next: usize,
+}
+
+impl Words {
+    fn count(&mut self, mut text: &str) -> usize {
+        let mut n = 0;
+        while let Some(rest) = text.strip_prefix(WORDS[self.next % WORDS.len()]) {
+            text = rest;
+            self.next += 1;
+            n += 1;
+        }
+        n
+    }
 }
 
 fn summary(v: &mut [f64]) -> String {
