@@ -74,15 +74,43 @@ pub(super) struct Conn {
 /// `proxied`: the user a trusted proxy vouched for at the upgrade, used when `connect`
 /// carries no token.
 pub async fn run(socket: WebSocket, state: Arc<AppState>, proxied: Option<Principal>) {
+    // The handshake's state (the connect frame, a store lookup on a resume, the hello)
+    // is boxed and freed once it is done: the task that lives as long as the connection
+    // keeps only what serving needs (a few hundred bytes instead of ~4 KiB per session).
+    let Some(live) = Box::pin(handshake(socket, state, proxied)).await else {
+        return;
+    };
+    serve(live).await;
+}
+
+/// A connection past its handshake.
+struct Live {
+    conn: Arc<Conn>,
+    stream: SplitStream<WebSocket>,
+    writer: tokio::task::JoinHandle<()>,
+    generation: u64,
+}
+
+async fn handshake(
+    socket: WebSocket,
+    state: Arc<AppState>,
+    proxied: Option<Principal>,
+) -> Option<Live> {
     let hub = state.hub.clone();
     let (mut sink, mut stream) = socket.split();
     let connect = match handshake_frame(&mut stream, hub.cfg.connect_timeout).await {
         Ok(c) => c,
-        Err((code, reason)) => return close_now(&mut sink, code, &reason).await,
+        Err((code, reason)) => {
+            close_now(&mut sink, code, &reason).await;
+            return None;
+        }
     };
     let opened = match open(&state, &hub, &connect, proxied).await {
         Ok(o) => o,
-        Err((code, reason)) => return close_now(&mut sink, code, &reason).await,
+        Err((code, reason)) => {
+            close_now(&mut sink, code, &reason).await;
+            return None;
+        }
     };
     let (principal, protocol, session, resumed, restored) = opened;
     let attached = session.attach(connect.resume.as_ref().map(|r| r.last_seq));
@@ -117,7 +145,7 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, proxied: Option<Princi
         .is_err()
     {
         hub.detached(&session, attached.generation);
-        return;
+        return None;
     }
     tracing::debug!(session = %session.id, resumed, key = %principal.key_ref, "websocket session attached");
     // Room for every pending request's answer, and requests to a node.
@@ -148,10 +176,25 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, proxied: Option<Princi
         attached.kicked,
         attached.overflow,
     ));
+    Some(Live {
+        conn,
+        stream,
+        writer,
+        generation: attached.generation,
+    })
+}
+
+async fn serve(live: Live) {
+    let Live {
+        conn,
+        mut stream,
+        writer,
+        generation,
+    } = live;
     read(&conn, &mut stream).await;
     conn.closer.close(1000, "");
     if let Some(node) = &conn.node {
-        hub.nodes.unregister(&conn.principal.key_ref, node);
+        conn.hub.nodes.unregister(&conn.principal.key_ref, node);
     }
     let _ = writer.await;
     // The closing handshake: the peer answers our close frame before the socket goes, so
@@ -164,7 +207,7 @@ pub async fn run(socket: WebSocket, state: Arc<AppState>, proxied: Option<Princi
         }
     })
     .await;
-    hub.detached(&session, attached.generation);
+    conn.hub.detached(&conn.session, generation);
 }
 
 type Opening = (Principal, u32, Arc<Session>, bool, bool);
@@ -331,7 +374,8 @@ async fn read(conn: &Arc<Conn>, stream: &mut SplitStream<WebSocket>) {
         };
         conn.heard();
         match msg {
-            Message::Text(text) => on_text(conn, text.as_str()).await,
+            // Boxed: a frame's handling is short-lived; the reader's own future stays small.
+            Message::Text(text) => Box::pin(on_text(conn, text.as_str())).await,
             Message::Binary(_) => {
                 conn.closer.close(
                     close::PROTOCOL_ERROR,
