@@ -823,3 +823,53 @@ async fn a_python_websockets_client_streams_and_resumes() {
     assert!(stdout.trim_end().ends_with("errors and ping"), "{stdout}");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_key_revoked_while_its_socket_is_open_is_refused_at_its_next_call() {
+    let gw = Gateway::start(&config("")).await;
+    let spec = sluice_store::keys::KeySpec {
+        name: "socket".into(),
+        ..Default::default()
+    };
+    let (secret, key) = spec.issue(sluice_service::ids::now_ms());
+    gw.service.store().insert_key(&key).await.unwrap();
+    gw.service.keys().refresh(gw.service.store()).await.unwrap();
+    let mut s = open(&gw).await;
+    send(&mut s, connect(json!({"auth": {"token": secret}}))).await;
+    assert_eq!(next(&mut s).await["type"], "hello");
+    assert_eq!(
+        call(&mut s, "c1", "chat.completions", chat("m")).await["ok"],
+        true
+    );
+    until_done(&mut s).await;
+    gw.service
+        .store()
+        .revoke_key(&key.id, sluice_service::ids::now_ms())
+        .await
+        .unwrap();
+    gw.service.keys().refresh(gw.service.store()).await.unwrap();
+    let refused = call(&mut s, "c2", "chat.completions", chat("m")).await;
+    assert_eq!(refused["error"]["code"], "key_revoked", "{refused}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_stop_lets_socket_calls_finish_within_the_grace() {
+    let gw = Gateway::start(&config("")).await;
+    let (mut s, _) = session(&gw, json!({})).await;
+    let started = call(&mut s, "c1", "chat.completions", chat("slow")).await;
+    let call_id = started["result"]["call_id"].as_str().unwrap().to_owned();
+    let _ = next(&mut s).await;
+    let service = gw.service.clone();
+    let stop = tokio::spawn(gw.stop());
+    // The client is told to reconnect at once…
+    assert_eq!(closed(&mut s).await.0, 1012);
+    // …and the call runs on to its end within the grace, with its row.
+    stop.await.unwrap();
+    let rows = service.store().recent_spend(10).await.unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.request_id == call_id)
+        .expect("the call's row");
+    assert_eq!(row.status, "ok", "the call finished, not cut: {row:?}");
+}

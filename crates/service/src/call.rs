@@ -288,6 +288,9 @@ impl Service {
         if self.is_stopping() {
             return Err(ServiceError::ShuttingDown);
         }
+        // A principal may be held for long (a WebSocket session, a run): its key is
+        // checked again at every call, so a revocation stops it at once.
+        self.inner.keys.recheck(who, crate::ids::now_ms())?;
         if !who.may_use(model) {
             return Err(ServiceError::ModelNotAllowed(model.to_owned()));
         }

@@ -27,6 +27,9 @@ type Digest32 = [u8; 32];
 pub struct KeyRing {
     bootstrap: Vec<(Digest32, Principal)>,
     stored: ArcSwap<HashMap<Digest32, Arc<StoredKey>>>,
+    /// The same keys by id, for re-checking a principal held for long (a WebSocket
+    /// session, a run): a key revoked or expired since stops it at its next call.
+    by_id: ArcSwap<HashMap<String, Arc<StoredKey>>>,
     /// The largest `updated_at_ms` seen, where the next refresh starts (with an overlap).
     seen_ms: AtomicI64,
 }
@@ -131,6 +134,7 @@ impl KeyRing {
                 })
                 .collect(),
             stored: ArcSwap::from_pointee(HashMap::new()),
+            by_id: ArcSwap::from_pointee(HashMap::new()),
             seen_ms: AtomicI64::new(i64::MIN),
         }
     }
@@ -158,6 +162,25 @@ impl KeyRing {
             return Err(ServiceError::KeyExpired);
         }
         Ok(stored.caller.clone())
+    }
+
+    /// Whether a principal authenticated earlier may still call: its stored key has not
+    /// been revoked, expired or deleted since. Config keys and proxied users always may.
+    pub fn recheck(&self, who: &Principal, now_ms: i64) -> Result<(), ServiceError> {
+        let Some(id) = &who.key_id else {
+            return Ok(());
+        };
+        let keys = self.by_id.load();
+        let Some(stored) = keys.get(id) else {
+            return Err(ServiceError::InvalidApiKey);
+        };
+        if stored.key.revoked_at_ms.is_some() {
+            return Err(ServiceError::KeyRevoked);
+        }
+        if stored.key.expires_at_ms.is_some_and(|e| e <= now_ms) {
+            return Err(ServiceError::KeyExpired);
+        }
+        Ok(())
     }
 
     /// Loads keys changed since the last refresh (all of them the first time) and swaps
@@ -193,7 +216,12 @@ impl KeyRing {
                 next.insert(d, Arc::new(StoredKey::new((*k).clone())));
             }
         }
+        let by_id = next
+            .values()
+            .map(|k| (k.key.id.clone(), k.clone()))
+            .collect();
         self.stored.store(Arc::new(next));
+        self.by_id.store(Arc::new(by_id));
         Ok(fresh.len())
     }
 }

@@ -98,6 +98,15 @@ async fn handshake(
 ) -> Option<Live> {
     let hub = state.hub.clone();
     let (mut sink, mut stream) = socket.split();
+    if hub.stopping.is_cancelled() {
+        close_now(
+            &mut sink,
+            close::RESTART,
+            "the gateway is restarting; reconnect",
+        )
+        .await;
+        return None;
+    }
     let connect = match handshake_frame(&mut stream, hub.cfg.connect_timeout).await {
         Ok(c) => c,
         Err((code, reason)) => {
@@ -113,7 +122,17 @@ async fn handshake(
         }
     };
     let (principal, protocol, session, resumed, restored) = opened;
-    let attached = session.attach(connect.resume.as_ref().map(|r| r.last_seq));
+    let Some(attached) = session.attach(connect.resume.as_ref().map(|r| r.last_seq)) else {
+        // Its grace ended while this handshake ran: a new attempt resumes it from the
+        // store.
+        close_now(
+            &mut sink,
+            close::RESTART,
+            "the session just ended; reconnect",
+        )
+        .await;
+        return None;
+    };
     let replay_gap = if restored {
         Some(ReplayGap {
             oldest_seq: attached.last_seq + 1,
@@ -558,6 +577,9 @@ async fn write(
             }
         }
     }
+    // Whatever ended the writer (a failed or timed-out send included) ends the reader too:
+    // the first reason set wins.
+    conn.closer.close(1000, "");
     let (code, reason) = conn.closer.reason().unwrap_or((1000, String::new()));
     close_now(&mut sink, code, &reason).await;
 }
@@ -590,7 +612,10 @@ async fn send_message(
         biased;
         r = sink.send(msg) => r.map_err(|_| ()),
         () = conn.closer.token.cancelled() => Err(()),
-        () = conn.hub.stopping.cancelled() => Err(()),
+        () = conn.hub.stopping.cancelled() => {
+            conn.closer.close(close::RESTART, "the gateway is restarting; reconnect and resume");
+            Err(())
+        }
         () = stops.kicked.cancelled() => {
             conn.closer.close(close::SESSION_TAKEN_OVER, "another connection resumed this session");
             Err(())

@@ -75,6 +75,19 @@ impl Hub {
         who: &Principal,
         restore: Option<(String, u64)>,
     ) -> Result<Opened, TooManySessions> {
+        let (id, first_seq, restored) = match restore {
+            Some((id, first)) => (id, first, true),
+            None => (sluice_service::ids::request_id(), 1, false),
+        };
+        // Two reconnects restoring one stored session at once: the second finds the
+        // first's session and resumes it (one session, counted once).
+        let entry = match self.sessions.entry(id.clone()) {
+            dashmap::Entry::Occupied(e) if e.get().principal.key_ref == who.key_ref => {
+                return Ok(Opened::Resumed(e.get().clone()));
+            }
+            dashmap::Entry::Occupied(_) => return Err(TooManySessions),
+            dashmap::Entry::Vacant(v) => v,
+        };
         {
             let mut held = self.per_key.entry(who.key_ref.clone()).or_insert(0);
             if *held >= self.cfg.max_sessions_per_key {
@@ -82,17 +95,8 @@ impl Hub {
             }
             *held += 1;
         }
-        let (id, first_seq, restored) = match restore {
-            Some((id, first)) => (id, first, true),
-            None => (sluice_service::ids::request_id(), 1, false),
-        };
-        let session = Arc::new(Session::new(
-            id.clone(),
-            who.clone(),
-            self.window(),
-            first_seq,
-        ));
-        self.sessions.insert(id, session.clone());
+        let session = Arc::new(Session::new(id, who.clone(), self.window(), first_seq));
+        entry.insert(session.clone());
         Ok(if restored {
             Opened::Restored(session)
         } else {
@@ -101,7 +105,8 @@ impl Hub {
     }
 
     /// The session's connection went away: unless a client resumes it within the grace,
-    /// it ends (its calls are cancelled and settle).
+    /// it ends (its calls are cancelled and settle). A stop does not cut the grace short:
+    /// calls run on within the stop's own grace, and `stop` ends every session after.
     pub fn detached(self: &Arc<Self>, session: &Arc<Session>, generation: u64) {
         if !session.detach(generation) {
             return;
@@ -110,11 +115,10 @@ impl Hub {
         let session = session.clone();
         let grace = self.cfg.resume_grace;
         tokio::spawn(async move {
-            tokio::select! {
-                () = tokio::time::sleep(grace) => {}
-                () = hub.stopping.cancelled() => {}
-            }
-            if session.is_detached() {
+            tokio::time::sleep(grace).await;
+            // Ended only if nobody attached since this detach (a later detach has its
+            // own timer, and its own full grace).
+            if session.end_if_away_since(generation) {
                 hub.end(&session);
             }
         });
@@ -153,5 +157,90 @@ impl Hub {
 
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(key: &str) -> Principal {
+        Principal {
+            key_name: key.into(),
+            key_id: None,
+            key_ref: Arc::from(key),
+            key_scope: Arc::from(format!("key:{key}")),
+            user_id: None,
+            allowed_models: None,
+            limits: Default::default(),
+        }
+    }
+
+    fn hub(max_sessions_per_key: usize) -> Hub {
+        Hub::new(sluice_config::WebSocketConfig {
+            heartbeat: std::time::Duration::from_secs(15),
+            connect_timeout: std::time::Duration::from_secs(10),
+            max_frame_bytes: 1 << 20,
+            replay_events: 16,
+            replay_bytes: 1 << 20,
+            resume_grace: std::time::Duration::from_secs(60),
+            max_sessions_per_key,
+            max_pending_requests: 8,
+            allowed_origins: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn two_restores_of_one_session_make_one_session_counted_once() {
+        let hub = hub(2);
+        let who = principal("k");
+        let first = hub.open(&who, Some(("s1".into(), 5))).unwrap();
+        assert!(matches!(first, Opened::Restored(_)));
+        let second = hub.open(&who, Some(("s1".into(), 5))).unwrap();
+        let (Opened::Restored(a), Opened::Resumed(b)) = (first, second) else {
+            panic!("the second restore resumes the first's session");
+        };
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(hub.len(), 1);
+        // The key still has room for one more: the restore was counted once.
+        assert!(hub.open(&who, None).is_ok());
+        assert!(hub.open(&who, None).is_err());
+        // Another key cannot take the id.
+        assert!(
+            hub.open(&principal("other"), Some(("s1".into(), 1)))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn an_ended_session_cannot_be_attached_and_frees_its_place() {
+        let hub = hub(1);
+        let who = principal("k");
+        let Opened::New(s) = hub.open(&who, None).unwrap() else {
+            panic!("a new session");
+        };
+        let a = s.attach(None).unwrap();
+        assert!(s.detach(a.generation));
+        assert!(s.end_if_away_since(a.generation));
+        hub.end(&s);
+        assert!(s.attach(None).is_none(), "ended: a resume starts over");
+        assert!(hub.open(&who, None).is_ok(), "its place is free");
+    }
+
+    #[test]
+    fn a_grace_timer_from_an_earlier_detach_does_not_end_a_session_resumed_since() {
+        let hub = hub(1);
+        let Opened::New(s) = hub.open(&principal("k"), None).unwrap() else {
+            panic!("a new session");
+        };
+        let a = s.attach(None).unwrap();
+        s.detach(a.generation);
+        let b = s.attach(Some(0)).unwrap();
+        s.detach(b.generation);
+        assert!(
+            !s.end_if_away_since(a.generation),
+            "the first timer is stale"
+        );
+        assert!(s.end_if_away_since(b.generation));
     }
 }

@@ -54,12 +54,12 @@ pub(crate) async fn upgrade(
     let max = cfg.max_frame_bytes;
     // tungstenite allocates its read buffer up front (128 KiB by default): an idle
     // session must cost a few KiB, so it starts small and grows for a large frame. Frames
-    // are written as they are sent (the writer flushes each one anyway).
+    // are written as they are sent (the writer flushes each one anyway). Outgoing frames
+    // are not held to max_frame_bytes (a history page may be larger).
     ws.max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(1024)
         .write_buffer_size(0)
-        .max_write_buffer_size(max.saturating_mul(2))
         .on_upgrade(move |socket| async move {
             // The socket keeps its connection's place under `max_connections`.
             let _permit = permit;

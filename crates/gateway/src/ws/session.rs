@@ -229,8 +229,13 @@ impl Session {
 
     /// Attaches a connection that has every event up to `last_seq` (a new connection:
     /// the session's own `last_seq`). Any connection holding the session is kicked.
-    pub fn attach(&self, client_last_seq: Option<u64>) -> Attached {
+    /// `None` when the session has ended meanwhile (its grace passed): the caller starts
+    /// over (a resume then finds it in the store).
+    pub fn attach(&self, client_last_seq: Option<u64>) -> Option<Attached> {
         let mut att = self.attachment.lock().unwrap_or_else(|p| p.into_inner());
+        if self.ended.is_cancelled() {
+            return None;
+        }
         if let Some(old) = att.kick.take() {
             old.cancel();
         }
@@ -251,13 +256,13 @@ impl Session {
         log.sent = from;
         drop(log);
         self.notify.notify_one();
-        Attached {
+        Some(Attached {
             generation,
             kicked,
             overflow,
             last_seq,
             gap_from,
-        }
+        })
     }
 
     /// The connection `generation` went away; `true` if it held the session (which is
@@ -282,12 +287,21 @@ impl Session {
             == Some(generation)
     }
 
-    pub fn is_detached(&self) -> bool {
-        self.attachment
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .holder
-            .is_none()
+    /// Whether the client has been away since connection `generation` detached (no
+    /// attach since); if so the session is marked ended at once, under the same lock an
+    /// attach takes, so a resume cannot slip in between and attach to an ended session.
+    pub fn end_if_away_since(&self, generation: u64) -> bool {
+        let att = self.attachment.lock().unwrap_or_else(|p| p.into_inner());
+        if att.holder.is_some() || att.next != generation {
+            return false;
+        }
+        self.ended.cancel();
+        true
+    }
+
+    /// Whether the session has ended (its grace passed, or the gateway stopped).
+    pub fn has_ended(&self) -> bool {
+        self.ended.is_cancelled()
     }
 
     pub fn add_usage(&self, settled: sluice_service::Settled) {
@@ -498,7 +512,7 @@ mod tests {
             },
             1,
         );
-        let first = s.attach(None);
+        let first = s.attach(None).unwrap();
         for i in 0..5 {
             s.emit("x", json!({"i": i}));
         }
@@ -507,7 +521,7 @@ mod tests {
             "events 1 and 2 were lost unsent"
         );
         assert!(s.detach(first.generation));
-        let again = s.attach(Some(0));
+        let again = s.attach(Some(0)).unwrap();
         assert_eq!((again.last_seq, again.gap_from), (5, Some(3)));
         let sent = texts(&s);
         let seqs: Vec<u64> = sent.iter().map(|f| f["seq"].as_u64().unwrap()).collect();
@@ -525,14 +539,14 @@ mod tests {
             },
             1,
         );
-        let a = s.attach(None);
+        let a = s.attach(None).unwrap();
         for i in 0..4 {
             s.emit("x", json!({"i": i}));
         }
         assert_eq!(texts(&s).len(), 4);
         s.detach(a.generation);
         s.emit("x", json!({"i": 4}));
-        let b = s.attach(Some(2));
+        let b = s.attach(Some(2)).unwrap();
         assert_eq!(b.gap_from, None);
         let seqs: Vec<u64> = texts(&s)
             .iter()
