@@ -873,3 +873,39 @@ async fn a_stop_lets_socket_calls_finish_within_the_grace() {
         .expect("the call's row");
     assert_eq!(row.status, "ok", "the call finished, not cut: {row:?}");
 }
+
+#[tokio::test]
+async fn absurd_resume_seqs_are_bounded_not_a_panic() {
+    let gw = Gateway::start(&config("")).await;
+    let (mut s, hello) = session(&gw, json!({})).await;
+    let id = hello["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        call(&mut s, "c", "chat.completions", chat("m")).await["ok"],
+        true
+    );
+    let (seqs, _, _) = until_done(&mut s).await;
+    drop(s);
+    // Ahead of the session: nothing is replayed, and numbering carries on from the
+    // session's own last seq.
+    let (mut s, hello) = session(
+        &gw,
+        json!({"resume": {"session_id": id, "last_seq": u64::MAX}}),
+    )
+    .await;
+    assert_eq!(hello["resumed"], true);
+    assert_eq!(hello["last_seq"].as_u64(), seqs.last().copied());
+    assert_eq!(
+        call(&mut s, "c2", "chat.completions", chat("m")).await["ok"],
+        true
+    );
+    let (more, _, _) = until_done(&mut s).await;
+    assert_eq!(more[0], seqs.last().unwrap() + 1);
+    // An unknown session with an absurd seq: a new session.
+    let (_, hello) = session(
+        &gw,
+        json!({"resume": {"session_id": "no-such", "last_seq": u64::MAX}}),
+    )
+    .await;
+    assert_eq!(hello["resumed"], false);
+    gw.stop().await;
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use sluice_protocol::methods::{CLIENT_METHODS, events};
 use sluice_protocol::{
     Connect, ErrorBody, Frame, Hello, ReplayGap, Request, Response, Role, ServerLimits, close,
@@ -23,6 +23,10 @@ use super::methods;
 use super::outbox::Outbox;
 use super::session::Session;
 use crate::AppState;
+
+/// The largest `last_seq` a client may claim on a resume: a session's numbering carries
+/// on after it, and must not overflow.
+const MAX_SEQ: u64 = 1 << 53;
 
 /// How long a close frame may take to go out before the socket is simply dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
@@ -122,7 +126,8 @@ async fn handshake(
         }
     };
     let (principal, protocol, session, resumed, restored) = opened;
-    let Some(attached) = session.attach(connect.resume.as_ref().map(|r| r.last_seq)) else {
+    let Some(attached) = session.attach(connect.resume.as_ref().map(|r| r.last_seq.min(MAX_SEQ)))
+    else {
         // Its grace ended while this handshake ran: a new attempt resumes it from the
         // store.
         close_now(
@@ -300,7 +305,7 @@ async fn open(
             && row.key_id.as_deref() == Some(&*principal.key_ref)
         {
             let opened = hub
-                .open(&principal, Some((row.id, r.last_seq + 1)))
+                .open(&principal, Some((row.id, r.last_seq.min(MAX_SEQ) + 1)))
                 .map_err(|_| too_many())?;
             let Opened::Restored(s) = opened else {
                 unreachable!("a restore opens a restored session")
@@ -482,7 +487,14 @@ async fn start_request(conn: &Arc<Conn>, req: Request) {
     let conn = conn.clone();
     tokio::spawn(async move {
         let id = req.id.clone();
-        let res = methods::dispatch(&conn, req).await;
+        // A method that panics still answers its request (and frees its id).
+        let res = std::panic::AssertUnwindSafe(methods::dispatch(&conn, req))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                tracing::error!(session = %conn.session.id, "a method panicked");
+                Response::err(id.clone(), error(codes::INTERNAL, "the gateway failed"))
+            });
         conn.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -525,6 +537,15 @@ async fn write(
                 conn.closer.close(close::RESTART, "the gateway is restarting; reconnect and resume");
                 break;
             }
+            _ = ping.tick() => {
+                if conn.silent_for() > heartbeat * 2 {
+                    conn.closer.close(close::HEARTBEAT_TIMEOUT, "nothing heard for two heartbeats");
+                    break;
+                }
+                if send_message(&conn, &mut sink, Message::Ping(Default::default()), &stops).await.is_err() {
+                    break;
+                }
+            }
             // Answers first: a call's `res` goes out before a take-over or an overflow
             // closes the connection, so the client knows what it started.
             () = conn.outbox.ready.notified() => {
@@ -555,23 +576,22 @@ async fn write(
                     conn.closer.close(close::SLOW_CONSUMER, "events fell out of the replay window unread; resume");
                     break;
                 }
+                // Answers queued before these events go first: a call's `res` always
+                // precedes its events.
+                let mut answers = Vec::new();
+                conn.outbox.take(&mut answers);
                 let mut failed = false;
-                for text in out.drain(..) {
-                    if send(&conn, &mut sink, text.to_string(), &stops).await.is_err() {
+                let frames = answers.into_iter().chain(out.drain(..).map(|t| t.to_string()));
+                for text in frames {
+                    if send(&conn, &mut sink, text, &stops).await.is_err() {
                         failed = true;
                         break;
                     }
+                    // A peer taking data is alive, even if it sends nothing back while a
+                    // long replay or stream keeps the writer from pinging.
+                    conn.heard();
                 }
                 if failed {
-                    break;
-                }
-            }
-            _ = ping.tick() => {
-                if conn.silent_for() > heartbeat * 2 {
-                    conn.closer.close(close::HEARTBEAT_TIMEOUT, "nothing heard for two heartbeats");
-                    break;
-                }
-                if send_message(&conn, &mut sink, Message::Ping(Default::default()), &stops).await.is_err() {
                     break;
                 }
             }

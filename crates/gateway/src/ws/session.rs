@@ -251,8 +251,11 @@ impl Session {
         log.overflowed = false;
         let last_seq = log.last_seq;
         let from = client_last_seq.unwrap_or(last_seq).min(last_seq);
-        let oldest = log.entries.front().map_or(last_seq + 1, |e| e.seq);
-        let gap_from = (from + 1 < oldest).then_some(oldest);
+        let oldest = log
+            .entries
+            .front()
+            .map_or(last_seq.saturating_add(1), |e| e.seq);
+        let gap_from = (from.saturating_add(1) < oldest).then_some(oldest);
         log.sent = from;
         drop(log);
         self.notify.notify_one();
