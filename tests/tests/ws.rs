@@ -909,3 +909,34 @@ async fn absurd_resume_seqs_are_bounded_not_a_panic() {
     assert_eq!(hello["resumed"], false);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_session_holds_a_bounded_number_of_streaming_calls() {
+    let gw = Gateway::start(&config("max_pending_requests = 2")).await;
+    let (mut s, _) = session(&gw, json!({})).await;
+    for id in ["a", "b"] {
+        assert_eq!(
+            call(&mut s, id, "chat.completions", chat("slow")).await["ok"],
+            true
+        );
+    }
+    let third = call(&mut s, "c", "chat.completions", chat("slow")).await;
+    assert_eq!(
+        third["error"]["code"], "too_many_pending_requests",
+        "{third}"
+    );
+    assert_eq!(third["error"]["retryable"], true);
+    // Once both have ended, there is room again.
+    let mut done = 0;
+    while done < 2 {
+        let f = next(&mut s).await;
+        if f["event"] == "chat.completed" {
+            done += 1;
+        }
+    }
+    assert_eq!(
+        call(&mut s, "d", "chat.completions", chat("m")).await["ok"],
+        true
+    );
+    gw.stop().await;
+}

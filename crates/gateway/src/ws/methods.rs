@@ -119,6 +119,17 @@ async fn chat(conn: &Arc<Conn>, req_id: &str, raw: Value) -> Result<Value, Error
     }
     let mut req: ChatRequest =
         serde_json::from_value(raw).map_err(|e| error(codes::INVALID_PARAMS, &e.to_string()))?;
+    // A place among the session's streaming calls, held until its stream ends.
+    let slot =
+        StreamSlot::take(&conn.session, conn.hub.cfg.max_pending_requests).ok_or_else(|| {
+            ErrorBody {
+                retryable: true,
+                ..error(
+                    codes::TOO_MANY_PENDING,
+                    "too many calls streaming in this session; wait for one to end",
+                )
+            }
+        })?;
     req.stream = Some(true);
     let turn = new_turn(&req);
     let mut meta = CallMeta::fresh();
@@ -136,7 +147,7 @@ async fn chat(conn: &Arc<Conn>, req_id: &str, raw: Value) -> Result<Value, Error
     let ids = (call_id.clone(), req_id.to_owned());
     match answer.value {
         Reply::Stream(stream) => {
-            tokio::spawn(pump(state, session, stream, ids, served_by, turn));
+            tokio::spawn(pump(state, session, stream, ids, served_by, turn, slot));
         }
         // A provider that answered whole although a stream was asked for: one delta.
         Reply::Whole { response, .. } => {
@@ -166,6 +177,30 @@ async fn chat(conn: &Arc<Conn>, req_id: &str, raw: Value) -> Result<Value, Error
     Ok(serde_json::to_value(m::ChatStarted { call_id }).unwrap_or(Value::Null))
 }
 
+/// One of a session's streaming calls: given back when dropped.
+struct StreamSlot(Arc<Session>);
+
+impl StreamSlot {
+    fn take(session: &Arc<Session>, max: usize) -> Option<StreamSlot> {
+        use std::sync::atomic::Ordering;
+        session
+            .streaming
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| StreamSlot(session.clone()))
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0
+            .streaming
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// The request's new turn: its messages after the last assistant message (the whole
 /// request when it has none), as the session's history keeps them.
 fn new_turn(req: &ChatRequest) -> Vec<Message> {
@@ -186,6 +221,7 @@ async fn pump(
     (call_id, req_id): (String, String),
     served_by: String,
     turn: Vec<Message>,
+    slot: StreamSlot,
 ) {
     let mut text = String::new();
     loop {
@@ -208,6 +244,8 @@ async fn pump(
                 if let Some(s) = stream.settled() {
                     session.add_usage(s);
                 }
+                // The place is free before the client hears the call ended.
+                drop(slot);
                 let failed = m::ChatFailed {
                     call_id,
                     req_id,
@@ -225,6 +263,7 @@ async fn pump(
     if let Some(s) = stream.settled() {
         session.add_usage(s);
     }
+    drop(slot);
     let usage = stream.usage().and_then(|u| serde_json::to_value(u).ok());
     let done = m::ChatCompleted {
         call_id,

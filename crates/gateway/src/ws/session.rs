@@ -33,6 +33,9 @@ pub struct Session {
     pub(super) ended: CancellationToken,
     attachment: Mutex<Attachment>,
     usage: Mutex<UsageTotals>,
+    /// Calls streaming into the session now (their `res` answered, their stream not
+    /// ended): bounded, so one socket cannot hold unbounded upstream streams.
+    pub(super) streaming: std::sync::atomic::AtomicUsize,
     /// Serialises the session's store writes (and says whether its row exists).
     pub(super) store: tokio::sync::Mutex<bool>,
 }
@@ -134,6 +137,7 @@ impl Session {
             ended: CancellationToken::new(),
             attachment: Mutex::default(),
             usage: Mutex::default(),
+            streaming: std::sync::atomic::AtomicUsize::new(0),
             store: tokio::sync::Mutex::new(false),
         }
     }
@@ -400,6 +404,11 @@ pub fn merge_chunk(into: &mut Value, next: &Value) -> bool {
     if a.len() != 1 || b.len() != 1 || a[0].get("index") != b[0].get("index") {
         return false;
     }
+    // Only what merging knows how to join: text, tool-call arguments, role, finish reason.
+    // A chunk with anything else (reasoning, refusal, logprobs, audio) stays whole.
+    if !only_known_parts(&a[0]) || !only_known_parts(&b[0]) {
+        return false;
+    }
     let theirs = &b[0];
     let mine = &mut into["choices"][0];
     if !mine["delta"].is_object() {
@@ -446,10 +455,40 @@ pub fn merge_chunk(into: &mut Value, next: &Value) -> bool {
     true
 }
 
+/// Whether a choice of a chunk holds only parts [`merge_chunk`] joins.
+fn only_known_parts(choice: &Value) -> bool {
+    let Some(c) = choice.as_object() else {
+        return false;
+    };
+    let choice_ok = c.iter().all(|(k, v)| match k.as_str() {
+        "index" | "delta" | "finish_reason" => true,
+        _ => v.is_null(),
+    });
+    let delta_ok = c.get("delta").and_then(Value::as_object).is_some_and(|d| {
+        d.iter().all(|(k, v)| match k.as_str() {
+            "role" | "content" | "tool_calls" => true,
+            _ => v.is_null(),
+        })
+    });
+    choice_ok && delta_ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn chunks_with_parts_merging_does_not_know_stay_whole() {
+        let mut a = json!({"choices": [{"index": 0, "delta": {"content": "a"}}]});
+        let reasoning = json!({"choices": [{"index": 0, "delta": {"reasoning_content": "think"}}]});
+        assert!(!merge_chunk(&mut a, &reasoning), "reasoning would be lost");
+        let logprobs = json!({"choices": [{"index": 0, "delta": {"content": "b"}, "logprobs": {"content": []}}]});
+        assert!(!merge_chunk(&mut a, &logprobs));
+        let plain = json!({"choices": [{"index": 0, "delta": {"content": "b"}, "logprobs": null}]});
+        assert!(merge_chunk(&mut a, &plain));
+        assert_eq!(a["choices"][0]["delta"]["content"], "ab");
+    }
 
     fn principal() -> Principal {
         Principal {
