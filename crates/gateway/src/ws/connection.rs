@@ -197,6 +197,7 @@ async fn handshake(
     let writer = tokio::spawn(write(
         conn.clone(),
         sink,
+        attached.generation,
         attached.kicked,
         attached.overflow,
     ));
@@ -515,6 +516,7 @@ pub(super) fn error(code: &str, message: &str) -> ErrorBody {
 async fn write(
     conn: Arc<Conn>,
     mut sink: SplitSink<WebSocket, Message>,
+    generation: u64,
     kicked: CancellationToken,
     overflow: CancellationToken,
 ) {
@@ -572,7 +574,7 @@ async fn write(
             }
             () = session.notify.notified() => {
                 out.clear();
-                if session.take_unsent(&mut out).is_err() {
+                if session.take_unsent(generation, &mut out).is_err() {
                     conn.closer.close(close::SLOW_CONSUMER, "events fell out of the replay window unread; resume");
                     break;
                 }

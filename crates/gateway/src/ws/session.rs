@@ -62,6 +62,10 @@ struct Log {
     sent: u64,
     /// Set when unsent events fell out of the window while a connection was attached.
     overflowed: bool,
+    /// The attached connection's generation (0: none) and its overflow signal, kept with
+    /// the log so that taking events and signalling an overflow see one attachment.
+    holder: u64,
+    overflow: Option<CancellationToken>,
     window: Window,
 }
 
@@ -90,8 +94,6 @@ struct Attachment {
     next: u64,
     /// Told to close when another connection takes the session over.
     kick: Option<CancellationToken>,
-    /// Told to close when unsent events fell out of the window.
-    overflow: Option<CancellationToken>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -131,6 +133,8 @@ impl Session {
                 last_seq: first_seq.saturating_sub(1),
                 sent: first_seq.saturating_sub(1),
                 overflowed: false,
+                holder: 0,
+                overflow: None,
                 window,
             }),
             notify: Notify::new(),
@@ -191,22 +195,26 @@ impl Session {
 
     /// Tells the attached connection: there is more to send (or it fell behind).
     fn wake(&self) {
-        if self.log().overflowed
-            && let Some(t) = &self
-                .attachment
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .overflow
         {
-            t.cancel();
+            let log = self.log();
+            if log.overflowed
+                && let Some(t) = &log.overflow
+            {
+                t.cancel();
+            }
         }
         self.notify.notify_one();
     }
 
-    /// Frames to send after what the connection has sent, marked sent. `Err`: the
-    /// reader fell out of the window and must be closed (`4008`).
-    pub fn take_unsent(&self, out: &mut Vec<Arc<str>>) -> Result<(), FellBehind> {
+    /// Frames to send after what connection `generation` has sent, marked sent. `Err`:
+    /// the reader fell out of the window and must be closed (`4008`). A connection that no
+    /// longer holds the session (taken over meanwhile) gets nothing: the events are the
+    /// new holder's.
+    pub fn take_unsent(&self, generation: u64, out: &mut Vec<Arc<str>>) -> Result<(), FellBehind> {
         let mut log = self.log();
+        if log.holder != generation {
+            return Ok(());
+        }
         if log.overflowed {
             return Err(FellBehind);
         }
@@ -249,10 +257,11 @@ impl Session {
         let kicked = CancellationToken::new();
         att.kick = Some(kicked.clone());
         let overflow = CancellationToken::new();
-        att.overflow = Some(overflow.clone());
         drop(att);
         let mut log = self.log();
         log.overflowed = false;
+        log.holder = generation;
+        log.overflow = Some(overflow.clone());
         let last_seq = log.last_seq;
         let from = client_last_seq.unwrap_or(last_seq).min(last_seq);
         let oldest = log
@@ -281,8 +290,18 @@ impl Session {
         }
         att.holder = None;
         att.kick = None;
-        att.overflow = None;
+        drop(att);
+        let mut log = self.log();
+        if log.holder == generation {
+            log.holder = 0;
+            log.overflow = None;
+        }
         true
+    }
+
+    /// The generation of the connection holding the session (0: none).
+    pub fn holder(&self) -> u64 {
+        self.log().holder
     }
 
     /// Whether connection `generation` still holds the session.
@@ -512,7 +531,7 @@ mod tests {
 
     fn texts(s: &Session) -> Vec<Value> {
         let mut out = Vec::new();
-        s.take_unsent(&mut out).unwrap();
+        s.take_unsent(s.holder(), &mut out).unwrap();
         out.iter()
             .map(|t| serde_json::from_str(t).unwrap())
             .collect()
@@ -559,7 +578,7 @@ mod tests {
             s.emit("x", json!({"i": i}));
         }
         assert!(
-            s.take_unsent(&mut Vec::new()).is_err(),
+            s.take_unsent(first.generation, &mut Vec::new()).is_err(),
             "events 1 and 2 were lost unsent"
         );
         assert!(s.detach(first.generation));
