@@ -37,7 +37,8 @@ pub struct Node {
     pub tools: Vec<ToolSpec>,
     /// The node's connection: its writer sends what is put here.
     out: Arc<super::outbox::Outbox>,
-    pending: Mutex<HashMap<String, Answer>>,
+    /// `None` once the node is gone: no call may wait on it any more.
+    pending: Mutex<Option<HashMap<String, Answer>>>,
 }
 
 impl Node {
@@ -47,7 +48,8 @@ impl Node {
             .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&res.id)
+            .as_mut()
+            .and_then(|p| p.remove(&res.id))
         else {
             return; // late (timed out) or unknown: nobody waits
         };
@@ -64,10 +66,27 @@ impl Node {
         let _ = tx.send(result);
     }
 
+    /// The node is gone: its calls fail now, and later ones at once.
     fn fail_all(&self, why: &str) {
-        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default();
         for (_, tx) in pending {
             let _ = tx.send(Err(unavailable(why)));
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        if let Some(p) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            p.remove(id);
         }
     }
 }
@@ -78,6 +97,18 @@ fn unavailable(message: &str) -> ErrorBody {
         message: message.to_owned(),
         retryable: true,
         retry_after_ms: None,
+    }
+}
+
+/// Removes a call's pending entry when the call ends, however it ends.
+struct Forget<'a> {
+    node: &'a Node,
+    id: &'a str,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.node.forget(self.id);
     }
 }
 
@@ -94,7 +125,7 @@ impl Nodes {
             name: name.to_owned(),
             tools,
             out,
-            pending: Mutex::default(),
+            pending: Mutex::new(Some(HashMap::new())),
         });
         if let Some(old) = self
             .nodes
@@ -147,10 +178,15 @@ impl Nodes {
         }
         let id = format!("g{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = oneshot::channel();
-        n.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), tx);
+        {
+            let mut pending = n.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(pending) = pending.as_mut() else {
+                return Err(unavailable("the node disconnected"));
+            };
+            pending.insert(id.clone(), tx);
+        }
+        // A caller that gives up (its run cancelled) takes its entry with it.
+        let _forget = Forget { node: &n, id: &id };
         let req = Frame::Req(Request {
             id: id.clone(),
             method: TOOL_INVOKE.to_owned(),
@@ -161,31 +197,21 @@ impl Nodes {
             })
             .unwrap_or(Value::Null),
         });
-        let forget = || {
-            n.pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
-        };
         if n.out.push(sluice_protocol::encode(&req)).is_err() {
-            forget();
             return Err(unavailable("the node's connection is not taking requests"));
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(unavailable("the node disconnected before it answered")),
-            Err(_) => {
-                forget();
-                Err(ErrorBody {
-                    code: codes::TOOL_TIMEOUT.to_owned(),
-                    message: format!(
-                        "node `{node}` did not answer `{tool}` within {} ms",
-                        timeout.as_millis()
-                    ),
-                    retryable: true,
-                    retry_after_ms: None,
-                })
-            }
+            Err(_) => Err(ErrorBody {
+                code: codes::TOOL_TIMEOUT.to_owned(),
+                message: format!(
+                    "node `{node}` did not answer `{tool}` within {} ms",
+                    timeout.as_millis()
+                ),
+                retryable: true,
+                retry_after_ms: None,
+            }),
         }
     }
 }
