@@ -149,7 +149,7 @@ async fn rows(gw: &Gateway) -> Vec<SpendRow> {
     gw.service.store().recent_spend(1000).await.unwrap()
 }
 
-fn principal(gw: &Gateway) -> Principal {
+fn principal(gw: &Gateway) -> std::sync::Arc<Principal> {
     gw.service.authenticate(KEY).expect("the key authenticates")
 }
 

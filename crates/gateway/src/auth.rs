@@ -27,7 +27,7 @@ pub async fn require_key(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let principal = match proxied(&state, req.headers(), peer)? {
-        Some(p) => p,
+        Some(p) => Arc::new(p),
         None => {
             let token = bearer(&req)?.ok_or(ServiceError::MissingApiKey)?;
             state.service.authenticate(token)?

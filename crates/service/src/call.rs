@@ -150,7 +150,7 @@ impl Service {
     /// A chat completion.
     pub async fn chat(
         &self,
-        who: &Principal,
+        who: &Arc<Principal>,
         meta: CallMeta,
         mut req: ChatRequest,
     ) -> Result<Answer<Reply>, ServiceError> {
@@ -180,8 +180,7 @@ impl Service {
             prompt: prompt_tokens(&req, &req.model).tokens,
             output: asked.map_or(output_reserve, u64::from),
         };
-        let counted = req.clone();
-        let prompt = move |target: &Target| prompt_tokens(&counted, &target.model).tokens;
+        let prompt = |target: &Target| prompt_tokens(&req, &target.model).tokens;
         let begun = Spend::begin(
             &self.inner,
             &snapshot,
@@ -231,7 +230,7 @@ impl Service {
     /// An embeddings call (held to token budgets like a chat call).
     pub async fn embeddings(
         &self,
-        who: &Principal,
+        who: &Arc<Principal>,
         meta: CallMeta,
         req: EmbeddingsRequest,
     ) -> Result<Answer<EmbeddingsReply>, ServiceError> {
@@ -247,13 +246,11 @@ impl Service {
         }
         let snapshot = self.snapshot();
         self.preflight(who, &req.model)?;
-        let req = Arc::new(req);
         let estimate = || Estimate {
             prompt: input_tokens(&req, &req.model),
             output: 0,
         };
-        let counted = req.clone();
-        let prompt = move |target: &Target| input_tokens(&counted, &target.model);
+        let prompt = |target: &Target| input_tokens(&req, &target.model);
         let begun = Spend::begin(
             &self.inner,
             &snapshot,

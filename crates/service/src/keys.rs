@@ -25,7 +25,7 @@ type Digest32 = [u8; 32];
 
 #[derive(Debug)]
 pub struct KeyRing {
-    bootstrap: Vec<(Digest32, Principal)>,
+    bootstrap: Vec<(Digest32, Arc<Principal>)>,
     stored: ArcSwap<HashMap<Digest32, Arc<StoredKey>>>,
     /// The same keys by id, for re-checking a principal held for long (a WebSocket
     /// session, a run): a key revoked or expired since stops it at its next call.
@@ -82,7 +82,7 @@ impl Principal {
 #[derive(Debug)]
 struct StoredKey {
     key: ApiKey,
-    caller: Principal,
+    caller: Arc<Principal>,
 }
 
 impl StoredKey {
@@ -107,7 +107,10 @@ impl StoredKey {
                 tokens_total: None,
             },
         };
-        StoredKey { key, caller }
+        StoredKey {
+            key,
+            caller: Arc::new(caller),
+        }
     }
 }
 
@@ -130,7 +133,7 @@ impl KeyRing {
                         allowed_models: None,
                         limits: k.limits,
                     };
-                    (digest(k.key.expose()), caller)
+                    (digest(k.key.expose()), Arc::new(caller))
                 })
                 .collect(),
             stored: ArcSwap::from_pointee(HashMap::new()),
@@ -140,9 +143,11 @@ impl KeyRing {
     }
 
     /// The principal a presented token authenticates, or why not.
-    pub fn check(&self, presented: &str, now_ms: i64) -> Result<Principal, ServiceError> {
+    /// Shared, not copied: a request holds the principal for its whole life at the cost
+    /// of a reference count.
+    pub fn check(&self, presented: &str, now_ms: i64) -> Result<Arc<Principal>, ServiceError> {
         let d = digest(presented);
-        let mut found: Option<&Principal> = None;
+        let mut found: Option<&Arc<Principal>> = None;
         for (k, caller) in &self.bootstrap {
             if bool::from(k.ct_eq(&d)) {
                 found = Some(caller);

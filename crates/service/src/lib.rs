@@ -151,7 +151,7 @@ impl Service {
 
     /// The principal a presented gateway key authenticates (a Bearer header, a
     /// WebSocket connect token), or why not.
-    pub fn authenticate(&self, token: &str) -> Result<Principal, ServiceError> {
+    pub fn authenticate(&self, token: &str) -> Result<Arc<Principal>, ServiceError> {
         self.inner.keys.check(token, ids::now_ms())
     }
 

@@ -4,8 +4,6 @@
 //! told. For a stream that is its end (or its drop), so the row carries the usage the
 //! stream reported.
 
-use std::time::Instant;
-
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use sluice_config::Target;
@@ -32,9 +30,8 @@ pub(crate) struct Spend {
     pub inner: Arc<Inner>,
     /// The config the call started with (its prices), kept to its end.
     pub snapshot: Arc<Snapshot>,
-    pub principal: Principal,
+    pub principal: Arc<Principal>,
     pub meta: CallMeta,
-    pub started: Instant,
     /// The limits' reservation, settled to the answer's tokens and cost (or given back
     /// when no call answered).
     pub reservation: Option<Reservation>,
@@ -44,24 +41,22 @@ pub(crate) struct Spend {
     _open: TaskTrackerToken,
 }
 
-/// Sluice's count of a call's prompt for a chain entry's model: the row of a call given
-/// up in flight (the provider may bill it) carries it.
-pub(crate) type PromptCount = Box<dyn Fn(&Target) -> u64 + Send + Sync>;
-
 /// A call let through its limits, during the router's walk: what its answer settles, and
 /// what the router needs. Dropped before [`Begun::finish`] (the caller went away: a
 /// client disconnected, a run was cancelled), it records the calls made so far, the one
-/// in flight as `client_closed`, and gives the reservation back.
-pub(crate) struct Begun {
+/// in flight as `client_closed`, and gives the reservation back. `P` is Sluice's count
+/// of the call's prompt for a chain entry's model, which that row carries (the provider
+/// may bill it).
+pub(crate) struct Begun<P: Fn(&Target) -> u64> {
     spend: Option<Spend>,
     pub route: Arc<Route>,
     pub ctx: CallContext,
     /// Headroom left in the limits, when a limit applied.
     headroom: Option<Headroom>,
-    prompt: PromptCount,
+    prompt: P,
 }
 
-impl Begun {
+impl<P: Fn(&Target) -> u64> Begun<P> {
     /// After the router's walk (`None`: given up because the service was cut): rows for
     /// the calls that failed, and the spend to settle with the answer and the sequence
     /// number of the answering call. On a cut, the call in flight is recorded with
@@ -81,7 +76,7 @@ impl Begun {
     }
 }
 
-impl Drop for Begun {
+impl<P: Fn(&Target) -> u64> Drop for Begun<P> {
     fn drop(&mut self) {
         if let Some(spend) = self.spend.take() {
             spend.given_up(&self.ctx, &self.route, &self.prompt, "client_closed");
@@ -93,15 +88,15 @@ impl Spend {
     /// Resolves the model once, reserves the request in every limit that applies
     /// (`estimate` runs only when a token or USD limit does), and sets up its spend rows
     /// and the router's context (with the chain's upstream limits).
-    pub async fn begin(
+    pub async fn begin<P: Fn(&Target) -> u64>(
         inner: &Arc<Inner>,
         snapshot: &Arc<Snapshot>,
-        principal: &Principal,
+        principal: &Arc<Principal>,
         meta: CallMeta,
         model: &str,
         estimate: impl Fn() -> Estimate,
-        prompt: impl Fn(&Target) -> u64 + Send + Sync + 'static,
-    ) -> Result<Begun, ServiceError> {
+        prompt: P,
+    ) -> Result<Begun<P>, ServiceError> {
         let route = snapshot.router.route(model)?;
         let chain = route.targets();
         let admitted = snapshot
@@ -120,7 +115,6 @@ impl Spend {
             inner: inner.clone(),
             snapshot: snapshot.clone(),
             principal: principal.clone(),
-            started: meta.started,
             meta,
             reservation: admitted.reservation,
             upstream,
@@ -131,7 +125,7 @@ impl Spend {
             route,
             ctx,
             headroom,
-            prompt: Box::new(prompt),
+            prompt,
         })
     }
 
@@ -205,7 +199,13 @@ impl Spend {
     /// ended: `shutting_down`; the caller went away: `client_closed`): rows for the calls
     /// that failed and for the one in progress (its prompt counted by Sluice, since the
     /// provider may bill it), then the reservation settles.
-    fn given_up(self, ctx: &CallContext, route: &Route, prompt: &PromptCount, status: &str) {
+    fn given_up(
+        self,
+        ctx: &CallContext,
+        route: &Route,
+        prompt: impl Fn(&Target) -> u64,
+        status: &str,
+    ) {
         let seq = self.failed_calls(ctx);
         let Some(target) = ctx.call_in_flight(route) else {
             // Between calls (backing off): nothing was asked of a provider; the
@@ -226,7 +226,7 @@ impl Spend {
         status: &str,
         estimate: impl FnOnce() -> (u64, u64),
     ) -> Settled {
-        let latency = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let latency = i64::try_from(self.meta.started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let mut row = self.row(seq, target, status, latency);
         let tokens = match usage {
             Some(u) => Tokens {

@@ -18,7 +18,7 @@ use crate::{ApiError, AppState, sse};
 pub async fn completions(
     State(state): State<Arc<AppState>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    Extension(who): Extension<Principal>,
+    Extension(who): Extension<Arc<Principal>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {

@@ -17,7 +17,7 @@ use crate::{ApiError, AppState};
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    Extension(who): Extension<Principal>,
+    Extension(who): Extension<Arc<Principal>>,
     headers: http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {

@@ -235,7 +235,7 @@ async fn serve(live: Live) {
     conn.hub.detached(&conn.session, generation);
 }
 
-type Opening = (Principal, u32, Arc<Session>, bool, bool);
+type Opening = (Arc<Principal>, u32, Arc<Session>, bool, bool);
 
 /// The first frame: a `connect` within the deadline.
 async fn handshake_frame(
@@ -287,7 +287,7 @@ async fn open(
             .service
             .authenticate(&auth.token)
             .map_err(|e| (close::UNAUTHORIZED, e.code().to_owned()))?,
-        (None, Some(user)) => user,
+        (None, Some(user)) => Arc::new(user),
         (None, None) => return Err((close::UNAUTHORIZED, "missing_api_key".into())),
     };
     if c.role == Role::Node && c.node.is_none() {

@@ -72,7 +72,7 @@ impl Hub {
     /// numbered from `first_seq`), else a new one with a fresh id.
     pub fn open(
         &self,
-        who: &Principal,
+        who: &Arc<Principal>,
         restore: Option<(String, u64)>,
     ) -> Result<Opened, TooManySessions> {
         let (id, first_seq, restored) = match restore {
@@ -164,8 +164,8 @@ impl Hub {
 mod tests {
     use super::*;
 
-    fn principal(key: &str) -> Principal {
-        Principal {
+    fn principal(key: &str) -> Arc<Principal> {
+        Arc::new(Principal {
             key_name: key.into(),
             key_id: None,
             key_ref: Arc::from(key),
@@ -173,7 +173,7 @@ mod tests {
             user_id: None,
             allowed_models: None,
             limits: Default::default(),
-        }
+        })
     }
 
     fn hub(max_sessions_per_key: usize) -> Hub {

@@ -123,10 +123,10 @@ pub struct Attached {
 }
 
 impl Session {
-    pub fn new(id: String, principal: Principal, window: Window, first_seq: u64) -> Session {
+    pub fn new(id: String, principal: Arc<Principal>, window: Window, first_seq: u64) -> Session {
         Session {
             id,
-            principal: Arc::new(principal),
+            principal,
             log: Mutex::new(Log {
                 entries: VecDeque::new(),
                 bytes: 0,
@@ -509,8 +509,8 @@ mod tests {
         assert_eq!(a["choices"][0]["delta"]["content"], "ab");
     }
 
-    fn principal() -> Principal {
-        Principal {
+    fn principal() -> Arc<Principal> {
+        Arc::new(Principal {
             key_name: "k".into(),
             key_id: None,
             key_ref: Arc::from("config:k"),
@@ -518,7 +518,7 @@ mod tests {
             user_id: None,
             allowed_models: None,
             limits: Default::default(),
-        }
+        })
     }
 
     fn delta(call: &str, text: &str) -> ChatDelta {
