@@ -237,7 +237,7 @@ impl Store {
         messages: &[NewMessage],
     ) -> Result<Vec<i64>, StoreError> {
         use sqlx::Connection;
-        let count = i64::try_from(messages.len()).expect("a slice's length fits in an i64");
+        let count = i64::try_from(messages.len()).unwrap_or(i64::MAX);
         let mut tx = conn.begin().await?;
         // The session row is written first, so it is held (and, on SQLite, the write lock
         // taken) before anything is read. The highest stored seq only matters when rows

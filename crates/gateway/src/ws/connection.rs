@@ -308,11 +308,11 @@ async fn open(
             let opened = hub
                 .open(&principal, Some((row.id, r.last_seq.min(MAX_SEQ) + 1)))
                 .map_err(|_| too_many())?;
-            let Opened::Restored(s) = opened else {
-                unreachable!("a restore opens a restored session")
-            };
-            *s.store.try_lock().map_err(|_| too_many())? = true;
-            return Ok((principal, protocol, s, true, true));
+            return Ok(match opened {
+                Opened::Restored(s) => (principal, protocol, s, true, true),
+                // Another connection restored it a moment ago: this one resumes it.
+                Opened::Resumed(s) | Opened::New(s) => (principal, protocol, s, true, false),
+            });
         }
     }
     match hub.open(&principal, None).map_err(|_| too_many())? {
@@ -343,11 +343,7 @@ async fn close_now(sink: &mut SplitSink<WebSocket, Message>, code: u16, reason: 
 
 /// A close reason must fit in a control frame (123 bytes).
 fn truncate(s: &str) -> String {
-    let mut end = s.len().min(120);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
+    super::prefix(s, 120).to_owned()
 }
 
 fn millis(d: Duration) -> u64 {

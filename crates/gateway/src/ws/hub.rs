@@ -95,7 +95,13 @@ impl Hub {
             }
             *held += 1;
         }
-        let session = Arc::new(Session::new(id, who.clone(), self.window(), first_seq));
+        let session = Arc::new(Session::new(
+            id,
+            who.clone(),
+            self.window(),
+            first_seq,
+            restored,
+        ));
         entry.insert(session.clone());
         Ok(if restored {
             Opened::Restored(session)

@@ -30,21 +30,16 @@ pub(super) async fn dispatch(conn: &Arc<Conn>, req: Request) -> Response {
         m::CHAT_COMPLETIONS => chat(conn, &req.id, req.params).await,
         other => Err(error(
             codes::UNKNOWN_METHOD,
-            &format!("no method `{}`; hello.methods lists them", truncated(other)),
+            &format!(
+                "no method `{}`; hello.methods lists them",
+                super::prefix(other, 64)
+            ),
         )),
     };
     match result {
         Ok(v) => Response::ok(id, v),
         Err(e) => Response::err(id, e),
     }
-}
-
-fn truncated(s: &str) -> &str {
-    let mut end = s.len().min(64);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 fn params<T: DeserializeOwned + Default>(params: Value) -> Result<T, ErrorBody> {

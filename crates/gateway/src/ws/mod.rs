@@ -26,6 +26,16 @@ use crate::error::error_body;
 
 pub use hub::Hub;
 
+/// At most `max` bytes of `s`, cut at a character boundary: client text quoted in an
+/// answer or a close reason stays bounded.
+fn prefix(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 pub(crate) async fn upgrade(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

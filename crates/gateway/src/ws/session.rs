@@ -123,7 +123,14 @@ pub struct Attached {
 }
 
 impl Session {
-    pub fn new(id: String, principal: Arc<Principal>, window: Window, first_seq: u64) -> Session {
+    /// `stored`: the session's row is already in the store (a session restored from it).
+    pub fn new(
+        id: String,
+        principal: Arc<Principal>,
+        window: Window,
+        first_seq: u64,
+        stored: bool,
+    ) -> Session {
         Session {
             id,
             principal,
@@ -142,7 +149,7 @@ impl Session {
             attachment: Mutex::default(),
             usage: Mutex::default(),
             streaming: std::sync::atomic::AtomicUsize::new(0),
-            store: tokio::sync::Mutex::new(false),
+            store: tokio::sync::Mutex::new(stored),
         }
     }
 
@@ -547,6 +554,7 @@ mod tests {
                 bytes: 1 << 20,
             },
             1,
+            false,
         );
         s.attach(None);
         assert_eq!(s.emit_delta(delta("a", "Hel")), 1);
@@ -572,6 +580,7 @@ mod tests {
                 bytes: 1 << 20,
             },
             1,
+            false,
         );
         let first = s.attach(None).unwrap();
         for i in 0..5 {
@@ -599,6 +608,7 @@ mod tests {
                 bytes: 1 << 20,
             },
             1,
+            false,
         );
         let a = s.attach(None).unwrap();
         for i in 0..4 {
