@@ -497,3 +497,40 @@ async fn copy(
         }
     }
 }
+
+/// The built-in mock behind two models, for the WebSocket tests: `m` answers at once;
+/// `slow` streams a word every 150 ms. `extra_ws` goes into `[websocket]`.
+pub fn ws_config(extra_ws: &str) -> String {
+    format!(
+        r#"
+[providers.mock]
+kind = "mock"
+words = 12
+[providers.slow]
+kind = "mock"
+words = 12
+chunk_delay_ms = 150
+[models.m]
+chain = ["mock:model-x"]
+[models.slow]
+chain = ["slow:model-x"]
+[websocket]
+{extra_ws}
+"#
+    )
+}
+
+/// The interpreter with the test clients' Python packages (the openai SDK,
+/// `websockets`): `$SLUICE_TEST_PYTHON`, else `.venv/bin/python` at the repository root,
+/// which scripts/test creates.
+pub fn python() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("SLUICE_TEST_PYTHON") {
+        return p.into();
+    }
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python with the test clients: run scripts/test, or `python3 -m venv .venv && .venv/bin/pip install openai websockets`, or set SLUICE_TEST_PYTHON"
+    );
+    venv
+}

@@ -21,25 +21,8 @@ use sluice_client::{
 };
 use sluice_e2e::{Gateway, KEY, Proxy};
 
-/// The built-in mock: `m` answers at once; `slow` streams a word every 150 ms.
 fn config(extra_ws: &str) -> String {
-    format!(
-        r#"
-[providers.mock]
-kind = "mock"
-words = 12
-[providers.slow]
-kind = "mock"
-words = 12
-chunk_delay_ms = 150
-[models.m]
-chain = ["mock:model-x"]
-[models.slow]
-chain = ["slow:model-x"]
-[websocket]
-{extra_ws}
-"#
-    )
+    sluice_e2e::ws_config(extra_ws)
 }
 
 fn ws_url(gw: &Gateway) -> String {

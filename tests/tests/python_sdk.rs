@@ -3,22 +3,10 @@
 //! broken stream. The interpreter is `$SLUICE_TEST_PYTHON`, else `.venv/bin/python` at
 //! the repository root (scripts/test creates it with `pip install openai`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::json;
 use sluice_e2e::{Gateway, KEY, MockProvider, Step, Wire, provider};
-
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("SLUICE_TEST_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python with the openai SDK: run scripts/test, or `python3 -m venv .venv && .venv/bin/pip install openai`, or set SLUICE_TEST_PYTHON"
-    );
-    venv
-}
 
 #[tokio::test]
 async fn openai_python_sdk_plain_stream_and_tools() {
@@ -50,7 +38,7 @@ async fn openai_python_sdk_plain_stream_and_tools() {
     );
     let gw = Gateway::start(&config).await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/sdk_e2e.py");
-    let out = tokio::process::Command::new(python())
+    let out = tokio::process::Command::new(sluice_e2e::python())
         .arg(&script)
         .env("SLUICE_BASE_URL", gw.url("/v1"))
         .env("SLUICE_KEY", KEY)

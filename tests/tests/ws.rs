@@ -21,26 +21,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// The built-in mock: `m` answers at once; `slow` streams a word every 150 ms.
 fn config(extra_ws: &str) -> String {
-    format!(
-        r#"
-[providers.mock]
-kind = "mock"
-words = 12
-[providers.slow]
-kind = "mock"
-words = 12
-chunk_delay_ms = 150
-[models.m]
-chain = ["mock:model-x"]
-[models.slow]
-chain = ["slow:model-x"]
-[websocket]
-heartbeat_ms = 15000
-{extra_ws}
-"#
-    )
+    sluice_e2e::ws_config(extra_ws)
 }
 
 async fn open(gw: &Gateway) -> Socket {
@@ -388,8 +370,7 @@ async fn sessions_per_key_are_capped() {
 
 #[tokio::test]
 async fn a_peer_that_answers_no_ping_is_closed_after_two_heartbeats() {
-    let gw =
-        Gateway::start(&config("").replace("heartbeat_ms = 15000", "heartbeat_ms = 200")).await;
+    let gw = Gateway::start(&config("heartbeat_ms = 200")).await;
     let (mut s, hello) = session(&gw, json!({})).await;
     assert_eq!(hello["heartbeat_ms"], 200);
     // Reading nothing means answering no ping (the client answers as it reads): closed
@@ -645,6 +626,15 @@ async fn a_trusted_proxys_identity_header_is_believed_only_from_the_proxy() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    // A value that names no one is refused, not believed.
+    let resp = from("127.0.0.1")
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-forwarded-user", "al\tice")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
     // From anywhere else, the header is refused, even with a valid key beside it.
     let resp = from("127.0.0.2")
         .post(gw.url("/v1/chat/completions"))
@@ -793,19 +783,11 @@ async fn a_reader_that_cannot_keep_up_is_closed_4008_and_resumes_knowing_what_it
     gw.stop().await;
 }
 
-/// The interpreter with the `websockets` library (scripts/test installs it in .venv).
-fn python() -> std::path::PathBuf {
-    if let Ok(p) = std::env::var("SLUICE_TEST_PYTHON") {
-        return p.into();
-    }
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python")
-}
-
 #[tokio::test]
 async fn a_python_websockets_client_streams_and_resumes() {
     let gw = Gateway::start(&config("")).await;
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/ws_e2e.py");
-    let out = tokio::process::Command::new(python())
+    let out = tokio::process::Command::new(sluice_e2e::python())
         .arg(&script)
         .env("SLUICE_WS_URL", format!("ws://{}/ws", gw.addr))
         .env("SLUICE_KEY", KEY)
@@ -938,5 +920,36 @@ async fn a_session_holds_a_bounded_number_of_streaming_calls() {
         call(&mut s, "d", "chat.completions", chat("m")).await["ok"],
         true
     );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_that_breaks_half_way_ends_with_chat_failed_and_its_row_says_why() {
+    let mock = sluice_e2e::MockProvider::start(sluice_e2e::Wire::OpenAi).await;
+    mock.script("model-cut", vec![sluice_e2e::Step::CutAfter(3)]);
+    let cfg = format!(
+        "{}[models.cut]\nchain = [\"up:model-cut\"]\n{}",
+        sluice_e2e::provider("up", &mock, &["sk-up"], ""),
+        config("")
+    );
+    let gw = Gateway::start(&cfg).await;
+    let (mut s, _) = session(&gw, json!({})).await;
+    let started = call(&mut s, "c1", "chat.completions", chat("cut")).await;
+    let call_id = started["result"]["call_id"].as_str().unwrap().to_owned();
+    let (_, text, last) = until_done(&mut s).await;
+    assert!(!text.is_empty(), "the first chunks arrived");
+    assert_eq!(last["event"], "chat.failed", "{last}");
+    assert_eq!(last["data"]["call_id"], call_id.as_str());
+    assert_eq!(last["data"]["error"]["code"], "upstream_stream_cut");
+    assert_eq!(last["data"]["error"]["retryable"], true);
+    gw.service.ledger().flush().await.unwrap();
+    let rows = gw.service.store().recent_spend(10).await.unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r.request_id == call_id)
+        .expect("a row");
+    assert_eq!(row.status, "upstream_stream_cut");
+    // The session goes on.
+    assert_eq!(call(&mut s, "p", "ping", json!({})).await["ok"], true);
     gw.stop().await;
 }
