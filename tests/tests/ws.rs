@@ -953,3 +953,173 @@ async fn a_stream_that_breaks_half_way_ends_with_chat_failed_and_its_row_says_wh
     assert_eq!(call(&mut s, "p", "ping", json!({})).await["ok"], true);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_answers_is_closed_4008() {
+    // Small answers, sent as fast as the client asks and never read: once the socket's
+    // buffers are full the connection's outbox fills, and the gateway closes rather than
+    // queue without bound.
+    let gw = Gateway::start(&config("")).await;
+    let (s, _) = session(&gw, json!({})).await;
+    let (mut tx, mut rx) = s.split();
+    let flood = tokio::spawn(async move {
+        for i in 0..200_000 {
+            let ping = json!({"type": "req", "id": format!("p{i}"), "method": "ping"});
+            if tx
+                .feed(Message::Text(ping.to_string().into()))
+                .await
+                .is_err()
+            {
+                return i;
+            }
+            if i % 256 == 0 && tx.flush().await.is_err() {
+                return i;
+            }
+        }
+        200_000
+    });
+    // Not reading for a while, then draining to the close frame.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(20), rx.next())
+            .await
+            .expect("the close in time")
+        {
+            Some(Ok(Message::Close(Some(f)))) => break (u16::from(f.code), f.reason.to_string()),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("no close frame: {e}"),
+            None => panic!("closed without a close frame"),
+        }
+    };
+    flood.abort();
+    assert_eq!(code.0, 4008, "{code:?}");
+    assert!(code.1.contains("answers are not being read"), "{code:?}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn requests_waiting_for_their_answer_are_bounded_per_connection() {
+    // Two calls whose provider never answers stay pending; a third request, of any
+    // method, is refused until one of them is answered.
+    let mock = sluice_e2e::MockProvider::start(sluice_e2e::Wire::OpenAi).await;
+    mock.script("model-hang", vec![sluice_e2e::Step::Hang]);
+    let cfg = format!(
+        "{}[models.hang]\nchain = [\"up:model-hang\"]\n{}",
+        sluice_e2e::provider("up", &mock, &["sk-up"], ""),
+        config("max_pending_requests = 2")
+    );
+    let gw = Gateway::start(&cfg).await;
+    let (mut s, _) = session(&gw, json!({})).await;
+    for id in ["a", "b"] {
+        send(
+            &mut s,
+            json!({"type": "req", "id": id, "method": "chat.completions", "params": chat("hang")}),
+        )
+        .await;
+    }
+    let ok = sluice_e2e::eventually(5, async || mock.requests().len() == 2).await;
+    assert!(ok, "both calls reached the provider");
+    let third = call(&mut s, "c", "ping", json!({})).await;
+    assert_eq!(third["ok"], false, "{third}");
+    assert_eq!(third["error"]["code"], "too_many_pending_requests");
+    assert_eq!(third["error"]["retryable"], true);
+    assert!(
+        third["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unanswered"),
+        "{third}"
+    );
+    // An id already in flight is refused as such, not run twice.
+    let dup = call(&mut s, "a", "ping", json!({})).await;
+    assert_eq!(dup["error"]["code"], "invalid_request_id", "{dup}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn history_answers_fit_in_a_frame_and_page_backwards() {
+    let gw = Gateway::start(&config("max_frame_bytes = 4096")).await;
+    let (mut s, _) = session(&gw, json!({})).await;
+    for i in 0..3 {
+        let long = format!("turn {i}: {}", "words of a long question ".repeat(80)); // ~2 KB
+        let params = json!({"model": "m", "messages": [{"role": "user", "content": long}]});
+        let started = call(&mut s, &format!("c{i}"), "chat.completions", params).await;
+        assert_eq!(started["ok"], true, "{started}");
+        until_done(&mut s).await;
+    }
+    let stored = sluice_e2e::eventually(5, async || {
+        let mut all = 0;
+        let mut before = Value::Null;
+        loop {
+            let h = call(
+                &mut s,
+                "h",
+                "session.history",
+                json!({"before_seq": before}),
+            )
+            .await;
+            let page = h["result"]["messages"].as_array().unwrap().clone();
+            all += page.len();
+            if h["result"]["more"] != true || page.is_empty() {
+                return all == 6;
+            }
+            before = page[0]["seq"].clone();
+        }
+    })
+    .await;
+    assert!(stored, "three turns and their answers are stored");
+
+    // The newest page: whole messages, oldest first, within the frame size.
+    send(
+        &mut s,
+        json!({"type": "req", "id": "h1", "method": "session.history"}),
+    )
+    .await;
+    let raw = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), s.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = msg
+            && t.as_str().contains("\"h1\"")
+        {
+            break t.as_str().to_owned();
+        }
+    };
+    assert!(raw.len() <= 4096, "{} bytes", raw.len());
+    let h: Value = serde_json::from_str(&raw).unwrap();
+    let page = h["result"]["messages"].as_array().unwrap();
+    assert!(page.len() < 6, "not all fit");
+    assert_eq!(h["result"]["more"], true);
+    assert_eq!(page.last().unwrap()["message"]["role"], "assistant");
+    let seqs: Vec<u64> = page.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] + 1 == w[1]), "{seqs:?}");
+
+    // Paging back from the first seq collects every message once, in order.
+    let mut seen = seqs.clone();
+    let mut before = seqs[0];
+    loop {
+        let h = call(
+            &mut s,
+            "h2",
+            "session.history",
+            json!({"before_seq": before, "limit": 2}),
+        )
+        .await;
+        let older: Vec<u64> = h["result"]["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect();
+        assert!(older.len() <= 2);
+        seen.splice(0..0, older.iter().copied());
+        if h["result"]["more"] == false {
+            break;
+        }
+        before = older[0];
+    }
+    assert_eq!(seen, (1..=6).collect::<Vec<u64>>());
+    gw.stop().await;
+}

@@ -3,9 +3,12 @@
 //! ```text
 //! sluice-wsload idle      WS_URL KEY N HOLD_SECS     N idle sessions held HOLD_SECS (RSS is read by the caller)
 //! sluice-wsload handshake WS_URL KEY N               N handshakes one after another: latency percentiles
-//! sluice-wsload streams   WS_URL KEY N MODEL DELAY   N concurrent chat.completions over N sessions
-//! sluice-wsload sse       HTTP_URL KEY N MODEL DELAY the same N streams as SSE, straight to a provider
+//! sluice-wsload streams   WS_URL KEY N MODEL DELAY [RATE]   N chat.completions over N sessions
+//! sluice-wsload sse       HTTP_URL KEY N MODEL DELAY [RATE] the same N streams as SSE, straight to a provider
 //! ```
+//!
+//! Streams start all at once, or RATE a second (a steady load: about RATE × the stream's
+//! length run at once; the most that did is printed).
 //!
 //! For streams, each provider chunk k (k ≥ 1) should arrive k × DELAY ms after the first;
 //! its lateness is how much later it arrives. A WebSocket delta may carry several provider
@@ -38,8 +41,16 @@ async fn main() -> anyhow::Result<()> {
     match arg(0) {
         "idle" => idle(arg(1), arg(2), num(3)?, num(4)?).await,
         "handshake" => handshake(arg(1), arg(2), num(3)?).await,
-        "streams" => streams(arg(1), arg(2), num(3)?, arg(4), num(5)?, false).await,
-        "sse" => streams(arg(1), arg(2), num(3)?, arg(4), num(5)?, true).await,
+        "streams" | "sse" => {
+            let rate = if arg(6).is_empty() { 0 } else { num(6)? };
+            let load = Load {
+                n: num(3)?,
+                model: arg(4),
+                delay_ms: num(5)?,
+                rate,
+            };
+            streams(arg(1), arg(2), &load, arg(0) == "sse").await
+        }
         _ => bail!("usage: see the doc comment in bench/wsload/src/main.rs"),
     }
 }
@@ -111,15 +122,24 @@ async fn handshake(url: &str, key: &str, n: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Per stream: TTFT, and the lateness of each later chunk.
-async fn streams(
-    url: &str,
-    key: &str,
+struct Load<'a> {
     n: u64,
-    model: &str,
+    model: &'a str,
     delay_ms: u64,
-    sse: bool,
-) -> anyhow::Result<()> {
+    /// Streams started a second; 0: all at once.
+    rate: u64,
+}
+
+/// Per stream: TTFT, and the lateness of each later chunk.
+async fn streams(url: &str, key: &str, load: &Load<'_>, sse: bool) -> anyhow::Result<()> {
+    let Load {
+        n,
+        model,
+        delay_ms,
+        rate,
+    } = *load;
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let most = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let http = reqwest::Client::new();
     let mut sockets = Vec::new();
     if !sse {
@@ -132,15 +152,24 @@ async fn streams(
     }
     let start = Instant::now();
     let tasks: Vec<_> = (0..n)
-        .map(|_| {
+        .map(|i| {
             let (url, key, model) = (url.to_owned(), key.to_owned(), model.to_owned());
             let http = http.clone();
             let socket = sockets.pop();
+            let at = (rate > 0).then(|| start + Duration::from_secs_f64(i as f64 / rate as f64));
+            let (running, most) = (running.clone(), most.clone());
             tokio::spawn(async move {
-                match socket {
+                if let Some(at) = at {
+                    tokio::time::sleep_until(at.into()).await;
+                }
+                use std::sync::atomic::Ordering::Relaxed;
+                most.fetch_max(running.fetch_add(1, Relaxed) + 1, Relaxed);
+                let r = match socket {
                     Some(s) => one_ws(s, &model).await,
                     None => one_sse(&http, &url, &key, &model).await,
-                }
+                };
+                running.fetch_sub(1, Relaxed);
+                r
             })
         })
         .collect();
@@ -164,9 +193,10 @@ async fn streams(
         }
     }
     println!(
-        "{} streams ({} failed) in {:.1} s\nTTFT ms: {}\nchunk lateness ms: {}",
+        "{} streams ({} failed, at most {} at once) in {:.1} s\nTTFT ms: {}\nchunk lateness ms: {}",
         n,
         failed,
+        most.load(std::sync::atomic::Ordering::Relaxed),
         start.elapsed().as_secs_f64(),
         summary(&mut ttft),
         summary(&mut late)

@@ -1,10 +1,12 @@
 //! Token counts Sluice makes itself: before a call (the prompt, for reservations) and after
 //! one whose provider reported no usage. OpenAI families are counted with their own BPE
-//! (tiktoken, compiled in: no download); other models with o200k as an estimate, which
-//! is within a few percent for English prose but not exact.
+//! (`sluice-bpe`: tiktoken's counts from a compact table, compiled in: no download); other
+//! models with o200k as an estimate, which is within a few percent for English prose but
+//! not exact. Which model uses which encoding is tiktoken-rs's table, kept current there.
 
+use sluice_bpe::Encoding;
 use sluice_llm::{ChatRequest, Content};
-use tiktoken_rs::CoreBPE;
+use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
 
 /// A count, and whether it comes from the model's own tokenizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,28 +15,29 @@ pub struct TokenCount {
     pub exact: bool,
 }
 
-fn bpe_for(model: &str) -> (&'static CoreBPE, bool) {
-    match tiktoken_rs::tokenizer::get_tokenizer(model)
-        .and_then(|t| tiktoken_rs::bpe_for_tokenizer(t).ok())
-    {
-        Some(bpe) => (bpe, true),
-        None => (tiktoken_rs::o200k_base_singleton(), false),
+fn bpe_for(model: &str) -> (&'static Encoding, bool) {
+    match get_tokenizer(model) {
+        // Harmony is o200k with more special tokens, which count as text here anyway.
+        Some(Tokenizer::O200kBase | Tokenizer::O200kHarmony) => (Encoding::o200k(), true),
+        Some(Tokenizer::Cl100kBase) => (Encoding::cl100k(), true),
+        // The GPT-3 era encodings are not kept (no current model uses them).
+        Some(_) | None => (Encoding::o200k(), false),
     }
 }
 
-/// Loads the tokenizers (~0.7 s for o200k and cl100k together) so that the first
-/// request which needs a count does not pay for it. Call once at start, off the runtime's
-/// worker threads.
+/// Builds the two encodings (~0.1 s, ~6 MB together) so that the first request which
+/// needs a count does not wait for them. Call once at start, off the runtime's worker
+/// threads.
 pub fn warm() {
-    let _ = tiktoken_rs::o200k_base_singleton();
-    let _ = tiktoken_rs::cl100k_base_singleton();
+    let _ = Encoding::o200k();
+    let _ = Encoding::cl100k();
 }
 
 /// Tokens of a piece of text.
 pub fn text_tokens(text: &str, model: &str) -> TokenCount {
     let (bpe, exact) = bpe_for(model);
     TokenCount {
-        tokens: bpe.encode_ordinary(text).len() as u64,
+        tokens: bpe.count(text) as u64,
         exact,
     }
 }
@@ -48,7 +51,7 @@ const EXACT_BYTES: usize = 4 * 1024;
 /// measured on them plus 10 % (a reservation is settled to the real usage, so a generous
 /// estimate costs little). Worst case about 1k tokens of tokenizing per request.
 struct Bounded<'a> {
-    bpe: &'a CoreBPE,
+    bpe: &'a Encoding,
     bytes: usize,
     tokens: u64,
     estimated: bool,
@@ -62,7 +65,7 @@ impl Bounded<'_> {
             end -= 1;
         }
         let exact = if end > 0 {
-            let n = self.bpe.encode_ordinary(&s[..end]).len() as u64;
+            let n = self.bpe.count(&s[..end]) as u64;
             self.bytes += end;
             self.tokens += n;
             n

@@ -85,8 +85,11 @@ pub struct HistoryParams {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct History {
     pub session_id: String,
-    /// Oldest first.
+    /// Oldest first: the newest that fit in one frame of `hello.limits.max_frame_bytes`
+    /// (a single message larger than that comes alone).
     pub messages: Vec<HistoryMessage>,
+    /// Older messages exist: ask again with `before_seq` = the first message's `seq`.
+    pub more: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

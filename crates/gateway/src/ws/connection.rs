@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::Extension;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -23,6 +24,7 @@ use super::methods;
 use super::outbox::Outbox;
 use super::session::Session;
 use crate::AppState;
+use crate::conn::ConnPermit;
 
 /// The largest `last_seq` a client may claim on a resume: a session's numbering carries
 /// on after it, and must not overflow.
@@ -77,14 +79,24 @@ pub(super) struct Conn {
 
 /// `proxied`: the user a trusted proxy vouched for at the upgrade, used when `connect`
 /// carries no token.
-pub async fn run(socket: WebSocket, state: Arc<AppState>, proxied: Option<Principal>) {
+pub async fn run(
+    socket: WebSocket,
+    state: Arc<AppState>,
+    proxied: Option<Principal>,
+    permit: Option<Extension<ConnPermit>>,
+) {
     // The handshake's state (the connect frame, a store lookup on a resume, the hello)
-    // is boxed and freed once it is done: the task that lives as long as the connection
-    // keeps only what serving needs (a few hundred bytes instead of ~4 KiB per session).
+    // is boxed and freed once it is done.
     let Some(live) = Box::pin(handshake(socket, state, proxied)).await else {
         return;
     };
-    serve(live).await;
+    // Serving gets a task of its own, which holds only what serving needs: the upgrade's
+    // task (axum's future around this one, ~2 KiB) ends here instead of living as long as
+    // the connection. The socket keeps its connection's place under `max_connections`.
+    tokio::spawn(async move {
+        let _permit = permit;
+        serve(live).await;
+    });
 }
 
 /// A connection past its handshake.
@@ -540,7 +552,7 @@ async fn write(
                     conn.closer.close(close::HEARTBEAT_TIMEOUT, "nothing heard for two heartbeats");
                     break;
                 }
-                if send_message(&conn, &mut sink, Message::Ping(Default::default()), &stops).await.is_err() {
+                if Box::pin(send_message(&conn, &mut sink, Message::Ping(Default::default()), &stops)).await.is_err() {
                     break;
                 }
             }
@@ -549,14 +561,7 @@ async fn write(
             () = conn.outbox.ready.notified() => {
                 let mut frames = Vec::new();
                 conn.outbox.take(&mut frames);
-                let mut failed = false;
-                for text in frames {
-                    if send(&conn, &mut sink, text, &stops).await.is_err() {
-                        failed = true;
-                        break;
-                    }
-                }
-                if failed {
+                if Box::pin(send_all(&conn, &mut sink, frames.into_iter(), &stops)).await.is_err() {
                     break;
                 }
             }
@@ -578,18 +583,8 @@ async fn write(
                 // precedes its events.
                 let mut answers = Vec::new();
                 conn.outbox.take(&mut answers);
-                let mut failed = false;
                 let frames = answers.into_iter().chain(out.drain(..).map(|t| t.to_string()));
-                for text in frames {
-                    if send(&conn, &mut sink, text, &stops).await.is_err() {
-                        failed = true;
-                        break;
-                    }
-                    // A peer taking data is alive, even if it sends nothing back while a
-                    // long replay or stream keeps the writer from pinging.
-                    conn.heard();
-                }
-                if failed {
+                if Box::pin(send_all(&conn, &mut sink, frames, &stops)).await.is_err() {
                     break;
                 }
             }
@@ -602,13 +597,21 @@ async fn write(
     close_now(&mut sink, code, &reason).await;
 }
 
-async fn send(
+/// Sends frames in order. The writer boxes this (and its pings): the sends' state is
+/// held only while sending, and the writer's idle future stays small.
+async fn send_all(
     conn: &Conn,
     sink: &mut SplitSink<WebSocket, Message>,
-    text: String,
+    frames: impl Iterator<Item = String>,
     stops: &Stops,
 ) -> Result<(), ()> {
-    send_message(conn, sink, Message::Text(text.into()), stops).await
+    for text in frames {
+        send_message(conn, sink, Message::Text(text.into()), stops).await?;
+        // A peer taking data is alive, even if it sends nothing back while a long replay
+        // or stream keeps the writer from pinging.
+        conn.heard();
+    }
+    Ok(())
 }
 
 /// What ends a send stuck on a reader that takes nothing: a take-over, an overflow.

@@ -15,7 +15,7 @@ use sluice_llm::{ChatRequest, Message, Role};
 use sluice_protocol::methods::{self as m, events};
 use sluice_protocol::{ErrorBody, Request, Response, codes};
 use sluice_service::{CallMeta, MeteredStream, Reply, ServiceError};
-use sluice_store::sessions::{NewMessage, SessionRow};
+use sluice_store::sessions::{MessageRow as SessionMessageRow, NewMessage, SessionRow};
 
 use super::connection::{Conn, error};
 use super::session::Session;
@@ -76,13 +76,14 @@ fn usage(conn: &Conn) -> Result<Value, ErrorBody> {
 
 async fn history(conn: &Conn, raw: Value) -> Result<Value, ErrorBody> {
     let p: m::HistoryParams = params(raw)?;
-    let limit = p.limit.unwrap_or(100).min(1000);
+    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
     let before = p.before_seq.map(|s| i64::try_from(s).unwrap_or(i64::MAX));
+    // One more than asked: whether older messages exist.
     let rows = conn
         .state
         .service
         .store()
-        .session_messages(&conn.session.id, before, limit)
+        .session_messages(&conn.session.id, before, limit + 1)
         .await
         .map_err(|e| {
             tracing::warn!(session = %conn.session.id, "cannot read session history: {e}");
@@ -91,18 +92,51 @@ async fn history(conn: &Conn, raw: Value) -> Result<Value, ErrorBody> {
                 ..error(codes::INTERNAL, "the session's history could not be read")
             }
         })?;
-    let history = m::History {
-        session_id: conn.session.id.clone(),
-        messages: rows
-            .into_iter()
-            .map(|r| m::HistoryMessage {
-                seq: u64::try_from(r.seq).unwrap_or(0),
-                message: r.content,
-                created_at_ms: r.created_at_ms,
-            })
-            .collect(),
-    };
+    let history = page(
+        conn.session.id.clone(),
+        rows,
+        limit as usize,
+        conn.hub.cfg.max_frame_bytes,
+    );
     serde_json::to_value(history).map_err(|e| error(codes::INTERNAL, &e.to_string()))
+}
+
+/// Room in a history answer's frame for everything but its messages.
+const HISTORY_FRAME_OVERHEAD: usize = 512;
+
+/// The newest of `rows` (oldest first) that number at most `limit` and fit in a frame of
+/// `frame_bytes` (at least one, however large), oldest first.
+fn page(
+    session_id: String,
+    rows: Vec<SessionMessageRow>,
+    limit: usize,
+    frame_bytes: usize,
+) -> m::History {
+    let budget = frame_bytes.saturating_sub(HISTORY_FRAME_OVERHEAD + session_id.len());
+    let mut more = rows.len() > limit;
+    let mut used = 0;
+    let mut messages = Vec::new();
+    for r in rows.into_iter().rev().take(limit) {
+        let m = m::HistoryMessage {
+            seq: u64::try_from(r.seq).unwrap_or(0),
+            message: r.content,
+            created_at_ms: r.created_at_ms,
+        };
+        // Its size in the frame, with the comma that separates it.
+        let size = serde_json::to_string(&m).map_or(0, |s| s.len()) + 1;
+        if !messages.is_empty() && used + size > budget {
+            more = true;
+            break;
+        }
+        used += size;
+        messages.push(m);
+    }
+    messages.reverse();
+    m::History {
+        session_id,
+        messages,
+        more,
+    }
 }
 
 async fn chat(conn: &Arc<Conn>, req_id: &str, raw: Value) -> Result<Value, ErrorBody> {

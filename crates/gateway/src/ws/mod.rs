@@ -65,14 +65,10 @@ pub(crate) async fn upgrade(
     // tungstenite allocates its read buffer up front (128 KiB by default): an idle
     // session must cost a few KiB, so it starts small and grows for a large frame. Frames
     // are written as they are sent (the writer flushes each one anyway). Outgoing frames
-    // are not held to max_frame_bytes (a history page may be larger).
+    // are not held to max_frame_bytes (one history message may be larger).
     ws.max_message_size(max)
         .max_frame_size(max)
-        .read_buffer_size(1024)
+        .read_buffer_size(512)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| async move {
-            // The socket keeps its connection's place under `max_connections`.
-            let _permit = permit;
-            connection::run(socket, state, proxied).await;
-        })
+        .on_upgrade(move |socket| connection::run(socket, state, proxied, permit))
 }
