@@ -11,8 +11,10 @@
 //! - [`types`]: the canonical request, response, stream chunk and usage types.
 //! - [`stream`]: the [`StreamDecoder`] trait every provider stream format implements.
 //! - [`openai`], [`anthropic`], [`gemini`]: one module per wire format.
+//! - [`assemble`]: a stream's chunks folded back into one assistant message.
 
 pub mod anthropic;
+pub mod assemble;
 mod error;
 pub mod gemini;
 pub mod openai;
