@@ -11,6 +11,7 @@
 //! say what the operator wrote; what a limit or a price does at run time (buckets, costs in
 //! nano-dollars) belongs to `sluice-limits`, which builds on these types.
 
+pub mod agents;
 mod interpolate;
 mod kind;
 mod prices;
@@ -23,6 +24,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+pub use agents::{AgentBounds, AgentConfig, ToolRef};
 pub use kind::{AuthStyle, ProviderKind, Wire};
 pub use prices::{ModelPrice, PriceList};
 pub use raw::{Affinity, Strategy};
@@ -81,6 +83,8 @@ pub struct Config {
     pub prices: PriceList,
     pub limits: LimitsConfig,
     pub websocket: WebSocketConfig,
+    /// `[agents.NAME]`, by name.
+    pub agents: BTreeMap<String, AgentConfig>,
 }
 
 /// `[websocket]`: the `/ws` sessions (docs/protocol.md).

@@ -28,6 +28,52 @@ pub struct RawConfig {
     pub limits: RawLimitsSection,
     #[serde(default)]
     pub websocket: RawWebSocket,
+    #[serde(default)]
+    pub agents: BTreeMap<String, RawAgent>,
+}
+
+/// `[agents.NAME]` (docs/agents.md). Bounds left out take their default; none can be
+/// turned off.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAgent {
+    pub model: String,
+    pub system: Option<String>,
+    pub tools: Vec<String>,
+    pub max_steps: u64,
+    pub max_llm_calls: u64,
+    pub max_retries: u64,
+    pub max_tokens: u64,
+    pub max_cost_usd: f64,
+    pub deadline_s: u64,
+    pub max_concurrent_runs: u64,
+    pub max_output_tokens: u64,
+    pub context_tokens: u64,
+    pub tool_timeout_s: u64,
+    pub max_tool_result_bytes: u64,
+    pub max_parallel_tools: u64,
+}
+
+impl Default for RawAgent {
+    fn default() -> Self {
+        RawAgent {
+            model: String::new(),
+            system: None,
+            tools: Vec::new(),
+            max_steps: 8,
+            max_llm_calls: 16,
+            max_retries: 2,
+            max_tokens: 100_000,
+            max_cost_usd: 1.0,
+            deadline_s: 300,
+            max_concurrent_runs: 4,
+            max_output_tokens: 4096,
+            context_tokens: 32_000,
+            tool_timeout_s: 30,
+            max_tool_result_bytes: 16 * 1024,
+            max_parallel_tools: 4,
+        }
+    }
 }
 
 /// `[websocket]`: the `/ws` sessions (docs/protocol.md).

@@ -19,6 +19,7 @@ mod file;
 pub mod keys;
 pub mod ledger;
 pub mod profiles;
+pub mod runs;
 pub mod sessions;
 pub mod spend;
 

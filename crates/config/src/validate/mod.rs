@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+mod agents;
 mod limits;
 #[cfg(test)]
 mod tests;
@@ -210,6 +211,7 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
 
     let limits = limits_section(raw.limits, &models, &providers, &mut p);
     let websocket = websocket(raw.websocket, &mut p);
+    let agents = agents::agents(raw.agents, &models, &mut p);
     let auth = auth_mode(&raw.server, &mut p);
 
     if !p.is_empty() {
@@ -237,6 +239,7 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
         prices,
         limits,
         websocket,
+        agents,
     })
 }
 

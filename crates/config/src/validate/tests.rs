@@ -345,3 +345,125 @@ fn websocket_and_trusted_proxy_settings_are_checked_all_at_once() {
         "none by default"
     );
 }
+
+const AGENT_BASE: &str = r#"
+    [providers.mock]
+    kind = "mock"
+    [models.fast]
+    chain = ["mock:m"]
+"#;
+
+#[test]
+fn agents_get_defaults_and_their_tools_are_parsed() {
+    let cfg = parse(&format!(
+        r#"{AGENT_BASE}
+        [agents.writer]
+        model = "fast"
+        system = "Write briefly."
+        tools = ["time_now", "node:laptop/shell", "node:*/search", "agent:helper"]
+        max_cost_usd = 0.25
+        [agents.helper]
+        model = "fast"
+        "#
+    ))
+    .unwrap();
+    let w = &cfg.agents["writer"];
+    assert_eq!(w.model, "fast");
+    assert_eq!(w.system.as_deref(), Some("Write briefly."));
+    use crate::ToolRef;
+    assert_eq!(
+        w.tools,
+        vec![
+            ToolRef::Builtin("time_now".into()),
+            ToolRef::Node {
+                node: "laptop".into(),
+                tool: "shell".into()
+            },
+            ToolRef::AnyNode {
+                tool: "search".into()
+            },
+            ToolRef::Agent("helper".into()),
+        ]
+    );
+    assert_eq!(w.bounds.max_cost_nanos, 250_000_000);
+    let h = &cfg.agents["helper"].bounds;
+    assert_eq!(
+        (
+            h.max_steps,
+            h.max_llm_calls,
+            h.max_retries,
+            h.max_concurrent_runs
+        ),
+        (8, 16, 2, 4),
+        "defaults"
+    );
+    assert_eq!(h.max_cost_nanos, 1_000_000_000);
+    assert_eq!(h.deadline, std::time::Duration::from_secs(300));
+}
+
+#[test]
+fn no_agent_can_be_unbounded_and_every_problem_is_named() {
+    let problems = parse(&format!(
+        r#"{AGENT_BASE}
+        [agents.a]
+        model = "nope"
+        tools = ["shell", "node:laptop", "agent:ghost", "agent:a", "time_now", "time_now"]
+        max_steps = 0
+        max_cost_usd = 0.0
+        deadline_s = 100000
+        tool_timeout_s = 0
+        [agents.b]
+        max_retries = 11
+        max_output_tokens = 200000
+        max_tokens = 1000
+        "#
+    ))
+    .unwrap_err();
+    for expected in [
+        "agents.a.model: `nope` is not a [models] alias",
+        "agents.a.tools[0]: `shell` is not a built-in tool",
+        "agents.a.tools[1]: `node:laptop`: a node tool is node:NAME/TOOL",
+        "agents.a.tools[2]: `agent:ghost`: no agent `ghost`",
+        "agents.a.tools[3]: an agent cannot delegate to itself",
+        "agents.a.tools[5]: `time_now` is listed twice",
+        "agents.a.max_steps: 0 is not within 1..=100",
+        "agents.a.max_cost_usd: 0 is not within (0, 1000]",
+        "agents.a.deadline_s: 100000 is not within 1..=86400",
+        "agents.a.tool_timeout_s: 0 is not within",
+        "agents.b.model: required",
+        "agents.b.max_retries: 11 is not within 0..=10",
+        "agents.b.max_output_tokens: 200000 is not within 1..=1000",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "missing `{expected}` in {problems:#?}"
+        );
+    }
+}
+
+#[test]
+fn delegation_must_not_loop() {
+    let problems = parse(&format!(
+        r#"{AGENT_BASE}
+        [agents.a]
+        model = "fast"
+        tools = ["agent:b"]
+        [agents.b]
+        model = "fast"
+        tools = ["agent:c"]
+        [agents.c]
+        model = "fast"
+        tools = ["agent:a"]
+        [agents.d]
+        model = "fast"
+        tools = ["agent:a"]
+        "#
+    ))
+    .unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p == "agents: delegation loops: a → b → c → a"),
+        "{problems:#?}"
+    );
+}

@@ -1,0 +1,72 @@
+//! `[agents.NAME]`: the agents the scheduler runs, each with its model, prompt, tools and
+//! the bounds that keep a run from becoming a runaway bill. Every bound has a default and
+//! a ceiling; none can be switched off (docs/agents.md).
+
+use std::time::Duration;
+
+/// One agent, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    pub name: String,
+    /// A `[models]` alias.
+    pub model: String,
+    pub system: Option<String>,
+    /// The tools it may use, in the order written.
+    pub tools: Vec<ToolRef>,
+    pub bounds: AgentBounds,
+}
+
+/// What one run of the agent may use at most. A child run (`agent:OTHER`) gets the
+/// smaller of its own bounds and what is left of its parent's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AgentBounds {
+    /// Model turns (a model answer, and the tools it asked for).
+    pub max_steps: u32,
+    /// Model calls, retries included.
+    pub max_llm_calls: u32,
+    /// Retries of one failed model call (a retryable error).
+    pub max_retries: u32,
+    /// Prompt and completion tokens over the run.
+    pub max_tokens: u64,
+    /// Cost over the run, in nano-dollars.
+    pub max_cost_nanos: u64,
+    pub deadline: Duration,
+    /// Runs of this agent at once, in this process.
+    pub max_concurrent_runs: u32,
+    /// `max_tokens` of each model call.
+    pub max_output_tokens: u32,
+    /// The model's context window: history is trimmed to fit it.
+    pub context_tokens: u32,
+    pub tool_timeout: Duration,
+    /// A tool's result is cut to this before the model sees it.
+    pub max_tool_result_bytes: u32,
+    /// Tool calls of one step run at once, at most this many.
+    pub max_parallel_tools: u32,
+}
+
+/// A tool an agent may use, as written in `tools`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ToolRef {
+    /// A tool built into the gateway (`time_now`).
+    Builtin(String),
+    /// `node:NAME/TOOL`: that tool of the node called NAME (of the run's key).
+    Node { node: String, tool: String },
+    /// `node:*/TOOL`: that tool of any node of the run's key that has it.
+    AnyNode { tool: String },
+    /// `agent:OTHER`: another agent, run as a child of this run.
+    Agent(String),
+}
+
+/// The tools built into the gateway: safe to run on it.
+pub const BUILTIN_TOOLS: &[&str] = &["time_now"];
+
+impl std::fmt::Display for ToolRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ToolRef::Builtin(name) => f.write_str(name),
+            ToolRef::Node { node, tool } => write!(f, "node:{node}/{tool}"),
+            ToolRef::AnyNode { tool } => write!(f, "node:*/{tool}"),
+            ToolRef::Agent(name) => write!(f, "agent:{name}"),
+        }
+    }
+}

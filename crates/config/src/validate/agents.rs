@@ -1,0 +1,204 @@
+//! `[agents.NAME]` → [`AgentConfig`]: the model must be an alias, every tool must exist,
+//! delegation must not loop, and every bound is within its range (none can be off).
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use crate::ModelAlias;
+use crate::agents::{AgentBounds, AgentConfig, BUILTIN_TOOLS, ToolRef};
+use crate::raw::RawAgent;
+
+/// A name an agent, a node or a tool may have: it appears in scopes, ledger rows and
+/// tool names sent to models.
+fn plain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+pub(super) fn agents(
+    raw: BTreeMap<String, RawAgent>,
+    models: &BTreeMap<String, ModelAlias>,
+    p: &mut Vec<String>,
+) -> BTreeMap<String, AgentConfig> {
+    let names: HashSet<&str> = raw.keys().map(String::as_str).collect();
+    let mut out = BTreeMap::new();
+    for (name, a) in &raw {
+        let at = format!("agents.{name}");
+        if !plain(name) {
+            p.push(format!(
+                "{at}: an agent's name is 1 to 64 letters, digits, `_`, `-` or `.`"
+            ));
+        }
+        if a.model.is_empty() {
+            p.push(format!("{at}.model: required (a [models] alias)"));
+        } else if !models.contains_key(&a.model) {
+            p.push(format!("{at}.model: `{}` is not a [models] alias", a.model));
+        }
+        let mut tools = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, t) in a.tools.iter().enumerate() {
+            match tool(t, &names) {
+                Ok(r) if r == ToolRef::Agent(name.clone()) => {
+                    p.push(format!(
+                        "{at}.tools[{i}]: an agent cannot delegate to itself"
+                    ));
+                }
+                Ok(r) => {
+                    if !seen.insert(r.clone()) {
+                        p.push(format!("{at}.tools[{i}]: `{t}` is listed twice"));
+                    }
+                    tools.push(r);
+                }
+                Err(e) => p.push(format!("{at}.tools[{i}]: {e}")),
+            }
+        }
+        let bounds = bounds(a, &at, p);
+        out.insert(
+            name.clone(),
+            AgentConfig {
+                name: name.clone(),
+                model: a.model.clone(),
+                system: a.system.clone().filter(|s| !s.trim().is_empty()),
+                tools,
+                bounds,
+            },
+        );
+    }
+    if let Some(cycle) = delegation_cycle(&out) {
+        p.push(format!("agents: delegation loops: {}", cycle.join(" → ")));
+    }
+    out
+}
+
+fn tool(t: &str, agents: &HashSet<&str>) -> Result<ToolRef, String> {
+    if let Some(rest) = t.strip_prefix("node:") {
+        let Some((node, tool)) = rest.split_once('/') else {
+            return Err(format!(
+                "`{t}`: a node tool is node:NAME/TOOL or node:*/TOOL"
+            ));
+        };
+        if !plain(tool) || (node != "*" && !plain(node)) {
+            return Err(format!(
+                "`{t}`: node and tool names are 1 to 64 letters, digits, `_`, `-` or `.`"
+            ));
+        }
+        return Ok(if node == "*" {
+            ToolRef::AnyNode { tool: tool.into() }
+        } else {
+            ToolRef::Node {
+                node: node.into(),
+                tool: tool.into(),
+            }
+        });
+    }
+    if let Some(other) = t.strip_prefix("agent:") {
+        if !agents.contains(other) {
+            return Err(format!("`{t}`: no agent `{other}` under [agents]"));
+        }
+        return Ok(ToolRef::Agent(other.into()));
+    }
+    if BUILTIN_TOOLS.contains(&t) {
+        return Ok(ToolRef::Builtin(t.into()));
+    }
+    Err(format!(
+        "`{t}` is not a built-in tool ({}), node:NAME/TOOL, node:*/TOOL or agent:NAME",
+        BUILTIN_TOOLS.join(", ")
+    ))
+}
+
+/// Each bound with its allowed range: the defaults are in `RawAgent::default`.
+fn bounds(a: &RawAgent, at: &str, p: &mut Vec<String>) -> AgentBounds {
+    let mut within = |field: &str, v: u64, min: u64, max: u64| {
+        if v < min || v > max {
+            p.push(format!("{at}.{field}: {v} is not within {min}..={max}"));
+        }
+        v.clamp(min, max)
+    };
+    let max_steps = within("max_steps", a.max_steps, 1, 100);
+    let max_llm_calls = within("max_llm_calls", a.max_llm_calls, 1, 500);
+    let max_retries = within("max_retries", a.max_retries, 0, 10);
+    let max_tokens = within("max_tokens", a.max_tokens, 1, 10_000_000);
+    let deadline_s = within("deadline_s", a.deadline_s, 1, 86_400);
+    let max_concurrent_runs = within("max_concurrent_runs", a.max_concurrent_runs, 1, 1000);
+    let max_output_tokens = within("max_output_tokens", a.max_output_tokens, 1, max_tokens);
+    let context_tokens = within(
+        "context_tokens",
+        a.context_tokens,
+        max_output_tokens + 1,
+        10_000_000,
+    );
+    let tool_timeout_s = within("tool_timeout_s", a.tool_timeout_s, 1, deadline_s);
+    let max_tool_result_bytes = within(
+        "max_tool_result_bytes",
+        a.max_tool_result_bytes,
+        1,
+        1024 * 1024,
+    );
+    let max_parallel_tools = within("max_parallel_tools", a.max_parallel_tools, 1, 32);
+    let cost = a.max_cost_usd;
+    if !(cost.is_finite() && cost > 0.0 && cost <= 1000.0) {
+        p.push(format!(
+            "{at}.max_cost_usd: {cost} is not within (0, 1000] (an agent without a cost bound cannot be configured)"
+        ));
+    }
+    let small = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    AgentBounds {
+        max_steps: small(max_steps),
+        max_llm_calls: small(max_llm_calls),
+        max_retries: small(max_retries),
+        max_tokens,
+        max_cost_nanos: (cost.clamp(0.0, 1000.0) * 1e9).round() as u64,
+        deadline: Duration::from_secs(deadline_s),
+        max_concurrent_runs: small(max_concurrent_runs),
+        max_output_tokens: small(max_output_tokens),
+        context_tokens: small(context_tokens),
+        tool_timeout: Duration::from_secs(tool_timeout_s),
+        max_tool_result_bytes: small(max_tool_result_bytes),
+        max_parallel_tools: small(max_parallel_tools),
+    }
+}
+
+/// A loop in who delegates to whom, if any, as the names along it.
+fn delegation_cycle(agents: &BTreeMap<String, AgentConfig>) -> Option<Vec<String>> {
+    // Depth-first, with the path on a stack: 0 unvisited, 1 on the path, 2 done.
+    fn visit(
+        name: &str,
+        agents: &BTreeMap<String, AgentConfig>,
+        state: &mut BTreeMap<String, u8>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        match state.get(name).copied().unwrap_or(0) {
+            1 => {
+                let from = path.iter().position(|n| n == name).unwrap_or(0);
+                let mut cycle = path[from..].to_vec();
+                cycle.push(name.to_owned());
+                return Some(cycle);
+            }
+            2 => return None,
+            _ => {}
+        }
+        state.insert(name.to_owned(), 1);
+        path.push(name.to_owned());
+        let children = agents.get(name).map(|a| a.tools.as_slice()).unwrap_or(&[]);
+        for t in children {
+            if let ToolRef::Agent(child) = t
+                && let Some(c) = visit(child, agents, state, path)
+            {
+                return Some(c);
+            }
+        }
+        path.pop();
+        state.insert(name.to_owned(), 2);
+        None
+    }
+    let mut state = BTreeMap::new();
+    for name in agents.keys() {
+        let mut path = Vec::new();
+        if let Some(c) = visit(name, agents, &mut state, &mut path) {
+            return Some(c);
+        }
+    }
+    None
+}
