@@ -10,6 +10,7 @@
 
 pub mod lease;
 pub mod prices;
+pub mod run;
 pub mod spec;
 pub mod tokens;
 
