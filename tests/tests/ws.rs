@@ -1003,8 +1003,9 @@ async fn requests_waiting_for_their_answer_are_bounded_per_connection() {
     // method, is refused until one of them is answered.
     let mock = sluice_e2e::MockProvider::start(sluice_e2e::Wire::OpenAi).await;
     mock.script("model-hang", vec![sluice_e2e::Step::Hang]);
+    // The hanging calls are cut at the stop, after a short grace.
     let cfg = format!(
-        "{}[models.hang]\nchain = [\"up:model-hang\"]\n{}",
+        "[server]\nshutdown_grace_ms = 200\n{}[models.hang]\nchain = [\"up:model-hang\"]\n{}",
         sluice_e2e::provider("up", &mock, &["sk-up"], ""),
         config("max_pending_requests = 2")
     );
