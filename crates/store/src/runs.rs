@@ -164,6 +164,19 @@ fn run_from_row(row: &AnyRow) -> Result<RunRow, StoreError> {
     })
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, <sqlx::Any as sqlx::Database>::Arguments>;
+
+/// Binds a run's counters in the order of the `runs` columns: steps, llm_calls,
+/// tool_calls, prompt_tokens, completion_tokens, cost_nanos.
+fn bind_counters<'q>(q: AnyQuery<'q>, c: &RunCounters) -> AnyQuery<'q> {
+    q.bind(c.steps)
+        .bind(c.llm_calls)
+        .bind(c.tool_calls)
+        .bind(c.prompt_tokens)
+        .bind(c.completion_tokens)
+        .bind(c.cost_nanos)
+}
+
 fn event_from_row(row: &AnyRow) -> Result<RunEventRow, StoreError> {
     let run_id: String = row.try_get("run_id")?;
     let seq: i64 = row.try_get("seq")?;
@@ -193,7 +206,7 @@ impl Store {
                  $25, $26, $27) ON CONFLICT (key_id, idempotency_key) DO NOTHING"
             );
             let c = &r.counters;
-            sqlx::query(AssertSqlSafe(sql))
+            let q = sqlx::query(AssertSqlSafe(sql))
                 .bind(&r.id)
                 .bind(&r.key_id)
                 .bind(&r.user_id)
@@ -210,13 +223,8 @@ impl Store {
                 .bind(r.output.as_ref().map(serde_json::Value::to_string))
                 .bind(&r.error_code)
                 .bind(&r.error_message)
-                .bind(&r.breaker)
-                .bind(c.steps)
-                .bind(c.llm_calls)
-                .bind(c.tool_calls)
-                .bind(c.prompt_tokens)
-                .bind(c.completion_tokens)
-                .bind(c.cost_nanos)
+                .bind(&r.breaker);
+            bind_counters(q, c)
                 .bind(r.last_seq)
                 .bind(r.created_at_ms)
                 .bind(r.finished_at_ms)
@@ -283,24 +291,19 @@ impl Store {
         at_ms: i64,
     ) -> Result<(), StoreError> {
         let _write = self.write_permit().await?;
-        sqlx::query(
+        let q = sqlx::query(
             "UPDATE runs SET steps = $1, llm_calls = $2, tool_calls = $3, prompt_tokens = $4, \
              completion_tokens = $5, cost_nanos = $6, last_seq = $7, updated_at_ms = $8 \
              WHERE id = $9 AND status IN ($10, $11)",
-        )
-        .bind(counters.steps)
-        .bind(counters.llm_calls)
-        .bind(counters.tool_calls)
-        .bind(counters.prompt_tokens)
-        .bind(counters.completion_tokens)
-        .bind(counters.cost_nanos)
-        .bind(last_seq)
-        .bind(at_ms)
-        .bind(id)
-        .bind(status::QUEUED)
-        .bind(status::RUNNING)
-        .execute(&*self.pool())
-        .await?;
+        );
+        bind_counters(q, &counters)
+            .bind(last_seq)
+            .bind(at_ms)
+            .bind(id)
+            .bind(status::QUEUED)
+            .bind(status::RUNNING)
+            .execute(&*self.pool())
+            .await?;
         Ok(())
     }
 
@@ -309,7 +312,7 @@ impl Store {
     pub async fn finish_run(&self, id: &str, end: &RunEnd) -> Result<bool, StoreError> {
         let _write = self.write_permit().await?;
         let c = &end.counters;
-        let done = sqlx::query(
+        let q = sqlx::query(
             "UPDATE runs SET status = $1, output = $2, error_code = $3, error_message = $4, \
              breaker = $5, steps = $6, llm_calls = $7, tool_calls = $8, prompt_tokens = $9, \
              completion_tokens = $10, cost_nanos = $11, last_seq = $12, finished_at_ms = $13, \
@@ -319,20 +322,15 @@ impl Store {
         .bind(end.output.as_ref().map(serde_json::Value::to_string))
         .bind(&end.error_code)
         .bind(&end.error_message)
-        .bind(&end.breaker)
-        .bind(c.steps)
-        .bind(c.llm_calls)
-        .bind(c.tool_calls)
-        .bind(c.prompt_tokens)
-        .bind(c.completion_tokens)
-        .bind(c.cost_nanos)
-        .bind(end.last_seq)
-        .bind(end.at_ms)
-        .bind(id)
-        .bind(status::QUEUED)
-        .bind(status::RUNNING)
-        .execute(&*self.pool())
-        .await?;
+        .bind(&end.breaker);
+        let done = bind_counters(q, c)
+            .bind(end.last_seq)
+            .bind(end.at_ms)
+            .bind(id)
+            .bind(status::QUEUED)
+            .bind(status::RUNNING)
+            .execute(&*self.pool())
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 

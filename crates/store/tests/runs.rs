@@ -35,6 +35,19 @@ fn run(id: &str, key: &str, idem: Option<&str>) -> RunRow {
     }
 }
 
+fn completed(counters: RunCounters, last_seq: i64, at_ms: i64) -> RunEnd {
+    RunEnd {
+        status: status::COMPLETED,
+        output: None,
+        error_code: None,
+        error_message: None,
+        breaker: None,
+        counters,
+        last_seq,
+        at_ms,
+    }
+}
+
 fn event(run_id: &str, seq: i64) -> RunEventRow {
     RunEventRow {
         run_id: run_id.into(),
@@ -115,22 +128,17 @@ async fn a_run_starts_and_finishes_once() {
             .update_run_progress("r", progress, 3, 1_700)
             .await
             .unwrap();
+        let counters = RunCounters {
+            steps: 2,
+            llm_calls: 2,
+            tool_calls: 1,
+            prompt_tokens: 30,
+            completion_tokens: 12,
+            cost_nanos: 4_200,
+        };
         let end = RunEnd {
-            status: status::COMPLETED,
             output: Some(json!({"text": "done"})),
-            error_code: None,
-            error_message: None,
-            breaker: None,
-            counters: RunCounters {
-                steps: 2,
-                llm_calls: 2,
-                tool_calls: 1,
-                prompt_tokens: 30,
-                completion_tokens: 12,
-                cost_nanos: 4_200,
-            },
-            last_seq: 9,
-            at_ms: 2_000,
+            ..completed(counters, 9, 2_000)
         };
         assert!(store.finish_run("r", &end).await.unwrap());
         let failed = RunEnd {
@@ -181,16 +189,7 @@ async fn runs_in_flight_are_interrupted_with_what_the_ledger_says_they_spent() {
             store.insert_run(&run(id, "k", None)).await.unwrap();
         }
         store.start_run("running", 1_100).await.unwrap();
-        let end = RunEnd {
-            status: status::COMPLETED,
-            output: None,
-            error_code: None,
-            error_message: None,
-            breaker: None,
-            counters: RunCounters::default(),
-            last_seq: 0,
-            at_ms: 1_200,
-        };
+        let end = completed(RunCounters::default(), 0, 1_200);
         store.finish_run("done", &end).await.unwrap();
         store
             .execute_raw(
