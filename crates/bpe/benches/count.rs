@@ -7,7 +7,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use sluice_bpe::Encoding;
 
 fn bench(c: &mut Criterion) {
-    let o200k = Encoding::o200k();
+    let Some(o200k) = Encoding::o200k() else {
+        return;
+    };
     let short = "Write one short sentence about the sea.";
     let prose = "The quick brown fox jumps over the lazy dog. ".repeat(90); // ~4 KiB
     let code =
@@ -30,7 +32,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| theirs.encode_ordinary(black_box(&code)).len())
     });
     c.bench_function("cl100k count, 4 KiB of prose", |b| {
-        b.iter(|| Encoding::cl100k().count(black_box(&prose)))
+        b.iter(|| Encoding::cl100k().map(|e| e.count(black_box(&prose))))
     });
 }
 

@@ -30,9 +30,14 @@ fn main() {
                 .encode_ordinary(&text)
                 .len()
         }
-        _ => {
-            sluice_bpe::Encoding::o200k().count(&text) + sluice_bpe::Encoding::cl100k().count(&text)
-        }
+        _ => [
+            sluice_bpe::Encoding::o200k(),
+            sluice_bpe::Encoding::cl100k(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|e| e.count(&text))
+        .sum(),
     };
     let took = t.elapsed();
     let (rss1, anon1) = rss();

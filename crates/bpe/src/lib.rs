@@ -23,7 +23,7 @@ mod merge;
 pub type Rank = u32;
 
 /// One encoding, ready to count. Get one with [`Encoding::o200k`] or [`Encoding::cl100k`];
-/// each is built once per process (~50 ms) and shared.
+/// each is built once per process (~10 ms) and shared.
 pub struct Encoding {
     /// Every token's bytes, rank after rank.
     bytes: &'static [u8],
@@ -63,34 +63,62 @@ const O200K_PATTERN: &str = concat!(
 /// The pre-tokenizer of cl100k (GPT-4, GPT-3.5, the OpenAI embeddings), as in `tiktoken`.
 const CL100K_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s";
 
-static O200K: OnceLock<Encoding> = OnceLock::new();
-static CL100K: OnceLock<Encoding> = OnceLock::new();
+static O200K: OnceLock<Option<Encoding>> = OnceLock::new();
+static CL100K: OnceLock<Option<Encoding>> = OnceLock::new();
+
+/// Why an encoding could not be built from its data.
+#[derive(Debug)]
+pub enum BuildError {
+    /// The data file is not in the [`Vocabulary`] layout.
+    Vocabulary,
+    Pattern(Box<fancy_regex::Error>),
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BuildError::Vocabulary => f.write_str("the vocabulary data is not well formed"),
+            BuildError::Pattern(e) => write!(f, "the pre-tokenizer does not compile: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Builds an encoding once; `None` if its compiled-in data were broken (the tests rule
+/// that out), so that callers estimate instead of failing a request.
+fn once(
+    cell: &'static OnceLock<Option<Encoding>>,
+    data: &'static [u8],
+    pattern: &str,
+) -> Option<&'static Encoding> {
+    cell.get_or_init(|| Encoding::build(data, pattern).ok())
+        .as_ref()
+}
 
 impl Encoding {
-    /// o200k_base.
-    pub fn o200k() -> &'static Encoding {
-        O200K.get_or_init(|| {
-            Encoding::build(include_bytes!("../data/o200k_base.bin"), O200K_PATTERN)
-        })
+    /// o200k_base (`None` only if the compiled-in data were broken).
+    pub fn o200k() -> Option<&'static Encoding> {
+        once(
+            &O200K,
+            include_bytes!("../data/o200k_base.bin"),
+            O200K_PATTERN,
+        )
     }
 
-    /// cl100k_base.
-    pub fn cl100k() -> &'static Encoding {
-        CL100K.get_or_init(|| {
-            Encoding::build(include_bytes!("../data/cl100k_base.bin"), CL100K_PATTERN)
-        })
+    /// cl100k_base (`None` only if the compiled-in data were broken).
+    pub fn cl100k() -> Option<&'static Encoding> {
+        once(
+            &CL100K,
+            include_bytes!("../data/cl100k_base.bin"),
+            CL100K_PATTERN,
+        )
     }
 
     /// Builds an encoding from its data file (see [`Vocabulary`]) and its pre-tokenizer.
-    /// Both are compiled in and checked by the tests, so a failure here is a broken build.
-    fn build(data: &'static [u8], pattern: &str) -> Encoding {
-        #[allow(clippy::expect_used, reason = "compiled-in data, checked by the tests")]
-        let vocab = Vocabulary::parse(data).expect("the compiled-in vocabulary is well formed");
-        #[allow(
-            clippy::expect_used,
-            reason = "a compiled-in pattern, checked by the tests"
-        )]
-        let pieces = Regex::new(pattern).expect("the compiled-in pattern compiles");
+    pub fn build(data: &'static [u8], pattern: &str) -> Result<Encoding, BuildError> {
+        let vocab = Vocabulary::parse(data).ok_or(BuildError::Vocabulary)?;
+        let pieces = Regex::new(pattern).map_err(|e| BuildError::Pattern(Box::new(e)))?;
         let mut starts = Vec::with_capacity(vocab.lens.len() + 1);
         let mut at = 0u32;
         for &len in vocab.lens {
@@ -124,7 +152,7 @@ impl Encoding {
                     .hash_one(&bytes[starts[r as usize] as usize..starts[r as usize + 1] as usize])
             });
         }
-        enc
+        Ok(enc)
     }
 
     /// Number of tokens in the vocabulary.
@@ -221,13 +249,28 @@ mod tests {
     }
 
     #[test]
+    fn broken_data_is_an_error_not_a_panic() {
+        assert!(matches!(
+            Encoding::build(b"\x05\x00\x00\x00ab", O200K_PATTERN),
+            Err(BuildError::Vocabulary)
+        ));
+        let data: &'static [u8] = b"\x01\x00\x00\x00\x01a";
+        assert!(matches!(
+            Encoding::build(data, "(unclosed"),
+            Err(BuildError::Pattern(_))
+        ));
+        let tiny = Encoding::build(data, O200K_PATTERN).unwrap();
+        assert_eq!(tiny.count("a"), 1);
+    }
+
+    #[test]
     fn known_counts() {
-        let o = Encoding::o200k();
+        let o = Encoding::o200k().unwrap();
         assert_eq!(o.count("Hello world"), 2);
         assert_eq!(o.count(""), 0);
         assert!(o.rank(b"Hello").is_some());
         assert_eq!(o.token(o.rank(b" world").unwrap()), b" world");
-        let c = Encoding::cl100k();
+        let c = Encoding::cl100k().unwrap();
         assert_eq!(c.count("Hello world"), 2);
         assert_eq!(c.len(), 100_256);
     }

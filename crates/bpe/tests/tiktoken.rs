@@ -20,7 +20,7 @@ fn vocabulary(bpe: &CoreBPE, below: u32) -> Vec<Vec<u8>> {
     tokens
 }
 
-fn check(bpe: &CoreBPE, first_special: u32, file: &str, ours: fn() -> &'static Encoding) {
+fn check(bpe: &CoreBPE, first_special: u32, file: &str, ours: fn() -> Option<&'static Encoding>) {
     let tokens = vocabulary(bpe, first_special);
     let data = Vocabulary::write(&tokens).unwrap();
     let path = format!("{}/data/{file}", env!("CARGO_MANIFEST_DIR"));
@@ -32,7 +32,7 @@ fn check(bpe: &CoreBPE, first_special: u32, file: &str, ours: fn() -> &'static E
         committed == data,
         "{file} differs from tiktoken-rs's vocabulary"
     );
-    let ours = ours();
+    let ours = ours().unwrap();
     assert_eq!(ours.len(), tokens.iter().filter(|t| !t.is_empty()).count());
     for (rank, t) in tokens.iter().enumerate() {
         assert_eq!(ours.token(rank as u32), t.as_slice());
@@ -118,12 +118,12 @@ fn counts_equal_tiktokens() {
     let pairs = [
         (
             tiktoken_rs::o200k_base_singleton(),
-            Encoding::o200k(),
+            Encoding::o200k().unwrap(),
             "o200k",
         ),
         (
             tiktoken_rs::cl100k_base_singleton(),
-            Encoding::cl100k(),
+            Encoding::cl100k().unwrap(),
             "cl100k",
         ),
     ];

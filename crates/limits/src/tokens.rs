@@ -15,17 +15,34 @@ pub struct TokenCount {
     pub exact: bool,
 }
 
-fn bpe_for(model: &str) -> (&'static Encoding, bool) {
+/// The model's encoding and whether it is the model's own (else o200k stands in). `None`
+/// only if the compiled-in encodings could not be built: counts are then estimated from
+/// bytes.
+fn bpe_for(model: &str) -> (Option<&'static Encoding>, bool) {
     match get_tokenizer(model) {
         // Harmony is o200k with more special tokens, which count as text here anyway.
-        Some(Tokenizer::O200kBase | Tokenizer::O200kHarmony) => (Encoding::o200k(), true),
-        Some(Tokenizer::Cl100kBase) => (Encoding::cl100k(), true),
+        Some(Tokenizer::O200kBase | Tokenizer::O200kHarmony) => {
+            let e = Encoding::o200k();
+            (e, e.is_some())
+        }
+        Some(Tokenizer::Cl100kBase) => {
+            let e = Encoding::cl100k();
+            (e, e.is_some())
+        }
         // The GPT-3 era encodings are not kept (no current model uses them).
         Some(_) | None => (Encoding::o200k(), false),
     }
 }
 
-/// Builds the two encodings (~0.1 s, ~6 MB together) so that the first request which
+/// Tokens of `text` in `bpe`, or estimated from its bytes without one.
+fn count_in(bpe: Option<&Encoding>, text: &str) -> u64 {
+    match bpe {
+        Some(b) => b.count(text) as u64,
+        None => tokens_from_bytes(text.len() as u64),
+    }
+}
+
+/// Builds the two encodings (~20 ms, ~8 MB together) so that the first request which
 /// needs a count does not wait for them. Call once at start, off the runtime's worker
 /// threads.
 pub fn warm() {
@@ -37,7 +54,7 @@ pub fn warm() {
 pub fn text_tokens(text: &str, model: &str) -> TokenCount {
     let (bpe, exact) = bpe_for(model);
     TokenCount {
-        tokens: bpe.count(text) as u64,
+        tokens: count_in(bpe, text),
         exact,
     }
 }
@@ -51,7 +68,7 @@ const EXACT_BYTES: usize = 4 * 1024;
 /// measured on them plus 10 % (a reservation is settled to the real usage, so a generous
 /// estimate costs little). Worst case about 1k tokens of tokenizing per request.
 struct Bounded<'a> {
-    bpe: &'a Encoding,
+    bpe: Option<&'a Encoding>,
     bytes: usize,
     tokens: u64,
     estimated: bool,
@@ -65,7 +82,7 @@ impl Bounded<'_> {
             end -= 1;
         }
         let exact = if end > 0 {
-            let n = self.bpe.count(&s[..end]) as u64;
+            let n = count_in(self.bpe, &s[..end]);
             self.bytes += end;
             self.tokens += n;
             n

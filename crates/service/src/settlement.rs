@@ -65,7 +65,10 @@ impl<P: Fn(&Target) -> u64> Begun<P> {
         mut self,
         result: Option<Result<Routed<T>, RouteError>>,
     ) -> Result<(Spend, usize, Routed<T>, Option<Headroom>), ServiceError> {
-        let spend = self.spend.take().expect("a walk finishes once");
+        // Always there: only `finish` (which takes `self`) and the drop take it.
+        let Some(spend) = self.spend.take() else {
+            return Err(ServiceError::ShuttingDown);
+        };
         let Some(result) = result else {
             spend.given_up(&self.ctx, &self.route, &self.prompt, "shutting_down");
             return Err(ServiceError::ShuttingDown);
