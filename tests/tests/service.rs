@@ -122,6 +122,24 @@ async fn traced(gw: &Gateway, call: impl AsyncFnOnce() -> String) -> Trace {
     }
 }
 
+/// A streamed chat call through the service, started.
+async fn stream_of(
+    gw: &Gateway,
+    who: &std::sync::Arc<Principal>,
+    meta: CallMeta,
+    req: ChatRequest,
+) -> sluice_service::MeteredStream {
+    let answer = gw
+        .service
+        .chat(who, meta, req)
+        .await
+        .expect("the stream starts");
+    let Reply::Stream(stream) = answer.value else {
+        panic!("a stream was asked for");
+    };
+    stream
+}
+
 /// A fresh call's metadata, and its request id.
 fn fresh() -> (CallMeta, String) {
     let meta = CallMeta::fresh();
@@ -221,14 +239,7 @@ async fn a_direct_call_leaves_exactly_what_the_same_call_over_http_leaves() {
     .await;
     let direct_stream = traced(&gw, async || {
         let (meta, id) = fresh();
-        let answer = gw
-            .service
-            .chat(&who, meta, request(ask(true)))
-            .await
-            .expect("the direct stream starts");
-        let Reply::Stream(mut stream) = answer.value else {
-            panic!("a stream was asked for");
-        };
+        let mut stream = stream_of(&gw, &who, meta, request(ask(true))).await;
         let mut text = String::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.expect("the stream does not break");
@@ -273,14 +284,7 @@ async fn a_stream_dropped_half_way_settles_to_what_it_used() {
     .await;
     let dropped = traced(&gw, async || {
         let (meta, id) = fresh();
-        let answer = gw
-            .service
-            .chat(&who, meta, request(ask(true)))
-            .await
-            .unwrap();
-        let Reply::Stream(mut stream) = answer.value else {
-            panic!("a stream was asked for");
-        };
+        let mut stream = stream_of(&gw, &who, meta, request(ask(true))).await;
         let mut words = 0;
         while words < 3 {
             let chunk = stream.next().await.expect("more chunks").unwrap();
@@ -465,14 +469,7 @@ async fn a_cut_ends_open_streams_and_waiting_calls_with_one_row_each() {
     let gw = Gateway::start(&config()).await;
     let who = principal(&gw);
     let (meta, stream_id) = fresh();
-    let answer = gw
-        .service
-        .chat(&who, meta, request(ask_model("slow", true)))
-        .await
-        .unwrap();
-    let Reply::Stream(mut stream) = answer.value else {
-        panic!("a stream was asked for");
-    };
+    let mut stream = stream_of(&gw, &who, meta, request(ask_model("slow", true))).await;
     let first = stream.next().await.expect("a first chunk").unwrap();
     assert!(!first.choices.is_empty());
     let (meta, waiting_id) = fresh();
@@ -517,14 +514,7 @@ async fn a_stop_refuses_new_calls_and_waits_for_open_streams_to_settle() {
     let gw = Gateway::start(&config()).await;
     let who = principal(&gw);
     let (meta, id) = fresh();
-    let answer = gw
-        .service
-        .chat(&who, meta, request(ask_model("slow", true)))
-        .await
-        .unwrap();
-    let Reply::Stream(mut stream) = answer.value else {
-        panic!("a stream was asked for");
-    };
+    let mut stream = stream_of(&gw, &who, meta, request(ask_model("slow", true))).await;
     stream.next().await.expect("a first chunk").unwrap();
     let service = gw.service.clone();
     let stop = tokio::spawn(async move {
@@ -570,14 +560,7 @@ async fn a_stream_settles_at_the_prices_of_the_config_it_started_on() {
     let gw = Gateway::start(&config()).await;
     let who = principal(&gw);
     let (meta, before_id) = fresh();
-    let answer = gw
-        .service
-        .chat(&who, meta, request(ask_model("slow", true)))
-        .await
-        .unwrap();
-    let Reply::Stream(mut stream) = answer.value else {
-        panic!("a stream was asked for");
-    };
+    let mut stream = stream_of(&gw, &who, meta, request(ask_model("slow", true))).await;
     stream.next().await.expect("a first chunk").unwrap();
     // A new config, the price doubled, swapped in while the stream runs.
     let dearer = config()

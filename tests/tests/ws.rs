@@ -97,6 +97,21 @@ async fn call(s: &mut Socket, id: &str, method: &str, params: Value) -> Value {
     }
 }
 
+/// The gateway asks node `n1` of key `test` to run `echo`, in a task of its own (the
+/// test answers as the node meanwhile).
+fn ask_node(
+    gw: &Gateway,
+    args: Value,
+    timeout: Duration,
+) -> tokio::task::JoinHandle<Result<Value, sluice_protocol::ErrorBody>> {
+    let hub = gw.state.hub.clone();
+    tokio::spawn(async move {
+        hub.nodes
+            .invoke("config:test", "n1", "echo", args, timeout)
+            .await
+    })
+}
+
 fn chat(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "tell me"}]})
 }
@@ -496,18 +511,7 @@ async fn the_gateway_invokes_a_nodes_tool_and_a_dropped_node_fails_its_calls() {
         "a key's own nodes only"
     );
 
-    let hub = gw.state.hub.clone();
-    let asked = tokio::spawn(async move {
-        hub.nodes
-            .invoke(
-                "config:test",
-                "n1",
-                "echo",
-                json!({"say": "hi"}),
-                Duration::from_secs(5),
-            )
-            .await
-    });
+    let asked = ask_node(&gw, json!({"say": "hi"}), Duration::from_secs(5));
     let req = next(&mut node).await;
     assert_eq!(
         (req["type"].as_str(), req["method"].as_str()),
@@ -524,52 +528,21 @@ async fn the_gateway_invokes_a_nodes_tool_and_a_dropped_node_fails_its_calls() {
     assert_eq!(asked.await.unwrap().unwrap(), json!({"said": "hi"}));
 
     // A node's error answer is passed on as it is.
-    let hub = gw.state.hub.clone();
-    let asked = tokio::spawn(async move {
-        hub.nodes
-            .invoke(
-                "config:test",
-                "n1",
-                "echo",
-                json!({}),
-                Duration::from_secs(5),
-            )
-            .await
-    });
+    let asked = ask_node(&gw, json!({}), Duration::from_secs(5));
     let req = next(&mut node).await;
     send(&mut node, json!({"type": "res", "id": req["id"], "ok": false, "error": {"code": "bad_input", "message": "no", "retryable": false}})).await;
     assert_eq!(asked.await.unwrap().unwrap_err().code, "bad_input");
 
     // No answer in time: tool_timeout.
-    let slow = gw
-        .state
-        .hub
-        .nodes
-        .invoke(
-            "config:test",
-            "n1",
-            "echo",
-            json!({}),
-            Duration::from_millis(200),
-        )
+    let slow = ask_node(&gw, json!({}), Duration::from_millis(200))
         .await
+        .unwrap()
         .unwrap_err();
     assert_eq!(slow.code, "tool_timeout");
     let _ = next(&mut node).await;
 
     // The node drops with a call in flight: it fails at once, not at the timeout.
-    let hub = gw.state.hub.clone();
-    let asked = tokio::spawn(async move {
-        hub.nodes
-            .invoke(
-                "config:test",
-                "n1",
-                "echo",
-                json!({}),
-                Duration::from_secs(30),
-            )
-            .await
-    });
+    let asked = ask_node(&gw, json!({}), Duration::from_secs(30));
     let _ = next(&mut node).await;
     drop(node);
     let failed = tokio::time::timeout(Duration::from_secs(5), asked)
@@ -586,18 +559,9 @@ async fn the_gateway_invokes_a_nodes_tool_and_a_dropped_node_fails_its_calls() {
         .await,
         "the node is gone"
     );
-    let missing = gw
-        .state
-        .hub
-        .nodes
-        .invoke(
-            "config:test",
-            "n1",
-            "echo",
-            json!({}),
-            Duration::from_secs(1),
-        )
+    let missing = ask_node(&gw, json!({}), Duration::from_secs(1))
         .await
+        .unwrap()
         .unwrap_err();
     assert_eq!(missing.code, "node_unavailable");
     gw.stop().await;

@@ -247,6 +247,12 @@ mod tests {
     }
 
     #[test]
+    fn without_an_encoding_counts_are_estimated_from_bytes() {
+        assert_eq!(count_in(None, "12345678"), 2);
+        assert_eq!(count_in(Encoding::o200k(), "Hello world"), 2);
+    }
+
+    #[test]
     fn bytes_estimate_rounds_up() {
         assert_eq!(tokens_from_bytes(0), 0);
         assert_eq!(tokens_from_bytes(1), 1);
