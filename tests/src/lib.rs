@@ -534,3 +534,22 @@ pub fn python() -> std::path::PathBuf {
     );
     venv
 }
+
+/// Runs `tests/python/SCRIPT` with [`python`], the given environment, and `NO_PROXY` for
+/// the loopback; panics with both outputs if it fails, else returns its stdout.
+pub async fn run_python(script: &str, env: &[(&str, String)]) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
+    let out = tokio::process::Command::new(python())
+        .arg(&path)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("NO_PROXY", "127.0.0.1")
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    stdout
+}

@@ -3,8 +3,6 @@
 //! broken stream. The interpreter is `$SLUICE_TEST_PYTHON`, else `.venv/bin/python` at
 //! the repository root (scripts/test creates it with `pip install openai`).
 
-use std::path::Path;
-
 use serde_json::json;
 use sluice_e2e::{Gateway, KEY, MockProvider, Step, Wire, provider};
 
@@ -37,21 +35,14 @@ async fn openai_python_sdk_plain_stream_and_tools() {
         provider("an", &an, &["sk-an"], "")
     );
     let gw = Gateway::start(&config).await;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/sdk_e2e.py");
-    let out = tokio::process::Command::new(sluice_e2e::python())
-        .arg(&script)
-        .env("SLUICE_BASE_URL", gw.url("/v1"))
-        .env("SLUICE_KEY", KEY)
-        .env("NO_PROXY", "127.0.0.1")
-        .output()
-        .await
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "SDK script failed:\n{stdout}\n{stderr}"
-    );
+    let stdout = sluice_e2e::run_python(
+        "sdk_e2e.py",
+        &[
+            ("SLUICE_BASE_URL", gw.url("/v1")),
+            ("SLUICE_KEY", KEY.to_owned()),
+        ],
+    )
+    .await;
     assert!(
         stdout.trim_end().ends_with("cut stream, models"),
         "{stdout}"

@@ -750,21 +750,14 @@ async fn a_reader_that_cannot_keep_up_is_closed_4008_and_resumes_knowing_what_it
 #[tokio::test]
 async fn a_python_websockets_client_streams_and_resumes() {
     let gw = Gateway::start(&config("")).await;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/ws_e2e.py");
-    let out = tokio::process::Command::new(sluice_e2e::python())
-        .arg(&script)
-        .env("SLUICE_WS_URL", format!("ws://{}/ws", gw.addr))
-        .env("SLUICE_KEY", KEY)
-        .env("NO_PROXY", "127.0.0.1")
-        .output()
-        .await
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "websockets script failed:\n{stdout}\n{stderr}"
-    );
+    let stdout = sluice_e2e::run_python(
+        "ws_e2e.py",
+        &[
+            ("SLUICE_WS_URL", format!("ws://{}/ws", gw.addr)),
+            ("SLUICE_KEY", KEY.to_owned()),
+        ],
+    )
+    .await;
     assert!(stdout.contains("resumed without a gap"), "{stdout}");
     assert!(stdout.trim_end().ends_with("errors and ping"), "{stdout}");
     gw.stop().await;
