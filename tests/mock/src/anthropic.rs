@@ -4,7 +4,7 @@
 //! to `message_stop`.
 
 use crate::json::{self, J, obj};
-use crate::script::{Failure, Reply, settle};
+use crate::script::{Failure, Reply, ToolCall, settle};
 use crate::server::Conn;
 use crate::sse::{self, Pacing, Transcript};
 use crate::state::{Call, Received, Shared};
@@ -63,67 +63,62 @@ async fn messages(
     match settle(state.next_step(&call), &call.model, call.stream, &conn).await {
         Reply::Fail(failure) => fail(&call, &failure),
         Reply::Text(answer) => {
-            let block = Block::Text(&answer.text);
+            let blocks = [Block::Text(&answer.text)];
             if call.stream {
                 return sse::response(
                     EVENT_STREAM,
-                    transcript(&call, Some(block), "end_turn"),
+                    transcript(&call, &blocks, "end_turn"),
                     Pacing::of(&answer),
                 );
             }
-            message(&call, Some(block), "end_turn")
+            message(&call, &blocks, "end_turn")
         }
-        Reply::ToolCall { name, arguments } => {
-            let block = Block::ToolUse {
-                name: &name,
-                arguments: &arguments,
-            };
+        Reply::ToolCalls(tool_calls) => {
+            let blocks: Vec<Block<'_>> = tool_calls.iter().map(Block::ToolUse).collect();
             if call.stream {
                 return sse::response(
                     EVENT_STREAM,
-                    transcript(&call, Some(block), "tool_use"),
+                    transcript(&call, &blocks, "tool_use"),
                     Pacing::default(),
                 );
             }
-            message(&call, Some(block), "tool_use")
+            message(&call, &blocks, "tool_use")
         }
         // Claude's streaming classifiers stop a reply with `refusal`; nothing is said.
         Reply::Filtered if call.stream => sse::response(
             EVENT_STREAM,
-            transcript(&call, None, "refusal"),
+            transcript(&call, &[], "refusal"),
             Pacing::default(),
         ),
-        Reply::Filtered => message(&call, None, "refusal"),
+        Reply::Filtered => message(&call, &[], "refusal"),
     }
 }
 
-/// The one content block an answer has.
+/// A content block of an answer: one text block, or one `tool_use` block per tool call.
 #[derive(Clone, Copy)]
 enum Block<'a> {
     Text(&'a str),
-    ToolUse {
-        name: &'a str,
-        arguments: &'a serde_json::Value,
-    },
+    ToolUse(&'a ToolCall),
 }
 
 impl Block<'_> {
     fn output_tokens(self) -> u64 {
         match self {
             Block::Text(text) => tokens::words(text),
-            Block::ToolUse { arguments, .. } => tokens::tool_call_tokens(&arguments.to_string()),
+            Block::ToolUse(tool_call) => tokens::tool_call_tokens(std::slice::from_ref(tool_call)),
         }
     }
 
-    /// The block whole, or as `content_block_start` opens it (empty text, empty input).
-    fn json(self, call: &Call, whole: bool) -> J {
+    /// The block at `index` whole, or as `content_block_start` opens it (empty text, empty
+    /// input).
+    fn json(self, call: &Call, index: usize, whole: bool) -> J {
         match self {
             Block::Text(text) => obj! { "type": "text", "text": if whole { text } else { "" } },
-            Block::ToolUse { name, arguments } => obj! {
+            Block::ToolUse(tool_call) => obj! {
                 "type": "tool_use",
-                "id": format!("toolu_mock{:06}", call.id),
-                "name": name,
-                "input": if whole { J::from(arguments.clone()) } else { obj! {} },
+                "id": format!("toolu_mock{:06}_{index}", call.id),
+                "name": tool_call.name.as_str(),
+                "input": if whole { J::from(tool_call.arguments.clone()) } else { obj! {} },
             },
         }
     }
@@ -134,7 +129,7 @@ impl Block<'_> {
                 .into_iter()
                 .map(|piece| obj! { "type": "text_delta", "text": piece })
                 .collect(),
-            Block::ToolUse { arguments, .. } => tokens::argument_pieces(&arguments.to_string())
+            Block::ToolUse(tool_call) => tokens::argument_pieces(&tool_call.arguments_json())
                 .into_iter()
                 .map(|piece| obj! { "type": "input_json_delta", "partial_json": piece })
                 .collect(),
@@ -165,12 +160,13 @@ fn message_json(call: &Call, content: Vec<J>, stop_reason: Option<&str>, output_
     }
 }
 
-fn message(call: &Call, block: Option<Block<'_>>, stop_reason: &str) -> Response {
-    let content = block
-        .map(|block| block.json(call, true))
-        .into_iter()
+fn message(call: &Call, blocks: &[Block<'_>], stop_reason: &str) -> Response {
+    let content = blocks
+        .iter()
+        .enumerate()
+        .map(|(index, block)| block.json(call, index, true))
         .collect();
-    let output_tokens = block.map_or(0, Block::output_tokens);
+    let output_tokens = blocks.iter().map(|block| block.output_tokens()).sum();
     let body = message_json(call, content, Some(stop_reason), output_tokens);
     with_request_id(call, json::response(200, JSON, json::compact(&body)))
 }
@@ -182,30 +178,40 @@ fn event(name: &str, data: &J) -> String {
 /// The API really sends the ping with a space after the colon.
 const PING: &str = "event: ping\ndata: {\"type\": \"ping\"}\n\n";
 
-fn transcript(call: &Call, block: Option<Block<'_>>, stop_reason: &str) -> Transcript {
+/// Block after block, as the API streams them: `content_block_start`, its deltas,
+/// `content_block_stop`. The first block opens with the headers (the ping follows it); later
+/// blocks' starts and stops go out between the deltas.
+fn transcript(call: &Call, blocks: &[Block<'_>], stop_reason: &str) -> Transcript {
     let start =
         obj! { "type": "message_start", "message": message_json(call, Vec::new(), None, 1) };
     let mut head = vec![event("message_start", &start)];
     let mut content = Vec::new();
-    let mut tail = Vec::new();
-    if let Some(block) = block {
-        let open = obj! { "type": "content_block_start", "index": 0u64, "content_block": block.json(call, false) };
-        head.push(event("content_block_start", &open));
-        head.push(PING.to_owned());
-        content = block
-            .deltas()
-            .into_iter()
-            .map(|delta| {
-                let data = obj! { "type": "content_block_delta", "index": 0u64, "delta": delta };
-                event("content_block_delta", &data)
-            })
-            .collect();
-        let stop = obj! { "type": "content_block_stop", "index": 0u64 };
-        tail.push(event("content_block_stop", &stop));
-    } else {
-        head.push(PING.to_owned());
+    for (index, block) in blocks.iter().enumerate() {
+        let open = obj! {
+            "type": "content_block_start",
+            "index": index,
+            "content_block": block.json(call, index, false),
+        };
+        let open = event("content_block_start", &open);
+        if index == 0 {
+            head.push(open);
+        } else {
+            let stop = obj! { "type": "content_block_stop", "index": index - 1 };
+            content.push(event("content_block_stop", &stop));
+            content.push(open);
+        }
+        content.extend(block.deltas().into_iter().map(|delta| {
+            let data = obj! { "type": "content_block_delta", "index": index, "delta": delta };
+            event("content_block_delta", &data)
+        }));
     }
-    let output_tokens = block.map_or(0, Block::output_tokens);
+    head.push(PING.to_owned());
+    let mut tail = Vec::new();
+    if let Some(last) = blocks.len().checked_sub(1) {
+        let stop = obj! { "type": "content_block_stop", "index": last };
+        tail.push(event("content_block_stop", &stop));
+    }
+    let output_tokens: u64 = blocks.iter().map(|block| block.output_tokens()).sum();
     let delta = obj! {
         "type": "message_delta",
         "delta": obj! { "stop_reason": stop_reason, "stop_sequence": J::Null },

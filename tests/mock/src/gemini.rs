@@ -7,7 +7,7 @@
 //! the API does. Zero counts are left out, as proto3 JSON leaves them out.
 
 use crate::json::{self, J, obj};
-use crate::script::{Failure, Reply, settle};
+use crate::script::{Failure, Reply, ToolCall, settle};
 use crate::server::Conn;
 use crate::sse::{self, Pacing, Transcript};
 use crate::state::{Call, Received, Shared};
@@ -98,9 +98,7 @@ async fn models(
             let pacing = Pacing::of(&answer);
             (Answer::Text(answer.text), pacing)
         }
-        Reply::ToolCall { name, arguments } => {
-            (Answer::Call { name, arguments }, Pacing::default())
-        }
+        Reply::ToolCalls(tool_calls) => (Answer::Calls(tool_calls), Pacing::default()),
         Reply::Filtered => (Answer::Safety, Pacing::default()),
     };
     if !stream {
@@ -140,7 +138,8 @@ async fn models(
 /// A successful answer before it is laid out whole or in chunks.
 enum Answer {
     Text(String),
-    Call { name: String, arguments: Value },
+    /// One `functionCall` part per call, in one candidate.
+    Calls(Vec<ToolCall>),
     Safety,
 }
 
@@ -148,7 +147,7 @@ impl Answer {
     fn output_tokens(&self) -> u64 {
         match self {
             Answer::Text(text) => tokens::words(text),
-            Answer::Call { arguments, .. } => tokens::tool_call_tokens(&arguments.to_string()),
+            Answer::Calls(tool_calls) => tokens::tool_call_tokens(tool_calls),
             Answer::Safety => 0,
         }
     }
@@ -156,10 +155,18 @@ impl Answer {
     fn whole(&self, call: &Call) -> J {
         let candidate = match self {
             Answer::Text(text) => candidate(vec![obj! { "text": text }], Some("STOP")),
-            Answer::Call { name, arguments } => {
-                let part =
-                    obj! { "functionCall": obj! { "name": name, "args": arguments.clone() } };
-                candidate(vec![part], Some("STOP"))
+            Answer::Calls(tool_calls) => {
+                let parts = tool_calls
+                    .iter()
+                    .map(|tool_call| {
+                        let function_call = obj! {
+                            "name": tool_call.name.as_str(),
+                            "args": tool_call.arguments.clone(),
+                        };
+                        obj! { "functionCall": function_call }
+                    })
+                    .collect();
+                candidate(parts, Some("STOP"))
             }
             Answer::Safety => blocked(),
         };
@@ -167,7 +174,8 @@ impl Answer {
     }
 
     /// The content chunks (one per word) and the closing chunk with the finish reason and the
-    /// full usage. A function call comes whole in one closing chunk, as Gemini sends it.
+    /// full usage. Function calls come whole in one closing chunk, parallel ones as parts of
+    /// one candidate, as Gemini sends them.
     fn chunks(&self, call: &Call) -> (Vec<J>, Vec<J>) {
         match self {
             Answer::Text(text) => {
@@ -188,7 +196,7 @@ impl Answer {
                     )],
                 )
             }
-            Answer::Call { .. } | Answer::Safety => (Vec::new(), vec![self.whole(call)]),
+            Answer::Calls(_) | Answer::Safety => (Vec::new(), vec![self.whole(call)]),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! stream chunks are compact `data: {…}\n\n` lines ending with `data: [DONE]\n\n`.
 
 use crate::json::{self, J, obj};
-use crate::script::{Failure, Reply, settle};
+use crate::script::{Failure, Reply, ToolCall, settle};
 use crate::server::Conn;
 use crate::sse::{self, Pacing, Transcript};
 use crate::state::{Call, Received, Shared};
@@ -159,25 +159,33 @@ async fn chat(
             };
             completion(&call, message, "stop", tokens::words(&answer.text))
         }
-        Reply::ToolCall { name, arguments } => {
-            let arguments = arguments.to_string();
-            if call.stream {
-                let transcript = tool_transcript(&call, &name, &arguments);
-                return sse::response(EVENT_STREAM, transcript, Pacing::default());
-            }
-            let completion_tokens = tokens::tool_call_tokens(&arguments);
-            let tool_call = obj! {
-                "id": tool_call_id(&call),
-                "type": "function",
-                "function": obj! { "name": name, "arguments": arguments },
-            };
+        Reply::ToolCalls(tool_calls) if call.stream => {
+            let transcript = tool_transcript(&call, &tool_calls);
+            sse::response(EVENT_STREAM, transcript, Pacing::default())
+        }
+        Reply::ToolCalls(tool_calls) => {
+            let entries: Vec<J> = tool_calls
+                .iter()
+                .enumerate()
+                .map(|(index, tool_call)| {
+                    obj! {
+                        "id": tool_call_id(&call, index),
+                        "type": "function",
+                        "function": obj! {
+                            "name": tool_call.name.as_str(),
+                            "arguments": tool_call.arguments_json(),
+                        },
+                    }
+                })
+                .collect();
             let message = obj! {
                 "role": "assistant",
                 "content": J::Null,
-                "tool_calls": vec![tool_call],
+                "tool_calls": entries,
                 "refusal": J::Null,
                 "annotations": Vec::<J>::new(),
             };
+            let completion_tokens = tokens::tool_call_tokens(&tool_calls);
             completion(&call, message, "tool_calls", completion_tokens)
         }
     }
@@ -283,30 +291,41 @@ fn text_transcript(call: &Call, text: &str) -> Transcript {
     }
 }
 
-fn tool_transcript(call: &Call, name: &str, arguments: &str) -> Transcript {
+/// Call after call, as the API streams parallel tool calls: an opening chunk with the call's
+/// `index`, id, name and empty arguments (the first one also carrying the role), then its
+/// argument pieces under the same `index`.
+fn tool_transcript(call: &Call, tool_calls: &[ToolCall]) -> Transcript {
     let chunks = Chunks::new(call);
-    let first = obj! {
-        "role": "assistant",
-        "content": J::Null,
-        "tool_calls": vec![obj! {
-            "index": 0u64,
-            "id": tool_call_id(call),
+    let mut events = Vec::new();
+    for (index, tool_call) in tool_calls.iter().enumerate() {
+        let opening = vec![obj! {
+            "index": index,
+            "id": tool_call_id(call, index),
             "type": "function",
-            "function": obj! { "name": name, "arguments": "" },
-        }],
-        "refusal": J::Null,
-    };
-    let piece = |piece: String| {
-        let tool_call = obj! { "index": 0u64, "function": obj! { "arguments": piece } };
-        chunks.delta(obj! { "tool_calls": vec![tool_call] }, None)
-    };
+            "function": obj! { "name": tool_call.name.as_str(), "arguments": "" },
+        }];
+        let delta = if index == 0 {
+            obj! {
+                "role": "assistant",
+                "content": J::Null,
+                "tool_calls": opening,
+                "refusal": J::Null,
+            }
+        } else {
+            obj! { "tool_calls": opening }
+        };
+        events.push(chunks.delta(delta, None));
+        for piece in tokens::argument_pieces(&tool_call.arguments_json()) {
+            let tool_call = obj! { "index": index, "function": obj! { "arguments": piece } };
+            events.push(chunks.delta(obj! { "tool_calls": vec![tool_call] }, None));
+        }
+    }
+    // The first opening goes out with the headers, as a text answer's role chunk does.
+    let content = events.split_off(events.len().min(1));
     Transcript {
-        head: vec![chunks.delta(first, None)],
-        content: tokens::argument_pieces(arguments)
-            .into_iter()
-            .map(piece)
-            .collect(),
-        tail: chunks.tail("tool_calls", tokens::tool_call_tokens(arguments)),
+        head: events,
+        content,
+        tail: chunks.tail("tool_calls", tokens::tool_call_tokens(tool_calls)),
     }
 }
 
@@ -537,8 +556,9 @@ fn completion_id(call: &Call) -> String {
     format!("chatcmpl-mock{:06}", call.id)
 }
 
-fn tool_call_id(call: &Call) -> String {
-    format!("call_mock{:06}", call.id)
+/// The id of the `index`-th tool call of an answer, distinct across calls and answers.
+fn tool_call_id(call: &Call, index: usize) -> String {
+    format!("call_mock{:06}_{index}", call.id)
 }
 
 /// A wrong key as OpenAI echoes it: the first 8 and last 4 characters, stars between.

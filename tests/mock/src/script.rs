@@ -14,10 +14,20 @@ pub enum Step {
     /// A normal answer; streamed as one chunk per word when the request streams.
     Text(String),
     /// The model calls one tool; streamed as 2–3 argument pieces where the format streams them.
+    /// The same answer as `ToolCalls` with this one call.
     ToolCall {
         name: String,
         arguments: serde_json::Value,
     },
+    /// The model calls several tools in one answer (parallel tool calls): `(name, arguments)`
+    /// in the order the answer lists them, each with its own id (OpenAI `call_…`, Anthropic
+    /// `toolu_…`). OpenAI: N `tool_calls`, streamed call after call, each opened with its
+    /// `index`, id and name and then its 2–3 argument pieces under the same `index`.
+    /// Anthropic: N `tool_use` blocks, streamed block after block (start, `input_json_delta`
+    /// pieces, stop). Gemini: N `functionCall` parts in one candidate, streamed whole in one
+    /// closing chunk. An empty list is an answer with the tool-call finish reason and no call,
+    /// which no real provider sends.
+    ToolCalls(Vec<(String, serde_json::Value)>),
     /// 429 (with `Retry-After` when given) and the format's rate-limit error body.
     RateLimited { retry_after_secs: Option<u64> },
     /// 401 and the format's authentication error body.
@@ -57,10 +67,8 @@ pub enum Step {
 #[derive(Debug)]
 pub(crate) enum Reply {
     Text(Answer),
-    ToolCall {
-        name: String,
-        arguments: serde_json::Value,
-    },
+    /// One or more tool calls in one answer; `Step::ToolCall` is the one-call case.
+    ToolCalls(Vec<ToolCall>),
     Filtered,
     Fail(Failure),
 }
@@ -75,6 +83,20 @@ pub(crate) struct Answer {
     pub(crate) cut_after: Option<usize>,
     /// Pause before the first content chunk.
     pub(crate) first_gap: Option<Duration>,
+}
+
+/// One tool call of an answer.
+#[derive(Debug)]
+pub(crate) struct ToolCall {
+    pub(crate) name: String,
+    pub(crate) arguments: serde_json::Value,
+}
+
+impl ToolCall {
+    /// The arguments as the wire carries them: compact JSON text.
+    pub(crate) fn arguments_json(&self) -> String {
+        self.arguments.to_string()
+    }
 }
 
 /// An error answer, printed by each format in its own words.
@@ -152,7 +174,16 @@ pub(crate) async fn settle(mut step: Step, model: &str, stream: bool, conn: &Con
                 });
             }
             Step::Text(text) => return Reply::text(text),
-            Step::ToolCall { name, arguments } => return Reply::ToolCall { name, arguments },
+            Step::ToolCall { name, arguments } => {
+                return Reply::ToolCalls(vec![ToolCall { name, arguments }]);
+            }
+            Step::ToolCalls(calls) => {
+                let calls = calls
+                    .into_iter()
+                    .map(|(name, arguments)| ToolCall { name, arguments })
+                    .collect();
+                return Reply::ToolCalls(calls);
+            }
             Step::ContentFiltered => return Reply::Filtered,
             Step::RateLimited { retry_after_secs } => {
                 return Reply::Fail(Failure::RateLimited { retry_after_secs });

@@ -14,7 +14,9 @@ use std::time::Duration;
 pub(crate) struct Transcript {
     /// Sent at once: `message_start`, the assistant role chunk…
     pub(crate) head: Vec<String>,
-    /// One per text piece or argument piece; these are what gaps and cuts count.
+    /// One per text piece or argument piece, and between a tool call's pieces and the next
+    /// call's, the events that close one call and open the next; these are what gaps and cuts
+    /// count (only text answers are paced or cut, and theirs are all pieces).
     pub(crate) content: Vec<String>,
     /// The end: finish reason, usage, end marker.
     pub(crate) tail: Vec<String>,

@@ -1,9 +1,11 @@
 //! Deterministic token counts, stream pieces and embedding vectors.
 //!
 //! A test can predict every number: prompt tokens are the whitespace-separated words of every
-//! text in the request plus 3, completion tokens the words of the answer, and half the prompt
-//! (at least 1) counts as cached when any text has the word "cached".
+//! text in the request plus 3, completion tokens the words of the answer (for tool calls a
+//! quarter of each call's arguments JSON), and half the prompt (at least 1) counts as cached
+//! when any text has the word "cached".
 
+use crate::script::ToolCall;
 use serde_json::Value;
 
 /// Tokens a request's prompt counts for.
@@ -61,9 +63,13 @@ pub(crate) fn words(text: &str) -> u64 {
     text.split_whitespace().count() as u64
 }
 
-/// Completion tokens of a tool call: a quarter of its arguments' JSON, rounded up.
-pub(crate) fn tool_call_tokens(arguments_json: &str) -> u64 {
-    arguments_json.len().div_ceil(4) as u64
+/// Completion tokens of an answer's tool calls: a quarter of each call's arguments JSON, rounded
+/// up, summed over the calls. Names do not count, so one call counts as it always has.
+pub(crate) fn tool_call_tokens(calls: &[ToolCall]) -> u64 {
+    calls
+        .iter()
+        .map(|call| call.arguments_json().len().div_ceil(4) as u64)
+        .sum()
 }
 
 /// Splits a text into one piece per word, each carrying the whitespace before it, so the pieces
@@ -192,6 +198,23 @@ mod tests {
         assert_eq!(argument_pieces(json).len(), 3);
         assert_eq!(argument_pieces(json).concat(), json);
         assert_eq!(argument_pieces("{}").concat(), "{}");
+    }
+
+    #[test]
+    fn tool_call_tokens_add_up_over_calls() {
+        let call = |arguments: Value| ToolCall {
+            name: "f".into(),
+            arguments,
+        };
+        let one = call(json!({"city": "Paris"}));
+        assert_eq!(tool_call_tokens(&[one]), 4, "16 characters of JSON");
+        let two = [call(json!({"city": "Paris"})), call(json!({}))];
+        assert_eq!(
+            tool_call_tokens(&two),
+            4 + 1,
+            "each call rounds up on its own"
+        );
+        assert_eq!(tool_call_tokens(&[]), 0);
     }
 
     #[test]

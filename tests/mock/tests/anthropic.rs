@@ -141,6 +141,118 @@ async fn tool_use_streams_input_json_deltas() {
     assert_eq!(delta["delta"]["stop_reason"], "tool_use");
 }
 
+/// Three calls in one answer, two of them to the same tool.
+fn parallel_calls() -> Vec<(String, Value)> {
+    vec![
+        ("search".into(), json!({"query": "rust sse"})),
+        ("search".into(), json!({"query": "tokio", "limit": 3})),
+        ("get_time".into(), json!({"tz": "UTC"})),
+    ]
+}
+
+/// A quarter of each call's arguments JSON, rounded up: 20, 27 and 12 characters.
+const PARALLEL_OUTPUT_TOKENS: u64 = 5 + 7 + 3;
+
+fn assert_distinct_tool_use_ids(ids: &[&str]) {
+    assert!(
+        ids.iter().all(|id| id.starts_with("toolu_")),
+        "Anthropic tool_use ids start with toolu_: {ids:?}"
+    );
+    let distinct: std::collections::HashSet<&&str> = ids.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        ids.len(),
+        "every block has its own id: {ids:?}"
+    );
+}
+
+#[tokio::test]
+async fn parallel_tool_use_is_one_block_per_call() {
+    let mock = MockProvider::start(Wire::Anthropic).await;
+    let calls = parallel_calls();
+    mock.script("c", vec![Step::ToolCalls(calls.clone())]);
+
+    let (status, _, body) =
+        json(post(&url(&mock), &[KEY, VERSION], &request("c", false)).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["stop_reason"], "tool_use");
+    let blocks = body["content"].as_array().expect("content");
+    assert_eq!(
+        blocks.len(),
+        calls.len(),
+        "one tool_use block per call: {body}"
+    );
+    for (block, (name, arguments)) in blocks.iter().zip(&calls) {
+        assert_eq!(block["type"], "tool_use");
+        assert_eq!(block["name"], name.as_str());
+        assert_eq!(&block["input"], arguments, "{name}: input is the arguments");
+    }
+    let ids: Vec<&str> = blocks
+        .iter()
+        .map(|block| block["id"].as_str().expect("id"))
+        .collect();
+    assert_distinct_tool_use_ids(&ids);
+    assert_eq!(body["usage"]["output_tokens"], PARALLEL_OUTPUT_TOKENS);
+}
+
+#[tokio::test]
+async fn parallel_tool_use_streams_block_after_block() {
+    let mock = MockProvider::start(Wire::Anthropic).await;
+    let calls = parallel_calls();
+    mock.script("c", vec![Step::ToolCalls(calls.clone())]);
+
+    let (raw, cut) = read_all(post(&url(&mock), &[KEY, VERSION], &request("c", true)).await).await;
+    assert!(!cut, "a complete stream ends cleanly");
+    let names: Vec<&str> = raw
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    let events = data_lines(&raw, "\n\n");
+    assert_eq!(names.len(), events.len());
+    for (name, event) in names.iter().zip(&events) {
+        assert_eq!(event["type"], *name, "the event name is the data's type");
+    }
+    assert_eq!(names[..3], ["message_start", "content_block_start", "ping"]);
+    assert_eq!(names[names.len() - 2..], ["message_delta", "message_stop"]);
+
+    // The rest, ping aside: per block a start, its deltas, a stop, blocks in order.
+    let mut blocks = events[1..events.len() - 2]
+        .iter()
+        .filter(|event| event["type"] != "ping")
+        .peekable();
+    let mut ids = Vec::new();
+    for (index, (name, arguments)) in calls.iter().enumerate() {
+        let start = blocks.next().expect("a block start");
+        assert_eq!(start["type"], "content_block_start", "{start}");
+        assert_eq!(start["index"], index, "{start}");
+        let block = &start["content_block"];
+        assert_eq!(block["type"], "tool_use");
+        assert_eq!(block["name"], name.as_str());
+        assert_eq!(block["input"], json!({}), "input opens empty");
+        ids.push(block["id"].as_str().expect("id"));
+        let mut pieces = Vec::new();
+        while let Some(delta) = blocks.next_if(|e| e["type"] == "content_block_delta") {
+            assert_eq!(delta["index"], index, "{delta}");
+            assert_eq!(delta["delta"]["type"], "input_json_delta", "{delta}");
+            pieces.push(delta["delta"]["partial_json"].as_str().expect("piece"));
+        }
+        assert!(
+            (2..=3).contains(&pieces.len()),
+            "{name}: input comes in 2-3 pieces: {pieces:?}"
+        );
+        let joined: Value = serde_json::from_str(&pieces.concat()).expect("pieces rejoin");
+        assert_eq!(&joined, arguments, "{name}: pieces rebuild the input");
+        let stop = blocks.next().expect("a block stop");
+        assert_eq!(stop, &json!({"type": "content_block_stop", "index": index}));
+    }
+    assert!(blocks.next().is_none(), "no block beyond the calls: {raw}");
+    assert_distinct_tool_use_ids(&ids);
+
+    let delta = &events[events.len() - 2];
+    assert_eq!(delta["delta"]["stop_reason"], "tool_use");
+    assert_eq!(delta["usage"]["output_tokens"], PARALLEL_OUTPUT_TOKENS);
+}
+
 #[tokio::test]
 async fn refusal_is_a_200_with_stop_reason_refusal() {
     let mock = MockProvider::start(Wire::Anthropic).await;

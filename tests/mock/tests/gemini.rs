@@ -149,6 +149,68 @@ async fn function_call_comes_whole_with_finish_reason() {
     assert_eq!(chunks[0]["candidates"][0]["finishReason"], "STOP");
 }
 
+/// Three calls in one answer, two of them to the same function.
+fn parallel_calls() -> Vec<(String, Value)> {
+    vec![
+        ("get_weather".into(), json!({"city": "Paris"})),
+        ("get_weather".into(), json!({"city": "London"})),
+        ("get_time".into(), json!({"tz": "UTC"})),
+    ]
+}
+
+/// The `functionCall` parts a candidate carries for `calls`, in order.
+fn function_call_parts(calls: &[(String, Value)]) -> Value {
+    calls
+        .iter()
+        .map(|(name, arguments)| json!({"functionCall": {"name": name, "args": arguments}}))
+        .collect()
+}
+
+#[tokio::test]
+async fn parallel_function_calls_are_parts_of_one_candidate() {
+    let mock = MockProvider::start(Wire::Gemini).await;
+    let calls = parallel_calls();
+    mock.script("g", vec![Step::ToolCalls(calls.clone())]);
+    let parts = function_call_parts(&calls);
+
+    let (status, _, body) =
+        json(post(&url(&mock, "g", "generateContent"), &[KEY], &request()).await).await;
+    assert_eq!(status, 200);
+    let candidates = body["candidates"].as_array().expect("candidates");
+    assert_eq!(
+        candidates.len(),
+        1,
+        "one candidate holds every call: {body}"
+    );
+    assert_eq!(candidates[0]["content"]["role"], "model");
+    assert_eq!(
+        candidates[0]["content"]["parts"], parts,
+        "one part per call, in order"
+    );
+    assert_eq!(candidates[0]["finishReason"], "STOP");
+    assert_eq!(
+        body["usageMetadata"]["candidatesTokenCount"],
+        4 + 5 + 3,
+        "a quarter of each call's arguments JSON (16, 17, 12 characters), rounded up"
+    );
+
+    // Streamed, the calls come whole in the closing chunk, over SSE and as a JSON array.
+    let sse = format!("{}?alt=sse", url(&mock, "g", "streamGenerateContent"));
+    let (raw, cut) = read_all(post(&sse, &[KEY], &request()).await).await;
+    assert!(!cut, "a complete stream ends cleanly");
+    let chunks = data_lines(&raw, "\r\n\r\n");
+    assert_eq!(chunks.len(), 1, "{raw}");
+    assert_eq!(chunks[0]["candidates"][0]["content"]["parts"], parts);
+    assert_eq!(chunks[0]["candidates"][0]["finishReason"], "STOP");
+
+    let array = url(&mock, "g", "streamGenerateContent");
+    let (raw, _) = read_all(post(&array, &[KEY], &request()).await).await;
+    let chunks: Value = serde_json::from_str(&raw).expect("the whole body is one JSON array");
+    assert_eq!(chunks.as_array().map(Vec::len), Some(1), "{raw}");
+    assert_eq!(chunks[0]["candidates"][0]["content"]["parts"], parts);
+    assert_eq!(chunks[0]["candidates"][0]["finishReason"], "STOP");
+}
+
 #[tokio::test]
 async fn safety_block_is_a_200_with_finish_reason_safety() {
     let mock = MockProvider::start(Wire::Gemini).await;

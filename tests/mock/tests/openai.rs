@@ -188,6 +188,147 @@ async fn tool_call_json_and_stream() {
     );
 }
 
+/// Three calls in one answer, two of them to the same tool, as a model asking for the weather
+/// in two cities and the time at once does.
+fn parallel_calls() -> Vec<(String, Value)> {
+    vec![
+        ("get_weather".into(), json!({"city": "Paris"})),
+        ("get_weather".into(), json!({"city": "London"})),
+        ("get_time".into(), json!({"tz": "UTC"})),
+    ]
+}
+
+/// A quarter of each call's arguments JSON, rounded up: 16, 17 and 12 characters.
+const PARALLEL_COMPLETION_TOKENS: u64 = 4 + 5 + 3;
+
+fn assert_distinct_call_ids(ids: &[&str]) {
+    assert!(
+        ids.iter().all(|id| id.starts_with("call_")),
+        "OpenAI tool call ids start with call_: {ids:?}"
+    );
+    let distinct: std::collections::HashSet<&&str> = ids.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        ids.len(),
+        "every call has its own id: {ids:?}"
+    );
+}
+
+#[tokio::test]
+async fn parallel_tool_calls_as_json() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    let calls = parallel_calls();
+    mock.script("m", vec![Step::ToolCalls(calls.clone())]);
+
+    let (status, _, body) = json(post(&chat_url(&mock), &[KEY], &chat("m", false)).await).await;
+    assert_eq!(status, 200);
+    let choice = &body["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    assert!(choice["message"]["content"].is_null());
+    let sent = choice["message"]["tool_calls"]
+        .as_array()
+        .expect("tool_calls");
+    assert_eq!(sent.len(), calls.len(), "one entry per call: {body}");
+    for (entry, (name, arguments)) in sent.iter().zip(&calls) {
+        assert_eq!(entry["type"], "function");
+        assert_eq!(entry["function"]["name"], name.as_str());
+        let got: Value =
+            serde_json::from_str(entry["function"]["arguments"].as_str().expect("string"))
+                .expect("arguments are JSON text");
+        assert_eq!(&got, arguments, "{name}: arguments survive as given");
+    }
+    let ids: Vec<&str> = sent
+        .iter()
+        .map(|entry| entry["id"].as_str().expect("id"))
+        .collect();
+    assert_distinct_call_ids(&ids);
+    assert_eq!(
+        body["usage"]["completion_tokens"], PARALLEL_COMPLETION_TOKENS,
+        "every call's arguments count"
+    );
+}
+
+#[tokio::test]
+async fn parallel_tool_calls_stream_call_after_call_by_index() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    let calls = parallel_calls();
+    mock.script("m", vec![Step::ToolCalls(calls.clone())]);
+    let mut body = chat("m", true);
+    body["stream_options"] = json!({"include_usage": true});
+
+    let (raw, cut) = read_all(post(&chat_url(&mock), &[KEY], &body).await).await;
+    assert!(!cut, "a complete stream ends cleanly");
+    assert!(
+        raw.ends_with("\n\ndata: [DONE]\n\n"),
+        "ends with [DONE]: {raw}"
+    );
+    let chunks = data_lines(&raw, "\n\n");
+    let (usage, chunks) = chunks.split_last().expect("a usage chunk");
+    let (finish, chunks) = chunks.split_last().expect("a finish chunk");
+    assert_eq!(finish["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(finish["choices"][0]["delta"], json!({}));
+    assert_eq!(
+        usage["choices"],
+        json!([]),
+        "the usage chunk has no choices"
+    );
+    assert_eq!(
+        usage["usage"]["completion_tokens"],
+        PARALLEL_COMPLETION_TOKENS
+    );
+
+    // (id, name, arguments pieces) per index, in the order the chunks open them.
+    let mut streamed: Vec<(String, String, Vec<String>)> = Vec::new();
+    for (n, chunk) in chunks.iter().enumerate() {
+        let choice = &chunk["choices"][0];
+        assert!(choice["finish_reason"].is_null(), "chunk {n}: {chunk}");
+        let delta = &choice["delta"];
+        let entries = delta["tool_calls"].as_array().expect("tool_calls");
+        assert_eq!(entries.len(), 1, "one call per chunk: {chunk}");
+        let entry = &entries[0];
+        let index = entry["index"].as_u64().expect("index") as usize;
+        if entry.get("id").is_some() {
+            assert_eq!(index, streamed.len(), "calls open in order: {chunk}");
+            assert_eq!(entry["type"], "function", "{chunk}");
+            assert_eq!(entry["function"]["arguments"], "", "opens empty: {chunk}");
+            if index == 0 {
+                assert_eq!(delta["role"], "assistant", "the first chunk has the role");
+                assert!(delta["content"].is_null() && delta.get("content").is_some());
+            } else {
+                assert_eq!(
+                    delta.as_object().map(|d| d.len()),
+                    Some(1),
+                    "a later call opens with tool_calls alone: {chunk}"
+                );
+            }
+            let id = entry["id"].as_str().expect("id").to_owned();
+            let name = entry["function"]["name"].as_str().expect("name").to_owned();
+            streamed.push((id, name, Vec::new()));
+        } else {
+            assert_eq!(
+                index + 1,
+                streamed.len(),
+                "pieces belong to the call opened last: {chunk}"
+            );
+            assert!(entry["function"].get("name").is_none(), "{chunk}");
+            let piece = entry["function"]["arguments"].as_str().expect("piece");
+            streamed[index].2.push(piece.to_owned());
+        }
+    }
+    assert_eq!(streamed.len(), calls.len(), "every call streamed: {raw}");
+    for ((_, name, pieces), (want_name, arguments)) in streamed.iter().zip(&calls) {
+        assert_eq!(name, want_name);
+        assert!(
+            (2..=3).contains(&pieces.len()),
+            "{name}: arguments come in 2-3 pieces: {pieces:?}"
+        );
+        let joined: Value = serde_json::from_str(&pieces.concat()).expect("pieces rejoin");
+        assert_eq!(&joined, arguments, "{name}: pieces rebuild the arguments");
+    }
+    let ids: Vec<&str> = streamed.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_distinct_call_ids(&ids);
+}
+
 #[tokio::test]
 async fn embeddings_are_deterministic_per_input() {
     let mock = MockProvider::start(Wire::OpenAi).await;
