@@ -56,7 +56,11 @@ impl Gateway {
             .await
             .expect("store opens");
         let service = Service::start(&cfg, store).await.expect("service starts");
-        let state = Arc::new(AppState::new(&cfg, service.clone()));
+        let state = Arc::new(
+            AppState::start(&cfg, service.clone())
+                .await
+                .expect("scheduler starts"),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind port 0");

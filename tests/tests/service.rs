@@ -11,8 +11,8 @@
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use sluice_config::Limits;
 use sluice_e2e::{Gateway, KEY};
+use sluice_limits::run::{RunBudget, RunMeters};
 use sluice_llm::ChatRequest;
 use sluice_service::{CallMeta, Principal, Reply, RunScope};
 use sluice_store::ledger::SpendRow;
@@ -325,16 +325,16 @@ async fn a_stream_dropped_half_way_settles_to_what_it_used() {
 async fn a_run_is_held_to_its_own_budget_and_its_rows_carry_its_id() {
     let gw = Gateway::start(&config()).await;
     let who = principal(&gw);
-    let run = RunScope::new(
-        "run-42",
-        Limits {
-            tokens_total: Some(40),
-            ..Limits::default()
-        },
-    )
-    .unwrap();
+    let caps = RunMeters {
+        tokens: 40,
+        cost_nanos: u64::MAX,
+        llm_calls: 100,
+    };
+    let run = RunScope::new(RunBudget::new("run-42", caps)).unwrap();
     assert_eq!(
-        RunScope::new("a/b", Limits::default()).unwrap_err().code(),
+        RunScope::new(RunBudget::new("a/b", caps))
+            .unwrap_err()
+            .code(),
         "invalid_request",
         "a run id goes into bucket names: plain names only"
     );
@@ -359,8 +359,13 @@ async fn a_run_is_held_to_its_own_budget_and_its_rows_carry_its_id() {
         .map(|r| r.prompt_tokens + r.completion_tokens)
         .sum();
     assert!(used <= 40, "the run used {used} of its 40 tokens");
+    assert_eq!(
+        run.budget.own_spent().tokens,
+        used as u64,
+        "the run's budget settled with its rows' amounts"
+    );
     // Another run, and calls without one, are not held by it.
-    let other = CallMeta::fresh().with_run(RunScope::new("run-43", run.limits).unwrap());
+    let other = CallMeta::fresh().with_run(RunScope::new(RunBudget::new("run-43", caps)).unwrap());
     assert!(
         gw.service
             .chat(&who, other, request(ask(false)))

@@ -94,6 +94,16 @@ pub async fn run(
             serve.await;
         }
     }
+    // Runs still going end as `interrupted` (their events and rows written) before the
+    // service's ledger stops.
+    state
+        .scheduler
+        .stop(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(500)),
+        )
+        .await;
     state.hub.stop();
     state.service.stop(deadline).await;
     Ok(())

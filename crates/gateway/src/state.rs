@@ -10,6 +10,8 @@ use sluice_service::Service;
 #[derive(Debug)]
 pub struct AppState {
     pub service: Service,
+    /// Agent runs (`agent.run`, `/v1/runs`).
+    pub scheduler: sluice_scheduler::Scheduler,
     /// The WebSocket sessions.
     pub hub: Arc<crate::ws::Hub>,
     pub max_body_bytes: usize,
@@ -22,11 +24,19 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The HTTP server's state around a started service.
-    pub fn new(cfg: &Config, service: Service) -> AppState {
-        AppState {
+    /// The HTTP server's state around a started service: starts the scheduler (which
+    /// marks runs left in flight by an earlier process `interrupted`).
+    pub async fn start(
+        cfg: &Config,
+        service: Service,
+    ) -> Result<AppState, sluice_scheduler::SchedulerError> {
+        let nodes = Arc::new(crate::ws::nodes::Nodes::default());
+        let scheduler =
+            sluice_scheduler::Scheduler::start(cfg, service.clone(), nodes.clone()).await?;
+        Ok(AppState {
             service,
-            hub: Arc::new(crate::ws::Hub::new(cfg.websocket.clone())),
+            scheduler,
+            hub: Arc::new(crate::ws::Hub::new(cfg.websocket.clone(), nodes)),
             max_body_bytes: cfg.server.max_body_bytes,
             shutdown_grace: cfg.server.shutdown_grace,
             conn_limits: cfg.server.conn,
@@ -37,7 +47,7 @@ impl AppState {
                 .as_ref()
                 .map(|t| Sha256::digest(t.expose().as_bytes()).into()),
             draining: AtomicBool::new(false),
-        }
+        })
     }
 
     /// Set once shutdown starts: `/readyz` then fails so load balancers stop sending.

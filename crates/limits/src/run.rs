@@ -41,11 +41,13 @@ impl RunMeters {
 }
 
 /// The meter a reservation did not fit in, and whose run it was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exceeded {
     pub meter: Meter,
     /// 0: the run itself; 1: its parent; and so on up.
     pub ancestor: usize,
+    /// The id of that run.
+    pub run: Arc<str>,
     pub cap: u64,
     /// Spent and reserved before this reservation.
     pub used: u64,
@@ -60,6 +62,7 @@ pub enum Meter {
 
 #[derive(Debug)]
 struct Node {
+    id: Arc<str>,
     parent: Option<usize>,
     caps: RunMeters,
     reserved: RunMeters,
@@ -67,6 +70,8 @@ struct Node {
     spent: RunMeters,
     /// Settled by the run's own calls.
     own: RunMeters,
+    /// The run's own calls' tokens: (prompt, completion).
+    own_split: (u64, u64),
 }
 
 /// One run's place in its tree. Cloning it shares the run (not a new one).
@@ -86,15 +91,17 @@ pub struct RunReservation {
 }
 
 impl RunBudget {
-    /// The budget of a top-level run.
-    pub fn new(caps: RunMeters) -> RunBudget {
+    /// The budget of a top-level run, `id`.
+    pub fn new(id: &str, caps: RunMeters) -> RunBudget {
         RunBudget {
             tree: Arc::new(Mutex::new(vec![Node {
+                id: Arc::from(id),
                 parent: None,
                 caps,
                 reserved: RunMeters::default(),
                 spent: RunMeters::default(),
                 own: RunMeters::default(),
+                own_split: (0, 0),
             }])),
             at: 0,
         }
@@ -117,15 +124,17 @@ impl RunBudget {
 
     /// A child run, whose caps are the smaller of `caps` and what this run has left now.
     /// Its calls count against this run and every ancestor as well.
-    pub fn child(&self, caps: RunMeters) -> RunBudget {
+    pub fn child(&self, id: &str, caps: RunMeters) -> RunBudget {
         let left = self.remaining();
         let mut nodes = self.lock();
         nodes.push(Node {
+            id: Arc::from(id),
             parent: Some(self.at),
             caps: caps.min(left),
             reserved: RunMeters::default(),
             spent: RunMeters::default(),
             own: RunMeters::default(),
+            own_split: (0, 0),
         });
         let at = nodes.len() - 1;
         drop(nodes);
@@ -163,6 +172,17 @@ impl RunBudget {
     /// Settled by the run's own calls (not its children's): what its ledger rows add up to.
     pub fn own_spent(&self) -> RunMeters {
         self.lock()[self.at].own
+    }
+
+    /// The tokens of the run's own calls, as (prompt, completion), when settled with
+    /// [`RunReservation::settle_split`].
+    pub fn own_tokens(&self) -> (u64, u64) {
+        self.lock()[self.at].own_split
+    }
+
+    /// The run's id.
+    pub fn id(&self) -> Arc<str> {
+        self.lock()[self.at].id.clone()
     }
 
     /// Settled by the run and all its descendants.
@@ -206,6 +226,7 @@ impl RunBudget {
                     return Err(Exceeded {
                         meter,
                         ancestor,
+                        run: n.id.clone(),
                         cap,
                         used,
                     });
@@ -227,9 +248,14 @@ impl RunBudget {
 impl RunReservation {
     /// The call ended having used `tokens` and `cost_nanos` (which may differ from what was
     /// reserved): the reservation becomes that spend, in the run and every ancestor.
-    pub fn settle(mut self, tokens: u64, cost_nanos: u64) {
+    pub fn settle(self, tokens: u64, cost_nanos: u64) {
+        self.settle_split(tokens, 0, cost_nanos);
+    }
+
+    /// [`Self::settle`] with the tokens told apart: (prompt, completion).
+    pub fn settle_split(mut self, prompt: u64, completion: u64, cost_nanos: u64) {
         let used = RunMeters {
-            tokens,
+            tokens: prompt.saturating_add(completion),
             cost_nanos,
             llm_calls: 1,
         };
@@ -238,7 +264,10 @@ impl RunReservation {
             nodes[i].reserved.sub(self.amount);
             nodes[i].spent.add(used);
         }
-        nodes[self.budget.at].own.add(used);
+        let own = &mut nodes[self.budget.at];
+        own.own.add(used);
+        own.own_split.0 = own.own_split.0.saturating_add(prompt);
+        own.own_split.1 = own.own_split.1.saturating_add(completion);
         self.settled = true;
     }
 }
@@ -269,7 +298,7 @@ mod tests {
 
     #[test]
     fn a_run_reserves_settles_and_gives_back() {
-        let run = RunBudget::new(caps(1000, 100, 3));
+        let run = RunBudget::new("root", caps(1000, 100, 3));
         let r = run.reserve(600, 60).unwrap();
         let refused = run.reserve(500, 10).unwrap_err();
         assert_eq!(
@@ -277,6 +306,7 @@ mod tests {
             Exceeded {
                 meter: Meter::Tokens,
                 ancestor: 0,
+                run: Arc::from("root"),
                 cap: 1000,
                 used: 600
             }
@@ -293,9 +323,9 @@ mod tests {
 
     #[test]
     fn a_child_is_capped_by_what_its_parent_has_left_and_counts_against_it() {
-        let parent = RunBudget::new(caps(1000, 1000, 10));
+        let parent = RunBudget::new("root", caps(1000, 1000, 10));
         parent.reserve(300, 300).unwrap().settle(300, 300);
-        let child = parent.child(caps(5000, 5000, 5));
+        let child = parent.child("child", caps(5000, 5000, 5));
         assert_eq!(
             child.caps(),
             caps(700, 700, 5),
@@ -306,7 +336,7 @@ mod tests {
         assert_eq!(parent.own_spent(), caps(300, 300, 1));
         assert_eq!(child.own_spent(), caps(400, 400, 1));
         // A second child started now sees only what is left.
-        let second = parent.child(caps(5000, 5000, 5));
+        let second = parent.child("child", caps(5000, 5000, 5));
         assert_eq!(second.caps().tokens, 300);
         let e = second.reserve(301, 1).unwrap_err();
         assert_eq!((e.meter, e.ancestor), (Meter::Tokens, 0));
@@ -314,10 +344,10 @@ mod tests {
 
     #[test]
     fn parallel_children_never_spend_more_than_their_parent() {
-        let parent = RunBudget::new(caps(1000, 1000, 100));
+        let parent = RunBudget::new("root", caps(1000, 1000, 100));
         // Both start with the whole remainder; their reservations race for it.
-        let a = parent.child(caps(1000, 1000, 100));
-        let b = parent.child(caps(1000, 1000, 100));
+        let a = parent.child("child", caps(1000, 1000, 100));
+        let b = parent.child("child", caps(1000, 1000, 100));
         let ra = a.reserve(700, 700).unwrap();
         let e = b.reserve(700, 700).unwrap_err();
         assert_eq!(e.ancestor, 1, "refused by the parent, not by b's own caps");
@@ -339,14 +369,14 @@ mod tests {
             (seed >> 33) % n.max(1)
         };
         for _ in 0..50 {
-            let root = RunBudget::new(caps(10_000, 5_000, 40));
+            let root = RunBudget::new("root", caps(10_000, 5_000, 40));
             let mut runs = vec![root.clone()];
             let mut open: Vec<RunReservation> = Vec::new();
             for _ in 0..400 {
                 match next(5) {
                     0 if runs.len() < 8 => {
                         let parent = runs[next(runs.len() as u64) as usize].clone();
-                        runs.push(parent.child(caps(next(8_000), next(4_000), next(30))));
+                        runs.push(parent.child("child", caps(next(8_000), next(4_000), next(30))));
                     }
                     1 | 2 => {
                         let run = &runs[next(runs.len() as u64) as usize];

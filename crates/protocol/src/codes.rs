@@ -21,3 +21,22 @@ pub const NODE_UNAVAILABLE: &str = "node_unavailable";
 pub const TOOL_TIMEOUT: &str = "tool_timeout";
 /// The gateway failed in a way the client cannot fix (the store, for one).
 pub const INTERNAL: &str = "internal_error";
+/// `agent.run` named an agent the gateway's config does not have.
+pub const AGENT_NOT_FOUND: &str = "agent_not_found";
+/// The agent's runs kept failing: its breaker refuses new runs until it half-opens
+/// (`retry_after_ms`), or an operator resets it.
+pub const AGENT_BREAKER_OPEN: &str = "agent_breaker_open";
+/// The agent already has `max_concurrent_runs` runs going.
+pub const TOO_MANY_RUNS: &str = "too_many_runs";
+/// No run with this id belongs to the key.
+pub const RUN_NOT_FOUND: &str = "run_not_found";
+/// The idempotency key was used before, by this gateway key, for a different request.
+pub const IDEMPOTENCY_KEY_REUSED: &str = "idempotency_key_reused";
+/// A run's bound or breaker stopped it (`run.failed` names the breaker).
+pub const BREAKER_TRIPPED: &str = "breaker_tripped";
+/// The run was cancelled.
+pub const CANCELLED: &str = "cancelled";
+/// The gateway stopped while the run was in flight.
+pub const INTERRUPTED: &str = "interrupted";
+/// The run's history and input do not fit the agent's `context_tokens`.
+pub const CONTEXT_OVERFLOW: &str = "context_overflow";

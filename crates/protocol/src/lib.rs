@@ -11,6 +11,7 @@ pub mod close;
 pub mod codes;
 pub mod frame;
 pub mod methods;
+pub mod runs;
 
 pub use frame::{
     Auth, ClientInfo, Connect, ErrorBody, Event, Frame, Hello, NodeInfo, ReplayGap, Request,
@@ -68,6 +69,7 @@ pub mod schema {
     use serde_json::{Value, json};
 
     use crate::methods::*;
+    use crate::runs;
 
     /// Every schema, by name.
     pub fn all() -> Value {
@@ -79,11 +81,20 @@ pub mod schema {
                 SESSION_HISTORY: {"params": schema_for!(HistoryParams), "result": schema_for!(History)},
                 USAGE_GET: {"result": schema_for!(Usage)},
                 TOOL_INVOKE: {"params": schema_for!(ToolInvoke), "result": schema_for!(ToolResult)},
+                runs::AGENT_RUN: {"params": schema_for!(runs::AgentRun), "result": schema_for!(runs::RunAccepted)},
+                runs::RUN_SUBSCRIBE: {"params": schema_for!(runs::RunSubscribe), "result": schema_for!(runs::RunStatus)},
+                runs::RUN_CANCEL: {"params": schema_for!(runs::RunRef), "result": schema_for!(runs::RunStatus)},
             },
             "events": {
                 events::CHAT_DELTA: schema_for!(ChatDelta),
                 events::CHAT_COMPLETED: schema_for!(ChatCompleted),
                 events::CHAT_FAILED: schema_for!(ChatFailed),
+                runs::events::STARTED: schema_for!(runs::RunStarted),
+                runs::events::DELTA: schema_for!(runs::RunDelta),
+                runs::events::TOOL_CALL: schema_for!(runs::RunToolCall),
+                runs::events::TOOL_RESULT: schema_for!(runs::RunToolResult),
+                runs::events::COMPLETED: schema_for!(runs::RunCompleted),
+                runs::events::FAILED: schema_for!(runs::RunFailed),
             },
         })
     }

@@ -23,7 +23,15 @@ pub const PING: &str = "ping";
 pub const TOOL_INVOKE: &str = "tool.invoke";
 
 /// The methods a client may call, as `hello.methods` lists them.
-pub const CLIENT_METHODS: &[&str] = &[CHAT_COMPLETIONS, SESSION_HISTORY, USAGE_GET, PING];
+pub const CLIENT_METHODS: &[&str] = &[
+    CHAT_COMPLETIONS,
+    SESSION_HISTORY,
+    USAGE_GET,
+    PING,
+    crate::runs::AGENT_RUN,
+    crate::runs::RUN_SUBSCRIBE,
+    crate::runs::RUN_CANCEL,
+];
 
 pub mod events {
     /// A piece of a streamed answer: [`super::ChatDelta`].
@@ -33,7 +41,19 @@ pub mod events {
     /// The call broke after it started: [`super::ChatFailed`].
     pub const CHAT_FAILED: &str = "chat.failed";
 
-    pub const ALL: &[&str] = &[CHAT_DELTA, CHAT_COMPLETED, CHAT_FAILED];
+    use crate::runs::events as run;
+
+    pub const ALL: &[&str] = &[
+        CHAT_DELTA,
+        CHAT_COMPLETED,
+        CHAT_FAILED,
+        run::STARTED,
+        run::DELTA,
+        run::TOOL_CALL,
+        run::TOOL_RESULT,
+        run::COMPLETED,
+        run::FAILED,
+    ];
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

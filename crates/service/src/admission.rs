@@ -1,10 +1,11 @@
 //! Admission: rate limits and budgets on the call path. A call reserves, in one
 //! all-or-nothing step, its estimate in every bucket that applies to it: the key's, its
-//! user's, its agent's, its run's and its model alias's limits (requests, tokens, USD; per
-//! minute, day, month and lifetime), and, as the router reaches each chain entry, that
-//! upstream model's own limit. The answer settles each to the real use. Reservations come from allowances
-//! leased in slices from the store (`sluice_limits::lease`), so no request waits on the
-//! database but the one that finds a slice used up, and the limits hold across instances.
+//! user's, its agent's and its model alias's limits (requests, tokens, USD; per minute,
+//! day, month and lifetime), its run's budget (held in memory: `sluice_limits::run`), and,
+//! as the router reaches each chain entry, that upstream model's own limit. The answer
+//! settles each to the real use. Reservations come from allowances leased in slices from
+//! the store (`sluice_limits::lease`), so no request waits on the database but the one
+//! that finds a slice used up, and the limits hold across instances.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,9 +14,10 @@ use std::time::Duration;
 use sluice_config::{LimitsConfig, Target};
 use sluice_limits::Tokens;
 use sluice_limits::lease::{
-    Counter, CounterError, Demand, Granted, LeaseAsk, Limiter, Reservation, ReserveError,
+    Counter, CounterError, Demand, Granted, LeaseAsk, Limiter, Refusal, Reservation, ReserveError,
     Snapshot as Headroom, adjust_row, lease_row,
 };
+use sluice_limits::run::{Exceeded, Meter as RunMeter, RunReservation};
 use sluice_limits::spec::{Limits, LimitsExt, Meter, Period};
 use sluice_providers::Admission;
 use sluice_store::Store;
@@ -147,11 +149,6 @@ impl Gate {
                 out.push(scope.clone());
             }
         }
-        if let Some(run) = &meta.run
-            && !run.limits.is_empty()
-        {
-            out.push((run.scope().clone(), run.limits));
-        }
         out
     }
 
@@ -187,23 +184,38 @@ impl Gate {
         estimate: impl FnOnce() -> Estimate,
     ) -> Result<Admitted, ServiceError> {
         let scopes = self.scopes(who, meta, model);
-        if scopes.is_empty() {
+        if scopes.is_empty() && meta.run.is_none() {
             return Ok(Admitted::default());
         }
         let counts = |m| scopes.iter().any(|(_, l)| l.counts(m));
-        let est = (counts(Meter::Tokens) || counts(Meter::UsdNanos)).then(estimate);
-        let usd = if counts(Meter::UsdNanos) {
+        let est =
+            (meta.run.is_some() || counts(Meter::Tokens) || counts(Meter::UsdNanos)).then(estimate);
+        let usd = if meta.run.is_some() || counts(Meter::UsdNanos) {
             est.map_or(0, |e| self.cost_bound(chain, e))
         } else {
             0
         };
         let tokens = est.map_or(0, |e| e.tokens());
+        // The run's budget first: it is in memory, and a refusal there asks nothing of
+        // the shared limiter. Given back (dropped) if the limiter refuses.
+        let run = match &meta.run {
+            Some(run) => Some(run.budget.reserve(tokens, usd).map_err(run_refused)?),
+            None => None,
+        };
+        if scopes.is_empty() {
+            return Ok(Admitted {
+                run,
+                estimate: est,
+                ..Admitted::default()
+            });
+        }
         let demands = demands(&scopes, tokens, usd);
         let now = now_ms();
         let reservation = self.limiter.reserve(&demands, now).await.map_err(refused)?;
         let snapshot = reservation.snapshot(now);
         Ok(Admitted {
             reservation: Some(reservation),
+            run,
             snapshot,
             estimate: est,
         })
@@ -247,6 +259,23 @@ fn demands(scopes: &[(Arc<str>, Limits)], tokens: u64, usd: u64) -> Vec<Demand> 
     out
 }
 
+/// A run's budget refused the call: said like a lifetime budget of the run (or of the
+/// ancestor whose budget it was) that is spent.
+fn run_refused(e: Exceeded) -> ServiceError {
+    ServiceError::LimitReached(Box::new(Refusal {
+        scope: format!("run:{}", e.run),
+        meter: match e.meter {
+            RunMeter::Tokens => Meter::Tokens,
+            RunMeter::Cost => Meter::UsdNanos,
+            RunMeter::LlmCalls => Meter::Requests,
+        },
+        period: Period::Total,
+        limit: e.cap,
+        retry_after_ms: None,
+        oversized: e.used == 0,
+    }))
+}
+
 fn refused(e: ReserveError) -> ServiceError {
     match e {
         ReserveError::Refused(refusal) => ServiceError::LimitReached(Box::new(refusal)),
@@ -259,6 +288,8 @@ fn refused(e: ReserveError) -> ServiceError {
 #[derive(Debug, Default)]
 pub struct Admitted {
     pub reservation: Option<Reservation>,
+    /// The run's budget, when the call is a step of a run.
+    pub run: Option<RunReservation>,
     pub snapshot: Headroom,
     pub estimate: Option<Estimate>,
 }

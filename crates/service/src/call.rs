@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use sluice_config::{Limits, Target};
+use sluice_config::Target;
+use sluice_limits::run::RunBudget;
 use sluice_limits::tokens::{prompt_tokens, text_tokens};
 use sluice_llm::{ChatRequest, ChatResponse, EmbeddingsRequest};
 use sluice_providers::{ChatReply, EmbeddingsReply, Routed};
@@ -89,37 +90,30 @@ pub fn is_plain_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
 }
 
-/// A run's own limits and budgets (its tokens, its dollars): every call of the run
-/// reserves in them, as in a key's. Its buckets are named `run:ID`.
+/// The run a call is a step of: its budget (tokens, cost, model calls; in memory, in a
+/// tree for delegation: `sluice_limits::run`) is reserved before the call, with the
+/// call's other limits, and settled with the same amounts its ledger row carries, so a
+/// run's spend and its rows agree to the nano-dollar. Its id labels the rows.
 #[derive(Debug, Clone)]
 pub struct RunScope {
     id: String,
-    scope: Arc<str>,
-    pub limits: Limits,
+    pub budget: RunBudget,
 }
 
 impl RunScope {
-    /// Refused unless `id` is a plain name: it goes into bucket names and ledger rows.
-    pub fn new(id: impl Into<String>, limits: Limits) -> Result<Self, ServiceError> {
-        let id = id.into();
+    /// Refused unless the budget's run id is a plain name: it goes into ledger rows.
+    pub fn new(budget: RunBudget) -> Result<Self, ServiceError> {
+        let id = budget.id().to_string();
         if !is_plain_name(&id) {
             return Err(ServiceError::InvalidRequest(format!(
                 "run id: {PLAIN_NAME_RULE}"
             )));
         }
-        Ok(RunScope {
-            scope: Arc::from(format!("run:{id}")),
-            id,
-            limits,
-        })
+        Ok(RunScope { id, budget })
     }
 
     pub fn id(&self) -> &str {
         &self.id
-    }
-
-    pub(crate) fn scope(&self) -> &Arc<str> {
-        &self.scope
     }
 }
 

@@ -21,6 +21,7 @@ use crate::keys::Principal;
 use crate::snapshot::Snapshot;
 use crate::{Inner, ServiceError};
 use sluice_limits::lease::{Reservation, Snapshot as Headroom};
+use sluice_limits::run::RunReservation;
 
 /// Unpriced models named in the log, at most (see [`Spend::unpriced`]).
 pub const MAX_UNPRICED_NAMED: usize = 1024;
@@ -35,6 +36,8 @@ pub(crate) struct Spend {
     /// The limits' reservation, settled to the answer's tokens and cost (or given back
     /// when no call answered).
     pub reservation: Option<Reservation>,
+    /// The run's budget (a step of a run), settled with the row's own amounts.
+    pub run: Option<RunReservation>,
     /// Upstream-model limits held for the chain's entries.
     pub upstream: Option<Arc<Upstream>>,
     /// Counts the call as open until it settles, so a stop waits for it.
@@ -120,6 +123,7 @@ impl Spend {
             principal: principal.clone(),
             meta,
             reservation: admitted.reservation,
+            run: admitted.run,
             upstream,
             _open: inner.calls.token(),
         };
@@ -267,6 +271,9 @@ impl Spend {
         let used = tokens.prompt.saturating_add(tokens.completion);
         if let Some(r) = self.reservation.take() {
             r.settle(used, cost);
+        }
+        if let Some(r) = self.run.take() {
+            r.settle_split(tokens.prompt, tokens.completion, cost);
         }
         if let Some(u) = &self.upstream {
             u.settle(target, used, cost);

@@ -374,6 +374,17 @@ impl Store {
         rows.iter().map(event_from_row).collect()
     }
 
+    /// The seq of a run's newest stored event (0: none).
+    pub async fn run_last_event_seq(&self, run_id: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) AS s FROM run_events WHERE run_id = $1",
+        )
+        .bind(run_id)
+        .fetch_one(&*self.pool())
+        .await?;
+        Ok(row.try_get("s")?)
+    }
+
     /// What the ledger says a run spent: (prompt tokens, completion tokens, cost).
     pub async fn run_spend(&self, run_id: &str) -> Result<(i64, i64, i64), StoreError> {
         let row = sqlx::query(

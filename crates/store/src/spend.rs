@@ -12,6 +12,8 @@ pub enum GroupBy {
     Key,
     User,
     Agent,
+    /// The agent run (`run_id`); calls outside runs are the empty group.
+    Run,
     Model,
     Provider,
     Day,
@@ -23,6 +25,7 @@ impl GroupBy {
             "key" => GroupBy::Key,
             "user" => GroupBy::User,
             "agent" => GroupBy::Agent,
+            "run" => GroupBy::Run,
             "model" => GroupBy::Model,
             "provider" => GroupBy::Provider,
             "day" => GroupBy::Day,
@@ -36,6 +39,7 @@ impl GroupBy {
             (GroupBy::Key, _) => "COALESCE(key_id, '')",
             (GroupBy::User, _) => "COALESCE(user_id, '')",
             (GroupBy::Agent, _) => "COALESCE(agent_id, '')",
+            (GroupBy::Run, _) => "COALESCE(run_id, '')",
             (GroupBy::Model, _) => "provider || ':' || model",
             (GroupBy::Provider, _) => "provider",
             (GroupBy::Day, Backend::Sqlite) => {

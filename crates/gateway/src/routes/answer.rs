@@ -14,10 +14,13 @@ use crate::ApiError;
 /// The call's metadata: the request id, when the request arrived (before its body was
 /// read), and the agent it is made for, from `x-sluice-agent` (its budgets apply and the
 /// ledger records it; a key cannot escape its own or its user's limits by naming one).
+/// An agent the scheduler runs (`[agents.NAME]`) cannot be named: its budget is spent by
+/// its runs only, so a key cannot spend it from outside a run.
 pub(super) fn meta(
     request_id: String,
     started: std::time::Instant,
     headers: &HeaderMap,
+    scheduler: &sluice_scheduler::Scheduler,
 ) -> Result<CallMeta, ApiError> {
     let mut meta = CallMeta::new(request_id);
     meta.started = started;
@@ -25,6 +28,9 @@ pub(super) fn meta(
         return Ok(meta);
     };
     match v.to_str().ok().filter(|s| is_plain_name(s)) {
+        Some(agent) if scheduler.has_agent(agent) => Err(ApiError::invalid(format!(
+            "x-sluice-agent: `{agent}` is an agent of this gateway's scheduler; start a run of it (POST /v1/runs) instead"
+        ))),
         Some(agent) => Ok(meta.with_agent(agent)?),
         None => Err(ApiError::invalid(format!(
             "x-sluice-agent: {PLAIN_NAME_RULE}"

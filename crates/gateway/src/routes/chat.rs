@@ -24,7 +24,7 @@ pub async fn completions(
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
     let req: ChatRequest = super::body::parse(body, state.max_body_bytes)?;
-    let meta = meta(request_id, started, &headers)?;
+    let meta = meta(request_id, started, &headers, &state.scheduler)?;
     let answer = state.service.chat(&who, meta, req).await?;
     let resp = match answer.value {
         Reply::Whole { response, raw } => json_response(encoded(&response, raw)?),

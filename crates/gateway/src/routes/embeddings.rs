@@ -23,7 +23,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
     let req: EmbeddingsRequest = super::body::parse(body, state.max_body_bytes)?;
-    let meta = meta(request_id, started, &headers)?;
+    let meta = meta(request_id, started, &headers, &state.scheduler)?;
     let answer = state.service.embeddings(&who, meta, req).await?;
     let reply = answer.value;
     let resp = json_response(encoded(&reply.response, reply.raw)?);

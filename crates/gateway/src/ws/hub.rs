@@ -18,7 +18,7 @@ pub struct Hub {
     /// Cancelled when the gateway stops: every connection closes with `1012`.
     pub stopping: CancellationToken,
     /// The tool nodes connected.
-    pub nodes: super::nodes::Nodes,
+    pub nodes: Arc<super::nodes::Nodes>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -43,13 +43,13 @@ pub enum Opened {
 pub struct TooManySessions;
 
 impl Hub {
-    pub fn new(cfg: WebSocketConfig) -> Hub {
+    pub fn new(cfg: WebSocketConfig, nodes: Arc<super::nodes::Nodes>) -> Hub {
         Hub {
             cfg,
             sessions: DashMap::new(),
             per_key: DashMap::new(),
             stopping: CancellationToken::new(),
-            nodes: super::nodes::Nodes::default(),
+            nodes,
         }
     }
 
@@ -183,17 +183,20 @@ mod tests {
     }
 
     fn hub(max_sessions_per_key: usize) -> Hub {
-        Hub::new(sluice_config::WebSocketConfig {
-            heartbeat: std::time::Duration::from_secs(15),
-            connect_timeout: std::time::Duration::from_secs(10),
-            max_frame_bytes: 1 << 20,
-            replay_events: 16,
-            replay_bytes: 1 << 20,
-            resume_grace: std::time::Duration::from_secs(60),
-            max_sessions_per_key,
-            max_pending_requests: 8,
-            allowed_origins: Vec::new(),
-        })
+        Hub::new(
+            sluice_config::WebSocketConfig {
+                heartbeat: std::time::Duration::from_secs(15),
+                connect_timeout: std::time::Duration::from_secs(10),
+                max_frame_bytes: 1 << 20,
+                replay_events: 16,
+                replay_bytes: 1 << 20,
+                resume_grace: std::time::Duration::from_secs(60),
+                max_sessions_per_key,
+                max_pending_requests: 8,
+                allowed_origins: Vec::new(),
+            },
+            Arc::default(),
+        )
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sluice_llm::{ChatRequest, Message, Role};
 use sluice_protocol::methods::{self as m, events};
+use sluice_protocol::runs;
 use sluice_protocol::{ErrorBody, Request, Response, codes};
 use sluice_service::{CallMeta, MeteredStream, Reply, ServiceError};
 use sluice_store::sessions::{MessageRow as SessionMessageRow, NewMessage, SessionRow};
@@ -28,6 +29,9 @@ pub(super) async fn dispatch(conn: &Arc<Conn>, req: Request) -> Response {
         m::USAGE_GET => usage(conn),
         m::SESSION_HISTORY => history(conn, req.params).await,
         m::CHAT_COMPLETIONS => chat(conn, &req.id, req.params).await,
+        runs::AGENT_RUN => super::runs::run(conn, req.params).await,
+        runs::RUN_SUBSCRIBE => super::runs::subscribe(conn, req.params).await,
+        runs::RUN_CANCEL => super::runs::cancel(conn, req.params).await,
         other => Err(error(
             codes::UNKNOWN_METHOD,
             &format!(
@@ -42,6 +46,11 @@ pub(super) async fn dispatch(conn: &Arc<Conn>, req: Request) -> Response {
     }
 }
 
+/// Params that must be given (an object of the method's shape).
+pub(super) fn params_of<T: DeserializeOwned>(params: Value) -> Result<T, ErrorBody> {
+    serde_json::from_value(params).map_err(|e| error(codes::INVALID_PARAMS, &e.to_string()))
+}
+
 fn params<T: DeserializeOwned + Default>(params: Value) -> Result<T, ErrorBody> {
     if params.is_null() {
         return Ok(T::default());
@@ -51,15 +60,7 @@ fn params<T: DeserializeOwned + Default>(params: Value) -> Result<T, ErrorBody> 
 
 /// A service error as the protocol carries it: the same codes as HTTP.
 pub(super) fn service_error(e: &ServiceError) -> ErrorBody {
-    let info = e.info();
-    ErrorBody {
-        code: info.code.to_owned(),
-        message: info.message,
-        retryable: info.retryable,
-        retry_after_ms: info
-            .retry_after
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-    }
+    sluice_scheduler::error::service_body(e)
 }
 
 fn usage(conn: &Conn) -> Result<Value, ErrorBody> {
@@ -207,10 +208,10 @@ async fn chat(conn: &Arc<Conn>, req_id: &str, raw: Value) -> Result<Value, Error
 }
 
 /// One of a session's streaming calls: given back when dropped.
-struct StreamSlot(Arc<Session>);
+pub(super) struct StreamSlot(Arc<Session>);
 
 impl StreamSlot {
-    fn take(session: &Arc<Session>, max: usize) -> Option<StreamSlot> {
+    pub(super) fn take(session: &Arc<Session>, max: usize) -> Option<StreamSlot> {
         use std::sync::atomic::Ordering;
         session
             .streaming

@@ -9,6 +9,7 @@ pub mod hub;
 mod methods;
 pub mod nodes;
 mod outbox;
+mod runs;
 pub mod session;
 
 use std::sync::Arc;

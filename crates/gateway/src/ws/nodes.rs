@@ -215,3 +215,45 @@ impl Nodes {
         }
     }
 }
+
+/// The scheduler runs node tools through this: the nodes connected with the run's key.
+impl sluice_scheduler::NodeTools for Nodes {
+    fn tools(&self, key_ref: &str) -> Vec<sluice_scheduler::NodeToolDef> {
+        self.list(key_ref)
+            .into_iter()
+            .flat_map(|(node, tools)| {
+                tools
+                    .into_iter()
+                    .map(move |t| sluice_scheduler::NodeToolDef {
+                        node: node.clone(),
+                        name: t.name,
+                        description: t.description,
+                        parameters: t.parameters,
+                    })
+            })
+            .collect()
+    }
+
+    fn invoke<'a>(
+        &'a self,
+        key_ref: &'a str,
+        node: &'a str,
+        tool: &'a str,
+        arguments: Value,
+        timeout: Duration,
+    ) -> sluice_scheduler::tools::node::Invoked<'a> {
+        use sluice_scheduler::NodeFailure;
+        Box::pin(async move {
+            Nodes::invoke(self, key_ref, node, tool, arguments, timeout)
+                .await
+                .map_err(|e| match e.code.as_str() {
+                    codes::NODE_UNAVAILABLE => NodeFailure::Unavailable(e.message),
+                    codes::TOOL_TIMEOUT => NodeFailure::Timeout(e.message),
+                    _ => NodeFailure::Failed {
+                        code: e.code,
+                        message: e.message,
+                    },
+                })
+        })
+    }
+}

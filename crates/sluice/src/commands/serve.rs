@@ -41,7 +41,7 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.server.listen))?;
     let service = Service::start(&cfg, store.clone()).await?;
-    let state = Arc::new(AppState::new(&cfg, service));
+    let state = Arc::new(AppState::start(&cfg, service).await?);
     // Tests and scripts read the bound address from this line (port 0 picks a free port).
     tracing::info!("sluice listening on {}", listener.local_addr()?);
     sluice_gateway::run(listener, state, shutdown_signal()).await?;

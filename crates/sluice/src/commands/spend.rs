@@ -21,7 +21,7 @@ pub struct SpendArgs {
 pub async fn run(cfg: &Config, args: SpendArgs) -> anyhow::Result<ExitCode> {
     let Some(by) = GroupBy::parse(&args.by) else {
         eprintln!(
-            "--by: `{}` is not one of key, user, agent, model, provider, day",
+            "--by: `{}` is not one of key, user, agent, run, model, provider, day",
             args.by
         );
         return Ok(ExitCode::from(2));
