@@ -13,6 +13,7 @@
 //! [`profiles`] (provider auth-profile state), [`sessions`] (WebSocket sessions and their
 //! ordered messages), [`spend`] (reports).
 
+pub mod agents;
 pub mod breakers;
 pub mod buckets;
 mod file;
@@ -73,7 +74,7 @@ pub enum StoreError {
 }
 
 /// Every table of the schema, on both backends.
-pub const TABLES: [&str; 10] = [
+pub const TABLES: [&str; 12] = [
     "api_keys",
     "spend",
     "auth_profiles",
@@ -84,6 +85,8 @@ pub const TABLES: [&str; 10] = [
     "webhook_seen",
     "limit_buckets",
     "key_breakers",
+    "agent_breakers",
+    "schedules",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
