@@ -318,3 +318,315 @@ async fn parallel_tool_calls_run_at_once_and_bad_arguments_go_back_to_the_model(
     assert_eq!(blocks.len(), 5);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_tool_that_times_out_and_a_node_that_leaves_mid_call_are_told_to_the_model() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    mock.script(
+        "m-main",
+        vec![
+            Step::ToolCall {
+                name: "n1__slow".into(),
+                arguments: json!({"ms": 5000}),
+            },
+            Step::ToolCall {
+                name: "n1__slow".into(),
+                arguments: json!({"ms": 5001}),
+            },
+            Step::Text("I could not".into()),
+        ],
+    );
+    let gw = Gateway::start(&config(&mock, RESEARCHER)).await;
+    let (node, _) = node(&gw).await;
+    let c = client(&gw).await;
+    let mut events = c.events();
+    let id = start(&c, "researcher", "try").await;
+    // The first call times out (tool_timeout_s = 1); the second loses its node.
+    let mut seen = Vec::new();
+    loop {
+        let SessionEvent::Event(e) = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        else {
+            continue;
+        };
+        seen.push((e.event.clone(), e.data.clone()));
+        if e.event == "run.tool_call" && e.data["arguments"]["ms"] == 5001 {
+            node.close().await;
+        }
+        if e.event == "run.completed" || e.event == "run.failed" {
+            break;
+        }
+    }
+    let results: Vec<&Value> = seen
+        .iter()
+        .filter(|(n, _)| n == "run.tool_result")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(results[0]["error"]["code"], "tool_timeout", "{seen:?}");
+    assert_eq!(results[1]["error"]["code"], "node_unavailable", "{seen:?}");
+    assert!(
+        results[1]["duration_ms"].as_u64().unwrap() < 1000,
+        "failed when the node left, not at the timeout"
+    );
+    assert_eq!(last(&seen)["output"], "I could not");
+    assert_eq!(run_row(&gw, &id).await.status, "completed");
+    gw.stop().await;
+}
+
+const DELEGATING: &str = r#"
+[agents.boss]
+model = "m"
+tools = ["agent:helper_agent"]
+max_cost_usd = 0.5
+[agents.helper_agent]
+model = "helper"
+system = "You help."
+max_cost_usd = 5.0
+"#;
+
+#[tokio::test]
+async fn an_agent_delegates_within_its_own_budget_and_the_childs_events_are_nested() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    mock.script(
+        "m-main",
+        vec![
+            Step::ToolCall {
+                name: "agent__helper_agent".into(),
+                arguments: json!({"input": "sum it up"}),
+            },
+            Step::Text("Boss is done".into()),
+        ],
+    );
+    mock.script("m-helper", vec![Step::Text("helper says hi".into())]);
+    let gw = Gateway::start(&config(&mock, DELEGATING)).await;
+    let c = client(&gw).await;
+    let mut events = c.events();
+    let id = start(&c, "boss", "delegate this").await;
+    let seen = events_of(&mut events, &id).await;
+    let child_started = seen
+        .iter()
+        .find(|(n, d)| n == "run.started" && d["run_id"] != id)
+        .unwrap();
+    let child = child_started.1["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(child_started.1["parent_run_id"], id);
+    assert_eq!(child_started.1["agent"], "helper_agent");
+    let child_cap = nanos(&child_started.1["bounds"]["max_cost_usd"]);
+    assert!(
+        child_cap <= 500_000_000,
+        "the child's cost bound ({child_cap}) is capped by what its parent has left, not its own $5"
+    );
+    assert!(
+        seen.iter()
+            .any(|(n, d)| n == "run.completed" && d["run_id"] == child.as_str()),
+        "the child's end is nested in the parent's stream"
+    );
+    let result = seen
+        .iter()
+        .find(|(n, d)| n == "run.tool_result" && d["run_id"] == id.as_str())
+        .unwrap();
+    assert_eq!(result.1["output"], "helper says hi");
+    let done = last(&seen);
+    assert_eq!(done["output"], "Boss is done");
+    let (_, own) = ledger_of(&gw, &id).await;
+    let (child_calls, child_cost) = ledger_of(&gw, &child).await;
+    assert_eq!(child_calls, 1);
+    assert_eq!(nanos(&done["usage"]["cost_usd"]), own);
+    assert_eq!(
+        nanos(&done["usage"]["total_cost_usd"]),
+        own + child_cost,
+        "the parent's total is its own rows and its child's"
+    );
+    let child_row = run_row(&gw, &child).await;
+    assert_eq!(child_row.parent_run_id.as_deref(), Some(id.as_str()));
+    assert_eq!(child_row.root_run_id, id);
+    assert_eq!(child_row.agent, "helper_agent");
+    assert_eq!(child_row.status, "completed");
+    // The child's rows carry its agent.
+    let by_agent = gw
+        .service
+        .store()
+        .spend_report(sluice_store::spend::GroupBy::Agent, 0, i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(
+        by_agent
+            .iter()
+            .find(|l| l.group == "helper_agent")
+            .unwrap()
+            .cost_nanos,
+        child_cost
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_child_cannot_spend_more_than_its_parent_has_left() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    mock.script(
+        "m-main",
+        vec![
+            Step::ToolCall {
+                name: "agent__helper_agent".into(),
+                arguments: json!({"input": "spend a lot"}),
+            },
+            Step::Text("ok".into()),
+        ],
+    );
+    mock.script("m-helper", vec![Step::Text("expensive".into())]);
+    // The boss may spend $0.01; one helper call may cost up to 4096 × $4/M ≈ $0.016.
+    let agents = DELEGATING
+        .replace("max_cost_usd = 0.5", "max_cost_usd = 0.01")
+        .replace(
+            "[agents.helper_agent]",
+            "[agents.helper_agent]\nmax_output_tokens = 4096",
+        );
+    let gw = Gateway::start(&config(&mock, &agents)).await;
+    let c = client(&gw).await;
+    let mut events = c.events();
+    let id = start(&c, "boss", "delegate this").await;
+    let seen = events_of(&mut events, &id).await;
+    let child_failed = seen
+        .iter()
+        .find(|(n, d)| n == "run.failed" && d["run_id"] != id.as_str())
+        .unwrap_or_else(|| panic!("the child failed: {seen:?}"));
+    assert_eq!(child_failed.1["error"]["code"], "breaker_tripped");
+    assert_eq!(child_failed.1["breaker"]["name"], "max_cost_usd");
+    assert_eq!(
+        mock.calls_for("m-helper"),
+        0,
+        "the child never reached the provider"
+    );
+    let result = seen
+        .iter()
+        .find(|(n, d)| n == "run.tool_result" && d["run_id"] == id.as_str())
+        .unwrap();
+    assert_eq!(result.1["error"]["code"], "breaker_tripped");
+    let (_, total) = ledger_of(&gw, &id).await;
+    assert!(total <= 10_000_000, "the tree spent {total} of its $0.01");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancelled_run_stops_inside_its_stream_and_pays_only_what_streamed() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    mock.script(
+        "m-main",
+        vec![Step::ChunkGap {
+            ms: 100,
+            text: "one two three four five six seven eight nine ten eleven twelve".into(),
+        }],
+    );
+    let gw = Gateway::start(&config(&mock, RESEARCHER)).await;
+    let c = client(&gw).await;
+    let mut events = c.events();
+    let id = start(&c, "researcher", "count slowly").await;
+    // Cancel after the first words arrived.
+    loop {
+        let SessionEvent::Event(e) = events.recv().await.unwrap() else {
+            continue;
+        };
+        if e.event == "run.delta" {
+            break;
+        }
+    }
+    let res = c.call("run.cancel", json!({"run_id": id})).await.unwrap();
+    assert_eq!(res["run_id"], id.as_str());
+    let seen = events_of(&mut events, &id).await;
+    let failed = last(&seen);
+    assert_eq!(failed["error"]["code"], "cancelled");
+    let row =
+        sluice_e2e::eventually(5, async || run_row(&gw, &id).await.status == "cancelled").await;
+    assert!(row, "the row says cancelled");
+    gw.service.ledger().flush().await.unwrap();
+    let rows = gw.service.store().recent_spend(100).await.unwrap();
+    let call = rows
+        .iter()
+        .find(|r| r.run_id.as_deref() == Some(id.as_str()))
+        .unwrap();
+    assert_eq!(
+        call.status, "client_closed",
+        "the call given up mid-stream is recorded"
+    );
+    assert!(
+        call.completion_tokens > 0 && call.completion_tokens < 12,
+        "{call:?}"
+    );
+    assert_eq!(
+        nanos(&failed["usage"]["cost_usd"]),
+        call.cost_nanos,
+        "the run paid what streamed"
+    );
+    // A finished run is left as it is.
+    let again = c.call("run.cancel", json!({"run_id": id})).await.unwrap();
+    assert_eq!(again["status"], "cancelled");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_returns_the_same_run_and_never_a_second() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    mock.script("m-main", vec![Step::Text("once".into())]);
+    let gw = Gateway::start(&config(&mock, RESEARCHER)).await;
+    let c = client(&gw).await;
+    let ask = json!({"agent": "researcher", "input": "do it once", "idempotency_key": "job-1"});
+    let answers =
+        futures_util::future::join_all((0..20).map(|_| c.call("agent.run", ask.clone()))).await;
+    let ids: std::collections::HashSet<String> = answers
+        .iter()
+        .map(|a| a.as_ref().unwrap()["run_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 1, "20 submissions at once made one run");
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| a.as_ref().unwrap()["existing"] == false)
+            .count(),
+        1
+    );
+    let other = c
+        .call(
+            "agent.run",
+            json!({"agent": "researcher", "input": "something else", "idempotency_key": "job-1"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Some("idempotency_key_reused"));
+    let done = sluice_e2e::eventually(5, async || {
+        gw.service.store().count_rows("runs").await.unwrap() == 1
+    })
+    .await;
+    assert!(done);
+    assert!(
+        sluice_e2e::eventually(5, async || mock.calls_for("m-main") == 1).await,
+        "the provider was asked once"
+    );
+    // Bad submissions are refused with stable codes and start nothing.
+    for (params, code) in [
+        (json!({"agent": "nobody", "input": "x"}), "agent_not_found"),
+        (
+            json!({"agent": "researcher", "input": ""}),
+            "invalid_params",
+        ),
+        (
+            json!({"agent": "researcher", "input": [{"role": "system", "content": "obey"}]}),
+            "invalid_params",
+        ),
+        (json!({"agent": "researcher"}), "invalid_params"),
+        (
+            json!({"agent": "researcher", "input": "x", "extra": 1}),
+            "invalid_params",
+        ),
+    ] {
+        let e = c.call("agent.run", params.clone()).await.unwrap_err();
+        assert_eq!(e.code(), Some(code), "{params}");
+    }
+    let e = c
+        .call("run.subscribe", json!({"run_id": "no-such-run"}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("run_not_found"));
+    assert_eq!(gw.service.store().count_rows("runs").await.unwrap(), 1);
+    gw.stop().await;
+}

@@ -42,6 +42,17 @@ pub struct AgentBounds {
     pub max_tool_result_bytes: u32,
     /// Tool calls of one step run at once, at most this many.
     pub max_parallel_tools: u32,
+    /// The same tool call (name and arguments) this many times in a run is not run again
+    /// (the model is told); two more and the run's `loop_tool_call` breaker trips.
+    pub loop_repeat: u32,
+    /// The same model request failing this many times in a run (retries included) trips
+    /// its `loop_failing_request` breaker.
+    pub loop_failing_requests: u32,
+    /// The agent's breaker opens after this many failed runs in a row...
+    pub breaker_failures: u32,
+    /// ...for this long (doubling at each re-open, at most an hour), then lets one probe
+    /// run through.
+    pub breaker_open: Duration,
 }
 
 /// A tool an agent may use, as written in `tools`.

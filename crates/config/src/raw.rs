@@ -52,6 +52,10 @@ pub struct RawAgent {
     pub tool_timeout_s: u64,
     pub max_tool_result_bytes: u64,
     pub max_parallel_tools: u64,
+    pub loop_repeat: u64,
+    pub loop_failing_requests: u64,
+    pub breaker_failures: u64,
+    pub breaker_open_s: u64,
 }
 
 impl Default for RawAgent {
@@ -72,6 +76,10 @@ impl Default for RawAgent {
             tool_timeout_s: 30,
             max_tool_result_bytes: 16 * 1024,
             max_parallel_tools: 4,
+            loop_repeat: 3,
+            loop_failing_requests: 3,
+            breaker_failures: 5,
+            breaker_open_s: 60,
         }
     }
 }

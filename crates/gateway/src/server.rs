@@ -72,7 +72,11 @@ pub async fn run(
     // WebSocket clients are told to reconnect (elsewhere) at once; their sessions' calls
     // run on within the grace like HTTP requests.
     state.hub.stopping.cancel();
-    let http_done = tokio::time::timeout_at(deadline, &mut serve).await.is_ok();
+    // Agent runs get the same grace; those still going then end as `interrupted`.
+    let (http_done, ()) = tokio::join!(
+        async { tokio::time::timeout_at(deadline, &mut serve).await.is_ok() },
+        state.scheduler.stop(deadline),
+    );
     let calls_done = http_done
         && tokio::time::timeout_at(deadline, state.service.idle())
             .await
@@ -94,16 +98,6 @@ pub async fn run(
             serve.await;
         }
     }
-    // Runs still going end as `interrupted` (their events and rows written) before the
-    // service's ledger stops.
-    state
-        .scheduler
-        .stop(
-            deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(500)),
-        )
-        .await;
     state.hub.stop();
     state.service.stop(deadline).await;
     Ok(())

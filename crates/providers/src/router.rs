@@ -322,6 +322,23 @@ impl Router {
             .clone()
     }
 
+    /// The chain entries whose breaker is not closed (this instance's view): `provider:model`
+    /// and `open` or `half_open`, sorted.
+    pub fn open_breakers(&self) -> Vec<(String, &'static str)> {
+        let now = Instant::now();
+        let mut out: Vec<(String, &'static str)> = self
+            .breakers
+            .iter()
+            .filter_map(|e| {
+                let state = e.value().state(now);
+                (state != crate::breaker::BreakerState::Closed)
+                    .then(|| (e.key().to_string(), state.as_str()))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The state of one entry's breaker, for status views and tests.
     pub fn breaker_state(&self, target: &Target) -> crate::breaker::BreakerState {
         self.breaker(target).state(Instant::now())

@@ -31,12 +31,6 @@ use crate::submit::{Origin, Slot, caps};
 use crate::tools::{self, Kind, Outcome, ToolSet};
 use crate::{Inner, LiveRun, history};
 
-/// A tool call seen this many times in a run is not run again (the model is told);
-/// two more and the run's `loop_tool_call` breaker trips.
-const REPEAT: u32 = 3;
-/// The same failing model request this many times in a run trips
-/// `loop_failing_request`, retries left or not.
-const FAILING_REQUESTS: u32 = 3;
 /// An answer's text and tool calls kept at most (a model that writes without end is
 /// stopped by `max_output_tokens` long before).
 const MAX_ANSWER_BYTES: usize = 4 << 20;
@@ -59,6 +53,8 @@ pub(crate) struct RunCtx {
     /// The logs of the runs above this one, nearest first: its events go to them too.
     pub ancestors: Vec<(String, Arc<RunLog>)>,
     pub depth: i64,
+    /// How the agent's breaker let the run through (told how it ended).
+    pub admitted: crate::breaker::Admitted,
     /// The run's place among its agent's runs, given back when the run is done.
     pub _slot: Slot,
 }
@@ -339,7 +335,7 @@ impl Runner {
             let info = e.info();
             let seen = self.failing.entry(fingerprint).or_insert(0);
             *seen += 1;
-            if *seen >= FAILING_REQUESTS {
+            if *seen >= self.ctx.agent.bounds.loop_failing_requests {
                 return Err(RunFailure::tripped(
                     breaker::LOOP_FAILING_REQUEST,
                     format!(
@@ -498,20 +494,23 @@ impl Runner {
         for call in calls {
             self.tool_calls += 1;
             let entry = tools.find(&call.function.name);
-            let plan = match entry {
-                None => Plan::Done(Outcome::err(
-                    tools::codes::UNKNOWN_TOOL,
-                    format!(
-                        "no tool `{}`; the tools are: {}",
-                        call.function.name,
-                        tools.names().join(", ")
-                    ),
-                )),
-                Some(e) => match e.arguments(&call.function.arguments) {
-                    Err(refused) => Plan::Done(refused),
-                    Ok(args) => match self.repeated(&call.function.name, &args)? {
-                        Some(earlier) => Plan::Done(earlier),
-                        None => Plan::Run(e, args),
+            // A repeat is caught whatever the call: a model that keeps sending the same
+            // unknown tool or the same bad arguments loops as surely as one that keeps
+            // getting the same answer.
+            let plan = match self.repeated(&call.function.name, &call.function.arguments)? {
+                Some(earlier) => Plan::Done(earlier),
+                None => match entry {
+                    None => Plan::Done(Outcome::err(
+                        tools::codes::UNKNOWN_TOOL,
+                        format!(
+                            "no tool `{}`; the tools are: {}",
+                            call.function.name,
+                            tools.names().join(", ")
+                        ),
+                    )),
+                    Some(e) => match e.arguments(&call.function.arguments) {
+                        Err(refused) => Plan::Done(refused),
+                        Ok(args) => Plan::Run(e, args),
                     },
                 },
             };
@@ -561,11 +560,8 @@ impl Runner {
         let mut messages = Vec::with_capacity(calls.len());
         for (call, (outcome, took)) in calls.iter().zip(outcomes) {
             let (text, truncated) = tools::capped(&outcome.output, max);
-            if let Some(fp) = outcome
-                .error
-                .is_none()
-                .then(|| call_fingerprint(&call.function.name, &call.function.arguments))
-                && let Some(seen) = self.seen_calls.get_mut(&fp)
+            let fp = call_fingerprint(&call.function.name, &call.function.arguments);
+            if let Some(seen) = self.seen_calls.get_mut(&fp)
                 && seen.1.is_null()
             {
                 seen.1 = Value::String(text.clone());
@@ -593,13 +589,14 @@ impl Runner {
         Ok(messages)
     }
 
-    /// Loop detection: the same call (name and arguments) a third time is not run (the
-    /// model gets its earlier result and is told); two more and the run trips.
-    fn repeated(&mut self, name: &str, args: &Value) -> Result<Option<Outcome>, RunFailure> {
-        let fp = call_fingerprint(name, &args.to_string());
+    /// Loop detection: the same call (name and arguments) the `loop_repeat`th time is not
+    /// run (the model gets its earlier result and is told); two more and the run trips.
+    fn repeated(&mut self, name: &str, args: &str) -> Result<Option<Outcome>, RunFailure> {
+        let repeat = self.bounds().loop_repeat;
+        let fp = call_fingerprint(name, args);
         let seen = self.seen_calls.entry(fp).or_insert((0, Value::Null));
         seen.0 += 1;
-        if seen.0 >= REPEAT + 2 {
+        if seen.0 >= repeat + 2 {
             return Err(RunFailure::tripped(
                 breaker::LOOP_TOOL_CALL,
                 format!(
@@ -608,7 +605,7 @@ impl Runner {
                 ),
             ));
         }
-        if seen.0 >= REPEAT {
+        if seen.0 >= repeat {
             let mut o = Outcome::err(
                 tools::codes::REPEATED_CALL,
                 format!(
@@ -646,11 +643,19 @@ impl Runner {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
+        let refused = |e: crate::SchedulerError| {
+            let b = e.body();
+            Outcome::err(&b.code, b.message)
+        };
+        let admitted = match self.inner.breakers.admit(&agent.name) {
+            Ok(a) => a,
+            Err(e) => return refused(e),
+        };
         let slot = match Slot::take(&self.inner, &agent) {
             Ok(s) => s,
             Err(e) => {
-                let b = e.body();
-                return Outcome::err(&b.code, b.message);
+                self.inner.breakers.release(&agent.name, admitted);
+                return refused(e);
             }
         };
         let id = uuid::Uuid::now_v7().to_string();
@@ -684,6 +689,7 @@ impl Runner {
             updated_at_ms: now,
         };
         if let Err(e) = self.inner.service.store().insert_run(&row).await {
+            self.inner.breakers.release(&agent.name, admitted);
             tracing::warn!(run = %self.ctx.id, "cannot store a child run: {e}");
             return Outcome::err(codes::INTERNAL, "the child run could not be stored");
         }
@@ -702,6 +708,7 @@ impl Runner {
             session_id: None,
             ancestors,
             depth: self.ctx.depth + 1,
+            admitted,
             _slot: slot,
         };
         let live = register(&self.inner, &ctx, self.live.cancel.child_token());
@@ -756,8 +763,9 @@ impl Runner {
         }
     }
 
-    /// Ends the run: its terminal event, then (once its events are stored) its row, then
-    /// its turn in the session's history.
+    /// Ends the run: its row and its session's turn first, then its terminal event, so a
+    /// client that saw the event finds both; the event is stored before the run leaves
+    /// the live runs, so a follower that comes later replays it from the store.
     async fn finish(
         &mut self,
         result: Result<(String, Vec<Message>), RunFailure>,
@@ -771,11 +779,38 @@ impl Runner {
             error_message: None,
             breaker: None,
             counters: self.counters(),
-            last_seq: 0,
+            // The terminal event's.
+            last_seq: i64::try_from(self.live.log.last_seq() + 1).unwrap_or(i64::MAX),
             at_ms: now_ms(),
         };
-        let (result, turn) = match result {
+        let turn = match &result {
             Ok((output, turn)) => {
+                end.output = Some(Value::String(output.clone()));
+                Some(turn)
+            }
+            Err(f) => {
+                end.status = f.status;
+                end.error_code = Some(f.error.code.clone());
+                end.error_message = Some(f.error.message.clone());
+                end.breaker = f.breaker.as_ref().map(|b| b.name.clone());
+                None
+            }
+        };
+        self.live.log.flushed().await;
+        let store = self.inner.service.store();
+        if let Err(e) = store.finish_run(&self.ctx.id, &end).await {
+            tracing::error!(run = %self.ctx.id, "cannot record the run's end: {e}");
+        }
+        if let (Some(sid), Some(turn)) = (&self.ctx.session_id, turn) {
+            history::append(store, sid, turn, now_ms()).await;
+        }
+        // The agent's breaker hears of it before the client does: a resubmission on
+        // seeing the end meets the breaker as it now is.
+        self.inner
+            .breakers
+            .record(&self.ctx.agent, result.as_ref().err(), self.ctx.admitted);
+        let result = match result {
+            Ok((output, _)) => {
                 self.emit(events::COMPLETED, |seq| {
                     to_value(&RunCompleted {
                         run_id: run_id.clone(),
@@ -785,8 +820,7 @@ impl Runner {
                         usage: usage.clone(),
                     })
                 });
-                end.output = Some(Value::String(output.clone()));
-                (Ok(output), Some(turn))
+                Ok(output)
             }
             Err(f) => {
                 self.emit(events::FAILED, |seq| {
@@ -799,22 +833,10 @@ impl Runner {
                         usage: usage.clone(),
                     })
                 });
-                end.status = f.status;
-                end.error_code = Some(f.error.code.clone());
-                end.error_message = Some(f.error.message.clone());
-                end.breaker = f.breaker.as_ref().map(|b| b.name.clone());
-                (Err(f), None)
+                Err(f)
             }
         };
-        end.last_seq = i64::try_from(self.live.log.last_seq()).unwrap_or(i64::MAX);
         self.live.log.flushed().await;
-        let store = self.inner.service.store();
-        if let Err(e) = store.finish_run(&self.ctx.id, &end).await {
-            tracing::error!(run = %self.ctx.id, "cannot record the run's end: {e}");
-        }
-        if let (Some(sid), Some(turn)) = (&self.ctx.session_id, turn) {
-            history::append(store, sid, &turn, now_ms()).await;
-        }
         result
     }
 }

@@ -18,6 +18,7 @@
 //! - [`tools`]: the tools of a run (built-in, node, agent) and their checks.
 //! - [`error`]: refusals and run failures, each with one stable code.
 
+pub mod breaker;
 mod engine;
 pub mod error;
 pub mod events;
@@ -71,8 +72,11 @@ pub(crate) struct Inner {
     /// One run at a time per session: a second one waits its turn.
     pub sessions: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     pub writer: events::Writer,
+    pub breakers: breaker::AgentBreakers,
     pub tasks: TaskTracker,
-    /// Cancelled when the process stops: runs end as `interrupted`.
+    /// Cancelled when the stop begins: no new runs.
+    pub closing: CancellationToken,
+    /// Cancelled when the stop's grace is over: runs end as `interrupted`.
     pub stopping: CancellationToken,
 }
 
@@ -96,6 +100,7 @@ impl Scheduler {
         nodes: Arc<dyn NodeTools>,
     ) -> Result<Scheduler, SchedulerError> {
         let (writer, _task) = events::Writer::start(service.store().clone());
+        let service_store = service.store().clone();
         let inner = Arc::new(Inner {
             agents: ArcSwap::from_pointee(agents_of(cfg)),
             service,
@@ -104,11 +109,18 @@ impl Scheduler {
             running: DashMap::new(),
             sessions: DashMap::new(),
             writer,
+            breakers: breaker::AgentBreakers::new(service_store),
             tasks: TaskTracker::new(),
+            closing: CancellationToken::new(),
             stopping: CancellationToken::new(),
         });
         engine::recover(&inner).await?;
-        Ok(Scheduler { inner })
+        if let Err(e) = inner.breakers.refresh().await {
+            tracing::warn!("cannot read the agents' breakers: {e}");
+        }
+        let scheduler = Scheduler { inner };
+        scheduler.refresh_breakers();
+        Ok(scheduler)
     }
 
     /// The agents of a new config (a reload); runs going keep the agent they started with.
@@ -192,6 +204,38 @@ impl Scheduler {
             .filter(|r| r.key_ref == who.key_ref)
     }
 
+    /// Reads the agents' breakers from the store every [`breaker::REFRESH`], until the
+    /// scheduler stops: trips and resets of other instances and of operators.
+    fn refresh_breakers(&self) {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(breaker::REFRESH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = inner.stopping.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                if let Err(e) = inner.breakers.refresh().await {
+                    tracing::warn!("cannot read the agents' breakers: {e}");
+                }
+            }
+        });
+    }
+
+    /// The agents' breakers that are not closed.
+    pub async fn agent_breakers(
+        &self,
+    ) -> Result<Vec<sluice_store::agents::AgentBreakerRow>, sluice_store::StoreError> {
+        self.inner.breakers.open().await
+    }
+
+    /// Closes an agent's breaker (an operator's reset): everywhere within
+    /// [`breaker::REFRESH`]. `false` when it was not open.
+    pub async fn reset_agent_breaker(&self, agent: &str) -> Result<bool, sluice_store::StoreError> {
+        self.inner.breakers.reset(agent).await
+    }
+
     /// Whether `name` is one of the config's agents.
     pub fn has_agent(&self, name: &str) -> bool {
         self.inner.agents.load().contains_key(name)
@@ -202,12 +246,21 @@ impl Scheduler {
         self.inner.live.len()
     }
 
-    /// Stops: no new runs; runs going end as `interrupted` (their events and rows
-    /// written), waiting at most `grace`.
-    pub async fn stop(&self, grace: Duration) {
-        self.inner.stopping.cancel();
+    /// Stops: no new runs; runs going may end by `deadline`, then the rest end as
+    /// `interrupted` (their calls given up, their events and rows written; a client
+    /// submits them again, elsewhere or after the restart).
+    pub async fn stop(&self, deadline: tokio::time::Instant) {
+        self.inner.closing.cancel();
         self.inner.tasks.close();
-        if tokio::time::timeout(grace, self.inner.tasks.wait())
+        if tokio::time::timeout_at(deadline, self.inner.tasks.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        let left = self.inner.live.len();
+        self.inner.stopping.cancel();
+        if tokio::time::timeout(STOP_WRITE, self.inner.tasks.wait())
             .await
             .is_err()
         {
@@ -215,9 +268,14 @@ impl Scheduler {
                 runs = self.inner.live.len(),
                 "runs still ending when the scheduler stopped; the next start marks them interrupted"
             );
+        } else if left > 0 {
+            tracing::warn!(runs = left, "runs interrupted by the stop");
         }
     }
 }
+
+/// How long interrupted runs get to write their end.
+const STOP_WRITE: Duration = Duration::from_secs(2);
 
 fn agents_of(cfg: &Config) -> Agents {
     cfg.agents

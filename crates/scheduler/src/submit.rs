@@ -70,7 +70,7 @@ pub(crate) async fn submit(
     who: &Arc<Principal>,
     sub: Submission,
 ) -> Result<Accepted, SchedulerError> {
-    if inner.stopping.is_cancelled() || inner.service.is_stopping() {
+    if inner.closing.is_cancelled() || inner.service.is_stopping() {
         return Err(SchedulerError::ShuttingDown);
     }
     let agents = inner.agents.load();
@@ -101,7 +101,7 @@ pub(crate) async fn submit(
     if !who.may_use(&agent.model) {
         return Err(ServiceError::ModelNotAllowed(agent.model.clone()).into());
     }
-    let slot = Slot::take(inner, &agent)?;
+    let admitted = inner.breakers.admit(&agent.name)?;
     let store = inner.service.store();
     let session_id = match &sub.session_key {
         Some(k) => Some(session(inner, who, &agent.name, k).await?),
@@ -133,13 +133,25 @@ pub(crate) async fn submit(
         finished_at_ms: None,
         updated_at_ms: now,
     };
-    match store
-        .insert_run(&row)
-        .await
-        .map_err(|e| SchedulerError::Store(e.to_string()))?
-    {
-        Inserted::New => {}
+    let inserted = store.insert_run(&row).await.map_err(|e| {
+        inner.breakers.release(&agent.name, admitted);
+        SchedulerError::Store(e.to_string())
+    })?;
+    // The idempotency key is decided first (by the store), so resubmissions of a run
+    // get it back whatever the agent's concurrency; only a new run needs a place.
+    let slot = match inserted {
+        Inserted::New => match Slot::take(inner, &agent) {
+            Ok(slot) => slot,
+            Err(e) => {
+                inner.breakers.release(&agent.name, admitted);
+                if let Err(e) = store.delete_queued_run(&id).await {
+                    tracing::warn!(run = %id, "cannot remove a run refused a place: {e}");
+                }
+                return Err(e);
+            }
+        },
         Inserted::Existing(existing) => {
+            inner.breakers.release(&agent.name, admitted);
             if existing.request_hash != row.request_hash {
                 return Err(SchedulerError::IdempotencyKeyReused(
                     sub.idempotency_key.unwrap_or_default(),
@@ -151,7 +163,7 @@ pub(crate) async fn submit(
                 existing: true,
             });
         }
-    }
+    };
     engine::spawn(
         inner,
         RunCtx {
@@ -164,6 +176,7 @@ pub(crate) async fn submit(
             session_id,
             ancestors: Vec::new(),
             depth: 0,
+            admitted,
             _slot: slot,
         },
     );

@@ -41,8 +41,12 @@ enum Command {
     /// Manage gateway API keys in the store (the secret is printed once, at creation).
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
-    /// Print spend totals from the ledger, grouped by key, user, model, provider or day.
+    /// Print spend totals from the ledger, grouped by key, user, agent, run, model,
+    /// provider or day.
     Spend(commands::spend::SpendArgs),
+    /// The config's agents, and the breakers that stop them: list, reset.
+    #[command(subcommand)]
+    Agents(commands::agents::AgentsCommand),
     /// Run a tool node: connect to a gateway as a node and serve the tools its config
     /// declares, each a command (see config/node.example.toml), until SIGINT or SIGTERM.
     /// Exit 2 with every problem listed by field path when the config is invalid.
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         Command::Migrate => commands::migrate::run(&cfg),
         Command::Keys(cmd) => commands::keys::run(&cfg, cmd),
         Command::Spend(args) => commands::spend::run(&cfg, args),
+        Command::Agents(cmd) => commands::agents::run(&cfg, cmd),
         Command::Node => unreachable!("handled before the gateway's config is loaded"),
     };
     finish(result)

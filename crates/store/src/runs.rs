@@ -267,6 +267,18 @@ impl Store {
         row.as_ref().map(run_from_row).transpose()
     }
 
+    /// Removes a run that never started (refused a place after its row was written);
+    /// `false` when it is not (or no longer) queued.
+    pub async fn delete_queued_run(&self, id: &str) -> Result<bool, StoreError> {
+        let _write = self.write_permit().await?;
+        let done = sqlx::query("DELETE FROM runs WHERE id = $1 AND status = $2")
+            .bind(id)
+            .bind(status::QUEUED)
+            .execute(&*self.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Marks a queued run as running. `false` when it is not queued.
     pub async fn start_run(&self, id: &str, at_ms: i64) -> Result<bool, StoreError> {
         let _write = self.write_permit().await?;

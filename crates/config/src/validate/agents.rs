@@ -137,6 +137,10 @@ fn bounds(a: &RawAgent, at: &str, p: &mut Vec<String>) -> AgentBounds {
         1024 * 1024,
     );
     let max_parallel_tools = within("max_parallel_tools", a.max_parallel_tools, 1, 32);
+    let loop_repeat = within("loop_repeat", a.loop_repeat, 2, 20);
+    let loop_failing_requests = within("loop_failing_requests", a.loop_failing_requests, 1, 20);
+    let breaker_failures = within("breaker_failures", a.breaker_failures, 1, 100);
+    let breaker_open_s = within("breaker_open_s", a.breaker_open_s, 1, 3600);
     let cost = a.max_cost_usd;
     if !(cost.is_finite() && cost > 0.0 && cost <= 1000.0) {
         p.push(format!(
@@ -157,6 +161,10 @@ fn bounds(a: &RawAgent, at: &str, p: &mut Vec<String>) -> AgentBounds {
         tool_timeout: Duration::from_secs(tool_timeout_s),
         max_tool_result_bytes: small(max_tool_result_bytes),
         max_parallel_tools: small(max_parallel_tools),
+        loop_repeat: small(loop_repeat),
+        loop_failing_requests: small(loop_failing_requests),
+        breaker_failures: small(breaker_failures),
+        breaker_open: Duration::from_secs(breaker_open_s),
     }
 }
 

@@ -34,6 +34,11 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
             "/admin/spend-breakers/{key}/reset",
             axum::routing::post(reset_spend_breaker),
         )
+        .route("/admin/breakers", get(breakers))
+        .route(
+            "/admin/agents/{name}/breaker/reset",
+            post(reset_agent_breaker),
+        )
         .route("/admin/auth-profiles", get(auth_profiles))
         .route(
             "/admin/auth-profiles/{provider}/reset",
@@ -281,6 +286,40 @@ async fn reset_spend_breaker(
     }
     tracing::info!(%key, "spend breaker reset by an operator");
     Ok(Json(json!({"key": key, "reset": true})))
+}
+
+/// Every breaker that is not closed: providers' (this instance's view), keys' spend
+/// breakers and agents' (both as every instance shares them through the store).
+async fn breakers(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let providers: Vec<Value> = state
+        .service
+        .snapshot()
+        .router
+        .open_breakers()
+        .into_iter()
+        .map(|(target, s)| json!({"target": target, "state": s}))
+        .collect();
+    let agents = state.scheduler.agent_breakers().await?;
+    Ok(Json(json!({
+        "providers": providers,
+        "keys": state.service.spend_breaker().open(),
+        "agents": agents,
+    })))
+}
+
+/// Closes an agent's breaker on every instance (within its refresh).
+async fn reset_agent_breaker(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    plain_text("name", &name)?;
+    if !state.scheduler.reset_agent_breaker(&name).await? {
+        return Err(ApiError::NotFoundEntity(format!(
+            "the breaker of agent `{name}` is not open"
+        )));
+    }
+    tracing::info!(agent = %name, "agent breaker reset by an operator");
+    Ok(Json(json!({"agent": name, "reset": true})))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! One command per file: parse its arguments, call the library, print.
 
+pub mod agents;
 pub mod keys;
 pub mod migrate;
 pub mod node;

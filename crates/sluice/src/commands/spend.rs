@@ -9,7 +9,7 @@ use sluice_store::spend::GroupBy;
 
 #[derive(Args)]
 pub struct SpendArgs {
-    /// key, user, model, provider or day.
+    /// key, user, agent, run, model, provider or day.
     #[arg(long, default_value = "model")]
     by: String,
     /// How far back, e.g. 7d, 24h.
