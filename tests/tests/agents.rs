@@ -630,3 +630,193 @@ async fn the_same_idempotency_key_returns_the_same_run_and_never_a_second() {
     assert_eq!(gw.service.store().count_rows("runs").await.unwrap(), 1);
     gw.stop().await;
 }
+
+/// A web server on 127.0.0.1: `/page` is text, `/to-metadata` redirects to the cloud
+/// metadata address, `/to-loopback` to another loopback address.
+async fn web_server() -> std::net::SocketAddr {
+    use axum::response::Redirect;
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/page", get(|| async { "the page says hello" }))
+        .route(
+            "/to-metadata",
+            get(|| async { Redirect::temporary("http://169.254.169.254/latest/meta-data/") }),
+        )
+        .route(
+            "/to-loopback",
+            get(|| async { Redirect::temporary("http://127.0.0.2:9/secret") }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test]
+async fn http_fetch_reaches_what_is_allowed_and_the_ssrf_guard_refuses_the_rest() {
+    let web = web_server().await;
+    let fetch = |url: String| ("http_fetch".to_owned(), json!({ "url": url }));
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    mock.script(
+        "m-main",
+        vec![
+            Step::ToolCalls(vec![
+                fetch(format!("http://{web}/page")),
+                fetch(format!("http://[::1]:{}/page", web.port())),
+                fetch(format!("http://2130706434:{}/page", web.port())),
+                fetch("http://10.0.0.1/".into()),
+                fetch(format!("http://{web}/to-metadata")),
+                fetch(format!("http://{web}/to-loopback")),
+                fetch(format!("http://localhost:{}/page", web.port())),
+                fetch("file:///etc/passwd".into()),
+            ]),
+            Step::Text("fetched".into()),
+        ],
+    );
+    // The test server is on loopback: let exactly 127.0.0.1 through, nothing else.
+    let agents = r#"
+[agents.fetcher]
+model = "m"
+tools = ["http_fetch"]
+[tools.http_fetch]
+allow_hosts = ["docs.example.com"]
+allow_networks = ["127.0.0.1/32"]
+"#;
+    let gw = Gateway::start(&config(&mock, agents)).await;
+    let c = client(&gw).await;
+    let mut events = c.events();
+    let id = start(&c, "fetcher", "read these").await;
+    let seen = events_of(&mut events, &id).await;
+    let results: Vec<&Value> = seen
+        .iter()
+        .filter(|(n, _)| n == "run.tool_result")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(results.len(), 8, "{seen:?}");
+    assert_eq!(results[0]["output"]["status"], 200, "{}", results[0]);
+    assert_eq!(results[0]["output"]["body"], "the page says hello");
+    let codes: Vec<&str> = results[1..]
+        .iter()
+        .map(|r| r["error"]["code"].as_str().unwrap_or("none"))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "address_blocked",  // [::1]: loopback, not opted in
+            "address_blocked",  // 2130706434 is 127.0.0.2: loopback, not opted in
+            "address_blocked",  // 10.0.0.1: private
+            "redirect_refused", // to 169.254.169.254
+            "redirect_refused", // to 127.0.0.2
+            "host_not_allowed", // localhost is not in allow_hosts
+            "scheme_not_allowed",
+        ],
+        "{results:?}"
+    );
+    assert_eq!(last(&seen)["output"], "fetched");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_carries_completed_turns_trimmed_to_the_context_window() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    mock.script("m-main", vec![Step::Text("Noted".into())]);
+    let agents = r#"
+[agents.chat]
+model = "m"
+system = "Be brief."
+max_output_tokens = 8
+context_tokens = 60
+"#;
+    let gw = Gateway::start(&config(&mock, agents)).await;
+    let c = client(&gw).await;
+    let mut events = c.events();
+    let inputs = [
+        "First: my name is Ada Lovelace and I write programs for engines",
+        "Second: I was born in London in the year eighteen fifteen",
+        "Third: what is my name?",
+    ];
+    for input in inputs {
+        let res = c
+            .call(
+                "agent.run",
+                json!({"agent": "chat", "input": input, "session_key": "s-1"}),
+            )
+            .await
+            .unwrap();
+        let id = res["run_id"].as_str().unwrap().to_owned();
+        assert_eq!(last(&events_of(&mut events, &id).await)["output"], "Noted");
+    }
+    let texts = |i: usize| -> Vec<String> {
+        mock.requests()[i].body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["content"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    assert_eq!(texts(0), ["Be brief.", inputs[0]]);
+    assert_eq!(
+        texts(1),
+        ["Be brief.", inputs[0], "Noted", inputs[1]],
+        "the second run sees the first turn"
+    );
+    let third = texts(2);
+    assert_eq!(third.first().map(String::as_str), Some("Be brief."));
+    assert_eq!(third.last().map(String::as_str), Some(inputs[2]));
+    assert!(
+        !third.iter().any(|t| t == inputs[0]),
+        "the oldest turn was trimmed to fit 60 tokens: {third:?}"
+    );
+    // Another session key starts afresh.
+    let res = c
+        .call(
+            "agent.run",
+            json!({"agent": "chat", "input": "Hello", "session_key": "s-2"}),
+        )
+        .await
+        .unwrap();
+    events_of(&mut events, res["run_id"].as_str().unwrap()).await;
+    assert_eq!(texts(3), ["Be brief.", "Hello"]);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_large_tool_result_is_cut_before_the_model_sees_it() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    mock.script(
+        "m-main",
+        vec![
+            Step::ToolCall {
+                name: "lookup".into(),
+                arguments: json!({"q": "x".repeat(500)}),
+            },
+            Step::Text("ok".into()),
+        ],
+    );
+    let agents = RESEARCHER.replace("tool_timeout_s = 1", "max_tool_result_bytes = 64");
+    let gw = Gateway::start(&config(&mock, &agents)).await;
+    let _node = node(&gw).await;
+    let c = client(&gw).await;
+    let mut events = c.events();
+    let id = start(&c, "researcher", "look").await;
+    let seen = events_of(&mut events, &id).await;
+    let result = seen.iter().find(|(n, _)| n == "run.tool_result").unwrap();
+    assert_eq!(result.1["truncated"], true);
+    let tool_msg = mock.requests()[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(tool_msg.starts_with(r#"{"found":"xxx"#), "{tool_msg}");
+    assert!(tool_msg.contains("[truncated"), "{tool_msg}");
+    assert!(
+        tool_msg.len() < 100,
+        "{} bytes reached the model",
+        tool_msg.len()
+    );
+    gw.stop().await;
+}

@@ -68,8 +68,22 @@ pub enum ToolRef {
     Agent(String),
 }
 
-/// The tools built into the gateway: safe to run on it.
-pub const BUILTIN_TOOLS: &[&str] = &["time_now"];
+/// The tools built into the gateway: safe to run on it. `http_fetch` needs
+/// `[tools.http_fetch]` (its allowlist).
+pub const BUILTIN_TOOLS: &[&str] = &["time_now", "http_fetch"];
+
+/// `[tools.http_fetch]`: what the `http_fetch` tool may reach (the host allowlist and
+/// networks opted in), and its caps. The SSRF guard itself is `sluice-fetch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpFetchConfig {
+    /// `api.example.com`, `*.example.org`, each with an optional `:port`.
+    pub allow_hosts: Vec<String>,
+    /// Networks let through although private or local (an internal service; tests).
+    pub allow_networks: Vec<ipnet::IpNet>,
+    pub max_bytes: usize,
+    pub timeout: Duration,
+    pub max_redirects: usize,
+}
 
 impl std::fmt::Display for ToolRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-pub use agents::{AgentBounds, AgentConfig, ToolRef};
+pub use agents::{AgentBounds, AgentConfig, HttpFetchConfig, ToolRef};
 pub use kind::{AuthStyle, ProviderKind, Wire};
 pub use prices::{ModelPrice, PriceList};
 pub use raw::{Affinity, Strategy};
@@ -85,6 +85,8 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     /// `[agents.NAME]`, by name.
     pub agents: BTreeMap<String, AgentConfig>,
+    /// `[tools.http_fetch]`; `None`: no agent may use `http_fetch`.
+    pub http_fetch: Option<HttpFetchConfig>,
 }
 
 /// `[websocket]`: the `/ws` sessions (docs/protocol.md).

@@ -30,6 +30,38 @@ pub struct RawConfig {
     pub websocket: RawWebSocket,
     #[serde(default)]
     pub agents: BTreeMap<String, RawAgent>,
+    #[serde(default)]
+    pub tools: RawTools,
+}
+
+/// `[tools]`: settings of the built-in tools agents may use.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTools {
+    pub http_fetch: Option<RawHttpFetch>,
+}
+
+/// `[tools.http_fetch]` (docs/agents.md#http_fetch).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHttpFetch {
+    pub allow_hosts: Vec<String>,
+    pub allow_networks: Vec<String>,
+    pub max_bytes: u64,
+    pub timeout_s: u64,
+    pub max_redirects: u64,
+}
+
+impl Default for RawHttpFetch {
+    fn default() -> Self {
+        RawHttpFetch {
+            allow_hosts: Vec::new(),
+            allow_networks: Vec::new(),
+            max_bytes: 256 * 1024,
+            timeout_s: 10,
+            max_redirects: 3,
+        }
+    }
 }
 
 /// `[agents.NAME]` (docs/agents.md). Bounds left out take their default; none can be

@@ -210,7 +210,8 @@ impl Runner {
     async fn go(&mut self) -> Result<(String, Vec<Message>), RunFailure> {
         let agents = self.inner.agents.load();
         let node_tools = self.inner.nodes.tools(&self.ctx.who.key_ref);
-        let (tools, unavailable) = ToolSet::resolve(&self.ctx.agent, &node_tools, |name| {
+        let fetch = self.inner.fetcher.is_some();
+        let (tools, unavailable) = ToolSet::resolve(&self.ctx.agent, &node_tools, fetch, |name| {
             agents.get(name).and_then(|a| a.system.clone())
         });
         let caps = self.ctx.budget.caps();
@@ -624,9 +625,23 @@ impl Runner {
         match &entry.kind {
             Kind::Agent(other) => self.delegate(other, args).await,
             _ => {
-                entry
-                    .run(&self.inner.nodes, &self.ctx.who.key_ref, args, timeout)
-                    .await
+                let env = tools::Env {
+                    nodes: &self.inner.nodes,
+                    fetcher: self.inner.fetcher.as_ref(),
+                    key_ref: &self.ctx.who.key_ref,
+                    timeout,
+                };
+                match tokio::time::timeout(timeout, entry.run(&env, args)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Outcome::err(
+                        tools::codes::TOOL_TIMEOUT,
+                        format!(
+                            "`{}` gave no result within {} s",
+                            entry.name,
+                            timeout.as_secs()
+                        ),
+                    ),
+                }
             }
         }
     }

@@ -40,6 +40,9 @@ pub enum SchedulerError {
     Store(String),
     #[error(transparent)]
     Service(#[from] ServiceError),
+    /// At start: a setting the config check could not judge.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl SchedulerError {
@@ -67,6 +70,7 @@ impl SchedulerError {
             }
             SchedulerError::Store(_) => body(codes::INTERNAL, true, Some(Duration::from_secs(1))),
             SchedulerError::Service(e) => service_body(e),
+            SchedulerError::Config(_) => body(codes::INTERNAL, false, None),
         }
     }
 }

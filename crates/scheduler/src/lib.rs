@@ -65,6 +65,8 @@ pub(crate) struct Inner {
     pub service: Service,
     pub agents: ArcSwap<Agents>,
     pub nodes: Arc<dyn NodeTools>,
+    /// `http_fetch`, when `[tools.http_fetch]` allows it anything.
+    pub fetcher: Option<sluice_fetch::Fetcher>,
     /// The runs this process is running.
     pub live: DashMap<String, Arc<LiveRun>>,
     /// Runs going, per agent (for `max_concurrent_runs`).
@@ -99,12 +101,27 @@ impl Scheduler {
         service: Service,
         nodes: Arc<dyn NodeTools>,
     ) -> Result<Scheduler, SchedulerError> {
+        let fetcher = match &cfg.http_fetch {
+            Some(f) => Some(
+                sluice_fetch::Fetcher::new(sluice_fetch::FetchPolicy {
+                    allow_hosts: f.allow_hosts.clone(),
+                    allow_networks: f.allow_networks.clone(),
+                    max_bytes: f.max_bytes,
+                    timeout: f.timeout,
+                    connect_timeout: f.timeout.min(Duration::from_secs(5)),
+                    max_redirects: f.max_redirects,
+                })
+                .map_err(|e| SchedulerError::Config(format!("tools.http_fetch: {e}")))?,
+            ),
+            None => None,
+        };
         let (writer, _task) = events::Writer::start(service.store().clone());
         let service_store = service.store().clone();
         let inner = Arc::new(Inner {
             agents: ArcSwap::from_pointee(agents_of(cfg)),
             service,
             nodes,
+            fetcher,
             live: DashMap::new(),
             running: DashMap::new(),
             sessions: DashMap::new(),

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use crate::ModelAlias;
-use crate::agents::{AgentBounds, AgentConfig, BUILTIN_TOOLS, ToolRef};
-use crate::raw::RawAgent;
+use crate::agents::{AgentBounds, AgentConfig, BUILTIN_TOOLS, HttpFetchConfig, ToolRef};
+use crate::raw::{RawAgent, RawHttpFetch};
 
 /// A name an agent, a node or a tool may have: it appears in scopes, ledger rows and
 /// tool names sent to models.
@@ -20,6 +20,7 @@ fn plain(s: &str) -> bool {
 pub(super) fn agents(
     raw: BTreeMap<String, RawAgent>,
     models: &BTreeMap<String, ModelAlias>,
+    http_fetch: bool,
     p: &mut Vec<String>,
 ) -> BTreeMap<String, AgentConfig> {
     let names: HashSet<&str> = raw.keys().map(String::as_str).collect();
@@ -43,6 +44,11 @@ pub(super) fn agents(
                 Ok(r) if r == ToolRef::Agent(name.clone()) => {
                     p.push(format!(
                         "{at}.tools[{i}]: an agent cannot delegate to itself"
+                    ));
+                }
+                Ok(ToolRef::Builtin(b)) if b == "http_fetch" && !http_fetch => {
+                    p.push(format!(
+                        "{at}.tools[{i}]: http_fetch needs [tools.http_fetch] with allow_hosts (what it may reach)"
                     ));
                 }
                 Ok(r) => {
@@ -106,6 +112,47 @@ fn tool(t: &str, agents: &HashSet<&str>) -> Result<ToolRef, String> {
         "`{t}` is not a built-in tool ({}), node:NAME/TOOL, node:*/TOOL or agent:NAME",
         BUILTIN_TOOLS.join(", ")
     ))
+}
+
+/// `[tools.http_fetch]`: the caps within range; a table that allows nothing is refused.
+/// The host patterns are checked by `sluice-fetch` when the gateway starts.
+pub(super) fn http_fetch(
+    raw: Option<RawHttpFetch>,
+    p: &mut Vec<String>,
+) -> Option<HttpFetchConfig> {
+    let raw = raw?;
+    let at = "tools.http_fetch";
+    if raw.allow_hosts.is_empty() && raw.allow_networks.is_empty() {
+        p.push(format!(
+            "{at}.allow_hosts: empty (with no allow_networks), so the tool could fetch nothing; list the hosts it may reach"
+        ));
+    }
+    let mut allow_networks = Vec::new();
+    for (i, n) in raw.allow_networks.iter().enumerate() {
+        match n.parse::<ipnet::IpNet>() {
+            Ok(net) => allow_networks.push(net),
+            Err(_) => p.push(format!(
+                "{at}.allow_networks[{i}]: `{n}` is not a network like 10.1.2.0/24"
+            )),
+        }
+    }
+    let mut within = |field: &str, v: u64, min: u64, max: u64| {
+        if v < min || v > max {
+            p.push(format!("{at}.{field}: {v} is not within {min}..={max}"));
+        }
+        v.clamp(min, max)
+    };
+    let max_bytes = within("max_bytes", raw.max_bytes, 1, 16 * 1024 * 1024);
+    let timeout_s = within("timeout_s", raw.timeout_s, 1, 300);
+    let max_redirects = within("max_redirects", raw.max_redirects, 0, 10);
+    let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    Some(HttpFetchConfig {
+        allow_hosts: raw.allow_hosts,
+        allow_networks,
+        max_bytes: size(max_bytes),
+        timeout: Duration::from_secs(timeout_s),
+        max_redirects: size(max_redirects),
+    })
 }
 
 /// Each bound with its allowed range: the defaults are in `RawAgent::default`.

@@ -10,6 +10,35 @@ pub const TIME_NOW: &str = "time_now";
 pub const TIME_NOW_DESCRIPTION: &str =
     "The current date and time in UTC (ISO 8601), with the weekday and the Unix time in ms.";
 
+pub const HTTP_FETCH: &str = "http_fetch";
+pub const HTTP_FETCH_DESCRIPTION: &str = "Fetch a web page or API response by URL (HTTP GET; text and JSON only; \
+     hosts the operator allowed). Returns the status, the final URL and the body.";
+
+pub fn http_fetch_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {"url": {"type": "string", "description": "An http:// or https:// URL."}},
+        "required": ["url"],
+        "additionalProperties": false
+    })
+}
+
+/// `http_fetch`: one GET through the SSRF guard (`sluice-fetch`). A refusal or failure
+/// goes back to the model with the guard's code (`host_not_allowed`, `address_blocked`…).
+pub async fn http_fetch(fetcher: &sluice_fetch::Fetcher, args: &Value) -> Outcome {
+    let url = args.get("url").and_then(Value::as_str).unwrap_or_default();
+    match fetcher.get(url).await {
+        Ok(f) => Outcome::ok(json!({
+            "status": f.status,
+            "url": f.url,
+            "content_type": f.content_type,
+            "body": f.body,
+            "truncated": f.truncated,
+        })),
+        Err(e) => Outcome::err(e.code(), e.to_string()),
+    }
+}
+
 pub fn time_now_schema() -> Value {
     json!({"type": "object", "properties": {}, "additionalProperties": false})
 }

@@ -28,6 +28,7 @@ use schema::ArgsSchema;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
     TimeNow,
+    HttpFetch,
     /// A node tool; `nodes`: the nodes that offered it when the run started, tried in
     /// order when one is unavailable (one for `node:NAME/TOOL`, any for `node:*/TOOL`).
     Node {
@@ -121,6 +122,7 @@ impl ToolSet {
     pub fn resolve(
         agent: &AgentConfig,
         nodes: &[NodeToolDef],
+        fetch: bool,
         describe_agent: impl Fn(&str) -> Option<String>,
     ) -> (ToolSet, Vec<String>) {
         let mut set = ToolSet::default();
@@ -133,6 +135,12 @@ impl ToolSet {
                     Kind::TimeNow,
                     builtin::TIME_NOW_DESCRIPTION.to_owned(),
                     builtin::time_now_schema(),
+                ),
+                ToolRef::Builtin(name) if name == builtin::HTTP_FETCH && fetch => (
+                    name.clone(),
+                    Kind::HttpFetch,
+                    builtin::HTTP_FETCH_DESCRIPTION.to_owned(),
+                    builtin::http_fetch_schema(),
                 ),
                 ToolRef::Builtin(name) => {
                     unavailable.push(name.clone());
@@ -257,15 +265,14 @@ impl Entry {
     }
 
     /// Runs a built-in or node tool (agents are run by the engine).
-    pub async fn run(
-        &self,
-        nodes: &Arc<dyn NodeTools>,
-        key_ref: &str,
-        args: Value,
-        timeout: Duration,
-    ) -> Outcome {
+    pub async fn run(&self, env: &Env<'_>, args: Value) -> Outcome {
+        let (nodes, key_ref, timeout) = (env.nodes, env.key_ref, env.timeout);
         match &self.kind {
             Kind::TimeNow => builtin::time_now(sluice_service::ids::now_ms()),
+            Kind::HttpFetch => match env.fetcher {
+                Some(f) => builtin::http_fetch(f, &args).await,
+                None => Outcome::err(codes::TOOL_FAILED, "http_fetch is not configured"),
+            },
             Kind::Node {
                 nodes: offering,
                 tool,
@@ -297,6 +304,15 @@ impl Entry {
             ),
         }
     }
+}
+
+/// What running a tool needs from its run.
+pub struct Env<'a> {
+    pub nodes: &'a Arc<dyn NodeTools>,
+    pub fetcher: Option<&'a sluice_fetch::Fetcher>,
+    /// The run's gateway key: its nodes.
+    pub key_ref: &'a str,
+    pub timeout: Duration,
 }
 
 /// The tool's output as the text the model gets, cut to `max` bytes (at a character
