@@ -32,7 +32,9 @@ fn reference_config_loads_with_its_variables_set() {
     assert_eq!(cfg.models["local"].chain[0].model, "llama3.1:8b");
     assert_eq!(cfg.routing.breaker.failure_threshold, 5);
     let researcher = &cfg.agents["researcher"];
-    assert_eq!(researcher.tools.len(), 3);
+    assert_eq!(researcher.tools.len(), 4);
+    let fetch = cfg.http_fetch.as_ref().expect("[tools.http_fetch]");
+    assert_eq!(fetch.allow_hosts, ["api.github.com", "*.wikipedia.org"]);
     assert_eq!(researcher.bounds.max_cost_nanos, 1_000_000_000);
     assert_eq!(cfg.agents["summarizer"].bounds.max_steps, 2);
 }

@@ -467,3 +467,53 @@ fn delegation_must_not_loop() {
         "{problems:#?}"
     );
 }
+
+#[test]
+fn http_fetch_needs_an_allowlist_and_its_caps_are_bounded() {
+    let problems = parse(&format!(
+        r#"{AGENT_BASE}
+        [agents.a]
+        model = "fast"
+        tools = ["http_fetch"]
+        loop_repeat = 1
+        breaker_open_s = 0
+        "#
+    ))
+    .unwrap_err();
+    for expected in [
+        "agents.a.tools[0]: http_fetch needs [tools.http_fetch]",
+        "agents.a.loop_repeat: 1 is not within 2..=20",
+        "agents.a.breaker_open_s: 0 is not within 1..=3600",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "missing `{expected}` in {problems:#?}"
+        );
+    }
+    let problems = parse(&format!(
+        r#"{AGENT_BASE}
+        [tools.http_fetch]
+        allow_networks = ["10.0.0.0/33"]
+        max_bytes = 0
+        max_redirects = 11
+        "#
+    ))
+    .unwrap_err();
+    for expected in [
+        "tools.http_fetch.allow_networks[0]: `10.0.0.0/33` is not a network",
+        "tools.http_fetch.max_bytes: 0 is not within",
+        "tools.http_fetch.max_redirects: 11 is not within 0..=10",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "missing `{expected}` in {problems:#?}"
+        );
+    }
+    let problems = parse(&format!("{AGENT_BASE}\n[tools.http_fetch]\n")).unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("tools.http_fetch.allow_hosts: empty")),
+        "{problems:#?}"
+    );
+}
