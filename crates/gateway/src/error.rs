@@ -1,9 +1,10 @@
 //! The one place where errors become HTTP responses, in OpenAI's error shape:
 //! `{"error":{"message","type","param","code"}}`. `code` is Sluice's stable,
 //! machine-readable name. The service decides code, message and retry advice
-//! ([`ServiceError::info`]); here each of its categories, and each error only HTTP has
-//! (bodies, paths, the admin API), gets its status in a match that names every case, so
-//! a new error cannot slip through without a status decision.
+//! ([`ServiceError::info`]), and the scheduler its own ([`SchedulerError::body`]); here
+//! each of the service's categories, each of the scheduler's refusals, and each error only
+//! HTTP has (bodies, paths, the admin API), gets its status in a match that names every
+//! case, so a new error cannot slip through without a status decision.
 
 use std::time::Duration;
 
@@ -11,12 +12,18 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::json;
 use sluice_limits::spec::{Meter, Period};
+use sluice_protocol::codes;
+use sluice_scheduler::SchedulerError;
 use sluice_service::{Category, ServiceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(transparent)]
     Service(#[from] ServiceError),
+    /// A request about agent runs refused (`/v1/runs`); a service error it wraps is
+    /// answered exactly as [`ApiError::Service`] would be.
+    #[error(transparent)]
+    Scheduler(#[from] SchedulerError),
     #[error("missing or wrong admin token")]
     AdminUnauthorized,
     #[error("an identity header is only believed from the gateway's trusted proxies")]
@@ -45,6 +52,14 @@ impl ApiError {
     /// A request the client must fix (`400 invalid_request`).
     pub fn invalid(message: impl Into<String>) -> ApiError {
         ApiError::Service(ServiceError::InvalidRequest(message.into()))
+    }
+
+    /// The service error this is, also when the scheduler passed it on.
+    fn service(&self) -> Option<&ServiceError> {
+        match self {
+            ApiError::Service(e) | ApiError::Scheduler(SchedulerError::Service(e)) => Some(e),
+            _ => None,
+        }
     }
 }
 
@@ -88,21 +103,8 @@ impl ApiError {
         };
         let msg = self.to_string();
         match self {
-            ApiError::Service(e) => {
-                let info = e.info();
-                let (status, kind) = category(info.category);
-                Parts {
-                    status,
-                    kind,
-                    code: info.code,
-                    message: info.message,
-                    retry_after: info.retry_after,
-                    // A budget does not come back by retrying soon, nor does a tripped
-                    // spend breaker: tell SDKs not to.
-                    no_retry: info.category == Category::QuotaExceeded
-                        || matches!(e, ServiceError::SpendBreakerOpen { .. }),
-                }
-            }
+            ApiError::Service(e) => service_parts(e),
+            ApiError::Scheduler(e) => scheduler_parts(e),
             ApiError::AdminUnauthorized => p(
                 S::UNAUTHORIZED,
                 "authentication_error",
@@ -156,6 +158,89 @@ impl ApiError {
     }
 }
 
+fn service_parts(e: &ServiceError) -> Parts {
+    let info = e.info();
+    let (status, kind) = category(info.category);
+    Parts {
+        status,
+        kind,
+        code: info.code,
+        message: info.message,
+        retry_after: info.retry_after,
+        // A budget does not come back by retrying soon, nor does a tripped spend breaker:
+        // tell SDKs not to.
+        no_retry: info.category == Category::QuotaExceeded
+            || matches!(e, ServiceError::SpendBreakerOpen { .. }),
+    }
+}
+
+/// The scheduler's refusals: its code and retry advice ([`SchedulerError::body`]), with
+/// the status decided here. A bad `input` is HTTP's `invalid_request` (the WebSocket's
+/// `invalid_params`), the code of every other body of the wrong shape.
+fn scheduler_parts(e: &SchedulerError) -> Parts {
+    use StatusCode as S;
+    let advice = e.body();
+    let p = |status, kind, code, no_retry| Parts {
+        status,
+        kind,
+        code,
+        message: e.to_string(),
+        retry_after: advice.retry_after_ms.map(Duration::from_millis),
+        no_retry,
+    };
+    match e {
+        SchedulerError::AgentNotFound(_) => p(
+            S::NOT_FOUND,
+            "invalid_request_error",
+            codes::AGENT_NOT_FOUND,
+            false,
+        ),
+        SchedulerError::InvalidInput(_) => p(
+            S::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_request",
+            false,
+        ),
+        SchedulerError::TooManyRuns { .. } => p(
+            S::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            codes::TOO_MANY_RUNS,
+            false,
+        ),
+        SchedulerError::AgentBreakerOpen { .. } => p(
+            S::SERVICE_UNAVAILABLE,
+            "api_error",
+            codes::AGENT_BREAKER_OPEN,
+            false,
+        ),
+        SchedulerError::RunNotFound(_) => p(
+            S::NOT_FOUND,
+            "invalid_request_error",
+            codes::RUN_NOT_FOUND,
+            false,
+        ),
+        // OpenAI SDKs retry a 409; the same key with a different request never succeeds.
+        SchedulerError::IdempotencyKeyReused(_) => p(
+            S::CONFLICT,
+            "invalid_request_error",
+            codes::IDEMPOTENCY_KEY_REUSED,
+            true,
+        ),
+        SchedulerError::ShuttingDown => {
+            p(S::SERVICE_UNAVAILABLE, "api_error", "shutting_down", false)
+        }
+        SchedulerError::Store(_) => p(S::SERVICE_UNAVAILABLE, "api_error", codes::INTERNAL, false),
+        SchedulerError::Service(e) => service_parts(e),
+        // Only at start: no request meets it.
+        SchedulerError::Config(_) => p(
+            S::INTERNAL_SERVER_ERROR,
+            "api_error",
+            codes::INTERNAL,
+            false,
+        ),
+    }
+}
+
 /// The JSON error object, also sent as the last event of a broken stream.
 pub fn error_body(message: &str, kind: &str, code: &str) -> serde_json::Value {
     json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
@@ -173,10 +258,13 @@ impl IntoResponse for ApiError {
         let parts = self.parts();
         match &self {
             ApiError::Store(e) => tracing::error!("store: {e}"),
-            ApiError::Service(ServiceError::LimitsUnavailable(detail)) => {
-                tracing::warn!("limits could not be checked: {detail}");
+            ApiError::Scheduler(SchedulerError::Store(detail)) => {
+                tracing::error!("run store: {detail}");
             }
             _ => {}
+        }
+        if let Some(ServiceError::LimitsUnavailable(detail)) = self.service() {
+            tracing::warn!("limits could not be checked: {detail}");
         }
         if parts.status.is_server_error() {
             tracing::warn!(code = parts.code, "{}", parts.message);
@@ -184,7 +272,7 @@ impl IntoResponse for ApiError {
         let body = error_body(&parts.message, parts.kind, parts.code);
         let mut resp = (parts.status, axum::Json(body)).into_response();
         let h = resp.headers_mut();
-        if let ApiError::Service(ServiceError::LimitReached(r)) = &self
+        if let Some(ServiceError::LimitReached(r)) = self.service()
             && let (Period::Minute, Meter::Requests | Meter::Tokens) = (r.period, r.meter)
         {
             let what = r.meter.as_str();
@@ -262,6 +350,90 @@ mod tests {
         let stopping = ApiError::from(ServiceError::ShuttingDown).into_response();
         assert_eq!(stopping.status(), 503);
         assert_eq!(header(&stopping, "retry-after"), Some("1"));
+    }
+
+    #[test]
+    fn scheduler_refusals_get_their_status_and_a_wrapped_service_error_keeps_its_own() {
+        let cases = [
+            (
+                SchedulerError::AgentNotFound("a".into()),
+                404,
+                "agent_not_found",
+            ),
+            (
+                SchedulerError::RunNotFound("r".into()),
+                404,
+                "run_not_found",
+            ),
+            (
+                SchedulerError::InvalidInput("input: empty".into()),
+                400,
+                "invalid_request",
+            ),
+            (
+                SchedulerError::TooManyRuns {
+                    agent: "a".into(),
+                    max: 1,
+                },
+                429,
+                "too_many_runs",
+            ),
+            (
+                SchedulerError::IdempotencyKeyReused("k".into()),
+                409,
+                "idempotency_key_reused",
+            ),
+            (
+                SchedulerError::Store("connection refused by 10.1.2.3".into()),
+                503,
+                "internal_error",
+            ),
+        ];
+        for (e, status, code) in cases {
+            let parts = ApiError::from(e).parts();
+            assert_eq!((parts.status.as_u16(), parts.code), (status, code));
+            assert!(
+                !parts.message.contains("10.1.2.3"),
+                "a database error stays in the log: {}",
+                parts.message
+            );
+        }
+
+        let reused =
+            ApiError::from(SchedulerError::IdempotencyKeyReused("k".into())).into_response();
+        assert_eq!(
+            header(&reused, "x-should-retry"),
+            Some("false"),
+            "SDKs retry 409s; this one cannot succeed"
+        );
+        let store = ApiError::from(SchedulerError::Store("x".into())).into_response();
+        assert_eq!(header(&store, "retry-after"), Some("1"));
+
+        let open = ApiError::from(SchedulerError::AgentBreakerOpen {
+            agent: "a".into(),
+            reason: "r".into(),
+            retry_after: Some(Duration::from_millis(2_500)),
+        })
+        .into_response();
+        assert_eq!(open.status(), 503);
+        assert_eq!(header(&open, "retry-after"), Some("3"));
+        let unknown = ApiError::from(SchedulerError::AgentBreakerOpen {
+            agent: "a".into(),
+            reason: "r".into(),
+            retry_after: None,
+        })
+        .into_response();
+        assert_eq!(header(&unknown, "retry-after"), None, "no wait is known");
+
+        let wrapped =
+            ApiError::from(SchedulerError::Service(refusal(Period::Minute))).into_response();
+        let direct = ApiError::from(refusal(Period::Minute)).into_response();
+        assert_eq!(wrapped.status(), direct.status());
+        assert_eq!(
+            wrapped.headers(),
+            direct.headers(),
+            "the same headers as HTTP's"
+        );
     }
 
     #[test]

@@ -3,12 +3,15 @@
 //! graceful shutdown.
 //!
 //! Transport only: handlers parse and authorize, call the completion service
-//! (`sluice-service`), and encode its answer. No model call bypasses the service; the
-//! admin API only reads and resets router state (key cool-downs, groups). Layout: [`server`] (`run(listener, state, shutdown)`, the middleware order),
-//! `conn` (the accept loop and per-connection timers), [`routes`] (the route table and
-//! one file per route), [`auth`] (the Bearer header → a principal), [`error`] (service
-//! errors → statuses), `sse` (a metered stream → `text/event-stream`), [`ws`] (`GET /ws`:
-//! WebSocket sessions), [`state`].
+//! (`sluice-service`) or the scheduler (`sluice-scheduler`, agent runs), and encode the
+//! answer. No model call bypasses the service; the admin API only reads and resets router
+//! state (key cool-downs, groups).
+//!
+//! Layout: [`server`] (`run(listener, state, shutdown)`, the middleware order), `conn`
+//! (the accept loop and per-connection timers), [`routes`] (the route table and one file
+//! per route), [`auth`] (the Bearer header → a principal), [`error`] (service and
+//! scheduler errors → statuses), `sse` (a metered stream, or a run's events →
+//! `text/event-stream`), [`ws`] (`GET /ws`: WebSocket sessions), [`state`].
 
 pub mod auth;
 mod conn;

@@ -1,10 +1,10 @@
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use sluice_config::Config;
 use sluice_service::Service;
+use tokio_util::sync::CancellationToken;
 
 /// What the HTTP server needs: the completion service and its own settings.
 #[derive(Debug)]
@@ -20,7 +20,8 @@ pub struct AppState {
     pub auth: sluice_config::AuthMode,
     /// SHA-256 of the admin token; `None`: the admin API is off.
     pub(crate) admin_token: Option<[u8; 32]>,
-    draining: AtomicBool,
+    /// Cancelled once shutdown starts.
+    draining: CancellationToken,
 }
 
 impl AppState {
@@ -46,16 +47,22 @@ impl AppState {
                 .admin_token
                 .as_ref()
                 .map(|t| Sha256::digest(t.expose().as_bytes()).into()),
-            draining: AtomicBool::new(false),
+            draining: CancellationToken::new(),
         })
     }
 
     /// Set once shutdown starts: `/readyz` then fails so load balancers stop sending.
     pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::Release);
+        self.draining.cancel();
     }
 
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
+        self.draining.is_cancelled()
+    }
+
+    /// Cancelled once shutdown starts: what must not hold the drain up (a run's event
+    /// stream, which a client resumes elsewhere) watches it.
+    pub fn draining(&self) -> CancellationToken {
+        self.draining.clone()
     }
 }

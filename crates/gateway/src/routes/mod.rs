@@ -7,6 +7,7 @@ mod chat;
 mod embeddings;
 mod health;
 mod models;
+mod runs;
 
 use std::sync::Arc;
 
@@ -25,10 +26,14 @@ pub fn public() -> Router<Arc<AppState>> {
         .route("/ws", get(crate::ws::upgrade))
 }
 
-/// The OpenAI-compatible API.
+/// The OpenAI-compatible API, and agent runs.
 pub fn authenticated() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/embeddings", post(embeddings::create))
         .route("/v1/models", get(models::list))
+        .route("/v1/runs", post(runs::create))
+        .route("/v1/runs/{id}", get(runs::show))
+        .route("/v1/runs/{id}/events", get(runs::events))
+        .route("/v1/runs/{id}/cancel", post(runs::cancel))
 }
