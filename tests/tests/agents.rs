@@ -820,3 +820,103 @@ async fn a_large_tool_result_is_cut_before_the_model_sees_it() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_python_websockets_client_runs_an_agent_and_replays_it() {
+    let mock = MockProvider::start(Wire::Gemini).await;
+    mock.script(
+        "m-main",
+        vec![
+            Step::ToolCall {
+                name: "time_now".into(),
+                arguments: json!({}),
+            },
+            Step::Text("It is now".into()),
+        ],
+    );
+    let gw = Gateway::start(&config(&mock, RESEARCHER)).await;
+    let stdout = sluice_e2e::run_python(
+        "ws_runs.py",
+        &[
+            ("SLUICE_WS_URL", format!("ws://{}/ws", gw.addr)),
+            ("SLUICE_KEY", KEY.to_owned()),
+            ("SLUICE_AGENT", "researcher".to_owned()),
+        ],
+    )
+    .await;
+    assert!(stdout.contains("completed: It is now"), "{stdout}");
+    assert!(
+        stdout.trim_end().ends_with("replayed from seq 2"),
+        "{stdout}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_agents_own_limits_hold_across_its_runs_and_no_header_can_spend_them() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    mock.script(
+        "m-main",
+        vec![Step::ToolCall {
+            name: "time_now".into(),
+            arguments: json!({}),
+        }],
+    );
+    let agents = r#"
+[agents.researcher]
+model = "m"
+tools = ["time_now"]
+max_output_tokens = 50
+loop_repeat = 20
+max_steps = 50
+max_llm_calls = 50
+[limits.agents.researcher]
+budget_tokens_total = 600
+"#;
+    let gw = Gateway::start(&config(&mock, agents)).await;
+    let c = client(&gw).await;
+    let mut events = c.events();
+    let first = start(&c, "researcher", "loop").await;
+    let end = last(&events_of(&mut events, &first).await).clone();
+    assert_eq!(end["error"]["code"], "budget_exceeded", "{end}");
+    assert!(
+        end["breaker"].is_null(),
+        "the agent's budget, not the run's bound"
+    );
+    let used = end["usage"]["prompt_tokens"].as_u64().unwrap()
+        + end["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(used <= 600, "{used}");
+    let second = start(&c, "researcher", "again").await;
+    let end = last(&events_of(&mut events, &second).await).clone();
+    assert_eq!(
+        end["error"]["code"], "budget_exceeded",
+        "the next run meets it too"
+    );
+    let both = used
+        + end["usage"]["prompt_tokens"].as_u64().unwrap()
+        + end["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(
+        both <= 600,
+        "the two runs used {both} of the agent's 600 tokens"
+    );
+    // An HTTP call cannot name the agent to spend (or dodge) its budget.
+    let r = gw
+        .client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("x-sluice-agent", "researcher")
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_request");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/runs")
+    );
+    gw.stop().await;
+}

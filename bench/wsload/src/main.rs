@@ -5,6 +5,11 @@
 //! sluice-wsload handshake WS_URL KEY N               N handshakes one after another: latency percentiles
 //! sluice-wsload streams   WS_URL KEY N MODEL DELAY [RATE]   N chat.completions over N sessions
 //! sluice-wsload sse       HTTP_URL KEY N MODEL DELAY [RATE] the same N streams as SSE, straight to a provider
+//! sluice-wsload runs      WS_URL KEY N AGENT         N agent runs at once over N sessions (prints `live`
+//!                                                    when all were accepted: the caller reads RSS then)
+//! sluice-wsload seq       WS_URL KEY N AGENT|MODEL   N runs (`agent.run`) or, with a model `m:NAME`, N
+//!                                                    chat.completions, one after another on one session:
+//!                                                    time from the request to the end
 //! ```
 //!
 //! Streams start all at once, or RATE a second (a steady load: about RATE × the stream's
@@ -51,6 +56,8 @@ async fn main() -> anyhow::Result<()> {
             };
             streams(arg(1), arg(2), &load, arg(0) == "sse").await
         }
+        "runs" => runs(arg(1), arg(2), num(3)?, arg(4)).await,
+        "seq" => seq(arg(1), arg(2), num(3)?, arg(4)).await,
         _ => bail!("usage: see the doc comment in bench/wsload/src/main.rs"),
     }
 }
@@ -296,6 +303,128 @@ impl Words {
         }
         n
     }
+}
+
+/// Sends a request frame and reads until the event that ends it; (ms to the first
+/// delta, ms to the end).
+async fn until_end(s: &mut Socket, req: Value, done: &str) -> anyhow::Result<(f64, f64)> {
+    let t0 = Instant::now();
+    s.send(Message::Text(req.to_string().into())).await?;
+    let mut first = f64::NAN;
+    while let Some(msg) = s.next().await {
+        let Message::Text(t) = msg? else { continue };
+        let f: Value = serde_json::from_str(t.as_str())?;
+        let at = t0.elapsed().as_secs_f64() * 1000.0;
+        match f["event"].as_str() {
+            Some("run.delta" | "chat.delta") if first.is_nan() => first = at,
+            Some(e) if e == done => return Ok((first, at)),
+            Some("run.failed" | "chat.failed") => bail!("failed: {f}"),
+            _ if f["ok"] == false => bail!("refused: {f}"),
+            _ => {}
+        }
+    }
+    bail!("the socket closed")
+}
+
+fn run_req(agent: &str) -> Value {
+    json!({"type": "req", "id": "r", "method": "agent.run", "params": {"agent": agent, "input": "hi"}})
+}
+
+async fn runs(url: &str, key: &str, n: u64, agent: &str) -> anyhow::Result<()> {
+    let mut sockets = Vec::new();
+    let mut opening = futures_util::stream::iter(0..n)
+        .map(|_| session(url, key))
+        .buffer_unordered(100);
+    while let Some(s) = opening.next().await {
+        sockets.push(s?);
+    }
+    let accepted = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = sockets
+        .into_iter()
+        .map(|mut s| {
+            let (agent, accepted) = (agent.to_owned(), accepted.clone());
+            tokio::spawn(async move {
+                let t0 = Instant::now();
+                s.send(Message::Text(run_req(&agent).to_string().into()))
+                    .await?;
+                let mut first = f64::NAN;
+                while let Some(msg) = s.next().await {
+                    let Message::Text(t) = msg? else { continue };
+                    let f: Value = serde_json::from_str(t.as_str())?;
+                    let at = t0.elapsed().as_secs_f64() * 1000.0;
+                    if f["type"] == "res" {
+                        if f["ok"] == false {
+                            bail!("refused: {f}");
+                        }
+                        accepted.add_permits(1);
+                    }
+                    match f["event"].as_str() {
+                        Some("run.delta") if first.is_nan() => first = at,
+                        Some("run.completed") => return Ok((first, at)),
+                        Some("run.failed") => bail!("failed: {f}"),
+                        _ => {}
+                    }
+                }
+                bail!("the socket closed")
+            })
+        })
+        .collect();
+    let n32 = u32::try_from(n).unwrap_or(u32::MAX);
+    if tokio::time::timeout(Duration::from_secs(30), accepted.acquire_many(n32))
+        .await
+        .is_ok()
+    {
+        println!(
+            "live {n} runs accepted in {:.2} s",
+            start.elapsed().as_secs_f64()
+        );
+    }
+    let (mut ttft, mut total, mut failed) = (Vec::new(), Vec::new(), 0);
+    for t in tasks {
+        match t.await? {
+            Ok((first, end)) => {
+                ttft.push(first);
+                total.push(end);
+            }
+            Err(e) => {
+                failed += 1;
+                if failed <= 3 {
+                    eprintln!("run failed: {e:#}");
+                }
+            }
+        }
+    }
+    println!(
+        "{n} runs ({failed} failed) in {:.1} s\nfirst delta ms: {}\nrun ms: {}",
+        start.elapsed().as_secs_f64(),
+        summary(&mut ttft),
+        summary(&mut total)
+    );
+    Ok(())
+}
+
+async fn seq(url: &str, key: &str, n: u64, what: &str) -> anyhow::Result<()> {
+    let mut s = session(url, key).await?;
+    let (mut first, mut total) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let (req, done) = match what.strip_prefix("m:") {
+            Some(model) => (
+                json!({"type": "req", "id": format!("c{i}"), "method": "chat.completions", "params": ask(model)}),
+                "chat.completed",
+            ),
+            None => (run_req(what), "run.completed"),
+        };
+        let (f, t) = until_end(&mut s, req, done).await?;
+        first.push(f);
+        total.push(t);
+    }
+    println!(
+        "{n} one after another ({what})\nfirst delta ms: {}\nto the end ms: {}",
+        summary(&mut first),
+        summary(&mut total)
+    );
+    Ok(())
 }
 
 fn summary(v: &mut [f64]) -> String {

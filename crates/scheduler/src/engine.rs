@@ -237,9 +237,10 @@ impl Runner {
             })
         });
         let history = match &self.ctx.session_id {
-            Some(sid) => {
-                let store = self.inner.service.store().clone();
-                self.guarded(history::load(&store, sid))
+            Some(sid) => history::History::new(
+                {
+                    let store = self.inner.service.store().clone();
+                    self.guarded(history::load(&store, sid))
                     .await?
                     .map_err(|e| {
                         tracing::warn!(session = %sid, "cannot read the session's history: {e}");
@@ -248,8 +249,10 @@ impl Runner {
                             "the session's history could not be read",
                         )
                     })?
-            }
-            None => Vec::new(),
+                },
+                &self.ctx.agent.model,
+            ),
+            None => history::History::default(),
         };
         let mut turn = self.ctx.input.clone();
         loop {
@@ -281,7 +284,7 @@ impl Runner {
     /// what the run's token budget has left.
     fn request(
         &self,
-        history: &[Message],
+        history: &history::History,
         turn: &[Message],
         tools: &ToolSet,
     ) -> Result<ChatRequest, RunFailure> {
@@ -289,25 +292,20 @@ impl Runner {
         let max_output = u64::from(self.bounds().max_output_tokens);
         let context = u64::from(self.bounds().context_tokens);
         let system = agent.system.as_deref();
-        let build = |from: usize| {
-            request(
-                &agent.model,
-                history::messages(system, &history[from..], turn),
-                tools,
-            )
-        };
-        let from = history::trim(history, |from| {
-            history::fits(&build(from), max_output, context)
-        })
-        .ok_or_else(|| {
-            RunFailure::failed(
+        // The prompt without history: the system prompt, the run's turn, the tools.
+        let mut req = request(&agent.model, history::messages(system, &[], turn), tools);
+        let fixed = sluice_limits::tokens::prompt_tokens(&req, &req.model).tokens;
+        let Some(room) = context.checked_sub(fixed + max_output) else {
+            return Err(RunFailure::failed(
                 codes::CONTEXT_OVERFLOW,
                 format!(
-                    "the agent's prompt and the run's messages do not fit its context of {context} tokens"
+                    "the agent's prompt and the run's messages ({fixed} tokens) and its output \
+                     ({max_output}) do not fit its context of {context} tokens"
                 ),
-            )
-        })?;
-        let mut req = build(from);
+            ));
+        };
+        let from = history.fitting(room);
+        req.messages = history::messages(system, &history.messages[from..], turn);
         let prompt = sluice_limits::tokens::prompt_tokens(&req, &req.model).tokens;
         let left = self.ctx.budget.remaining().tokens.saturating_sub(prompt);
         let cap = max_output.min(left).max(1);

@@ -30,23 +30,66 @@ pub(crate) async fn load(store: &Store, session_id: &str) -> Result<Vec<Message>
     Ok(messages)
 }
 
-/// The index of `history` from which the request fits: the first message of the oldest
-/// turn kept. `fits(from)` says whether the request with `history[from..]` fits.
-pub(crate) fn trim(history: &[Message], fits: impl Fn(usize) -> bool) -> Option<usize> {
-    let mut from = 0;
-    loop {
-        if fits(from) {
-            return Some(from);
-        }
-        if from >= history.len() {
-            return None;
-        }
-        // Drop one whole turn: to the next user message, or everything.
-        from = history[from + 1..]
-            .iter()
-            .position(|m| m.role == Role::User)
-            .map_or(history.len(), |i| from + 1 + i);
+/// A session's history with each message's tokens counted once (the history does not
+/// change during a run; each step only decides how much of it fits).
+#[derive(Debug, Default)]
+pub(crate) struct History {
+    pub messages: Vec<Message>,
+    /// Tokens of each message, as it adds to a prompt.
+    tokens: Vec<u64>,
+}
+
+impl History {
+    pub fn new(messages: Vec<Message>, model: &str) -> History {
+        let tokens = messages.iter().map(|m| message_tokens(m, model)).collect();
+        History { messages, tokens }
     }
+
+    /// The index from which the history fits in `room` tokens: the first message of the
+    /// oldest whole turn kept (a user message and what follows it). `messages.len()` when
+    /// none fits.
+    pub fn fitting(&self, room: u64) -> usize {
+        let mut sum = 0u64;
+        let mut from = self.messages.len();
+        for i in (0..self.messages.len()).rev() {
+            sum = sum.saturating_add(self.tokens[i]);
+            if sum > room {
+                break;
+            }
+            if self.messages[i].role == Role::User {
+                from = i;
+            }
+        }
+        from
+    }
+}
+
+/// What one message adds to a prompt's token count (a prompt's count is a fixed part plus
+/// its messages', one by one).
+fn message_tokens(m: &Message, model: &str) -> u64 {
+    let alone = ChatRequest {
+        model: model.to_owned(),
+        messages: vec![m.clone()],
+        stream: None,
+        stream_options: None,
+        max_tokens: None,
+        max_completion_tokens: None,
+        temperature: None,
+        top_p: None,
+        stop: None,
+        tools: None,
+        tool_choice: None,
+        parallel_tool_calls: None,
+        user: None,
+        rest: Default::default(),
+    };
+    let empty = ChatRequest {
+        messages: Vec::new(),
+        ..alone.clone()
+    };
+    sluice_limits::tokens::prompt_tokens(&alone, model)
+        .tokens
+        .saturating_sub(sluice_limits::tokens::prompt_tokens(&empty, model).tokens)
 }
 
 /// Appends a completed run's turn to its session.
@@ -90,11 +133,6 @@ pub(crate) fn messages(
     out
 }
 
-/// Whether a request's prompt and its output cap fit `context` tokens.
-pub(crate) fn fits(req: &ChatRequest, max_output: u64, context: u64) -> bool {
-    sluice_limits::tokens::prompt_tokens(req, &req.model).tokens + max_output <= context
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,17 +147,35 @@ mod tests {
     #[test]
     fn whole_turns_are_dropped_oldest_first() {
         let history: Vec<Message> = ["a", "b", "c"].iter().flat_map(|t| turn(t)).collect();
-        assert_eq!(trim(&history, |_| true), Some(0));
+        let h = History::new(history, "gpt-4o");
+        let all: u64 = h.tokens.iter().sum();
+        assert!(h.tokens.iter().all(|t| *t > 0));
+        assert_eq!(h.fitting(all), 0, "everything fits");
+        let last_two: u64 = h.tokens[2..].iter().sum();
+        assert_eq!(h.fitting(last_two), 2, "the first turn dropped");
+        assert_eq!(h.fitting(last_two - 1), 4, "a turn is dropped whole");
+        assert_eq!(h.fitting(0), 6, "nothing fits");
+    }
+
+    #[test]
+    fn a_prompt_is_its_fixed_part_plus_its_messages() {
+        let messages: Vec<Message> = ["a long first message", "b"]
+            .iter()
+            .flat_map(|t| turn(t))
+            .collect();
+        let h = History::new(messages.clone(), "gpt-4o");
+        let req = ChatRequest {
+            messages: Vec::new(),
+            ..serde_json::from_value::<ChatRequest>(
+                serde_json::json!({"model": "gpt-4o", "messages": []}),
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let base = sluice_limits::tokens::prompt_tokens(&req, "gpt-4o").tokens;
+        let whole = ChatRequest { messages, ..req };
         assert_eq!(
-            trim(&history, |from| from >= 3),
-            Some(4),
-            "two turns dropped"
-        );
-        assert_eq!(trim(&history, |from| from == history.len()), Some(6));
-        assert_eq!(
-            trim(&history, |_| false),
-            None,
-            "even without history it does not fit"
+            sluice_limits::tokens::prompt_tokens(&whole, "gpt-4o").tokens,
+            base + h.tokens.iter().sum::<u64>()
         );
     }
 }
