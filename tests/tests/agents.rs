@@ -920,3 +920,37 @@ budget_tokens_total = 600
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn cancelling_a_parent_ends_its_child_and_both_rows_say_so() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    mock.script(
+        "m-main",
+        vec![Step::ToolCall {
+            name: "agent__helper_agent".into(),
+            arguments: json!({"input": "take forever"}),
+        }],
+    );
+    mock.script("m-helper", vec![Step::Hang]);
+    let gw = Gateway::start(&config(&mock, DELEGATING)).await;
+    let c = client(&gw).await;
+    let mut events = c.events();
+    let id = start(&c, "boss", "delegate").await;
+    let child = loop {
+        let SessionEvent::Event(e) = events.recv().await.unwrap() else {
+            continue;
+        };
+        if e.event == "run.started" && e.data["run_id"] != id.as_str() {
+            break e.data["run_id"].as_str().unwrap().to_owned();
+        }
+    };
+    assert!(sluice_e2e::eventually(5, async || mock.calls_for("m-helper") == 1).await);
+    c.call("run.cancel", json!({"run_id": id})).await.unwrap();
+    let seen = events_of(&mut events, &id).await;
+    assert_eq!(last(&seen)["error"]["code"], "cancelled");
+    let ended =
+        sluice_e2e::eventually(5, async || run_row(&gw, &child).await.status == "cancelled").await;
+    assert!(ended, "the child's row says cancelled too");
+    assert_eq!(run_row(&gw, &id).await.status, "cancelled");
+    gw.stop().await;
+}

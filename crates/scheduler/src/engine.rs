@@ -725,7 +725,21 @@ impl Runner {
             _slot: slot,
         };
         let live = register(&self.inner, &ctx, self.live.cancel.child_token());
-        match drive_child(self.inner.clone(), live, ctx).await {
+        // A task of its own: if this run stops waiting (cancelled, past its deadline),
+        // the child still ends properly (its own cancel is this run's child token) and
+        // writes its end, rather than being dropped half-way.
+        let child = self
+            .inner
+            .tasks
+            .spawn(drive_child(self.inner.clone(), live, ctx));
+        let ended = match child.await {
+            Ok(ended) => ended,
+            Err(e) => Err(RunFailure::failed(
+                codes::INTERNAL,
+                format!("the child run stopped unexpectedly: {e}"),
+            )),
+        };
+        match ended {
             Ok(answer) => Outcome::ok(Value::String(answer)),
             Err(f) => {
                 let mut o = Outcome::err(&f.error.code, f.error.message.clone());

@@ -273,6 +273,8 @@ impl Scheduler {
             .await
             .is_ok()
         {
+            // Ends the background work (the breakers' refresh) too.
+            self.inner.stopping.cancel();
             return;
         }
         let left = self.inner.live.len();
