@@ -52,6 +52,12 @@ pub struct RawAgent {
     pub tool_timeout_s: u64,
     pub max_tool_result_bytes: u64,
     pub max_parallel_tools: u64,
+    /// A cron pattern (UTC): runs of the agent started by the clock.
+    pub schedule: Option<String>,
+    /// The input of every scheduled run (required with `schedule`).
+    pub schedule_input: Option<String>,
+    /// The `[[keys]]` name scheduled runs are made as (required with `schedule`).
+    pub run_as: Option<String>,
 }
 
 impl Default for RawAgent {
@@ -72,6 +78,9 @@ impl Default for RawAgent {
             tool_timeout_s: 30,
             max_tool_result_bytes: 16 * 1024,
             max_parallel_tools: 4,
+            schedule: None,
+            schedule_input: None,
+            run_as: None,
         }
     }
 }

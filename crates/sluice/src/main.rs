@@ -43,6 +43,9 @@ enum Command {
     Keys(commands::keys::KeysCommand),
     /// Print spend totals from the ledger, grouped by key, user, model, provider or day.
     Spend(commands::spend::SpendArgs),
+    /// List the agents' schedules and their state, or resume a paused one.
+    #[command(subcommand)]
+    Schedules(commands::schedules::SchedulesCommand),
     /// Run a tool node: connect to a gateway as a node and serve the tools its config
     /// declares, each a command (see config/node.example.toml), until SIGINT or SIGTERM.
     /// Exit 2 with every problem listed by field path when the config is invalid.
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Migrate => commands::migrate::run(&cfg),
         Command::Keys(cmd) => commands::keys::run(&cfg, cmd),
         Command::Spend(args) => commands::spend::run(&cfg, args),
+        Command::Schedules(cmd) => commands::schedules::run(&cfg, cmd),
         Command::Node => unreachable!("handled before the gateway's config is loaded"),
     };
     finish(result)

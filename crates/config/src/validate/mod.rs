@@ -211,7 +211,7 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
 
     let limits = limits_section(raw.limits, &models, &providers, &mut p);
     let websocket = websocket(raw.websocket, &mut p);
-    let agents = agents::agents(raw.agents, &models, &mut p);
+    let agents = agents::agents(raw.agents, &models, &names, &mut p);
     let auth = auth_mode(&raw.server, &mut p);
 
     if !p.is_empty() {

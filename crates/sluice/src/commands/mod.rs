@@ -3,6 +3,7 @@
 pub mod keys;
 pub mod migrate;
 pub mod node;
+pub mod schedules;
 pub mod serve;
 pub mod spend;
 
