@@ -14,6 +14,35 @@ pub struct AgentConfig {
     /// The tools it may use, in the order written.
     pub tools: Vec<ToolRef>,
     pub bounds: AgentBounds,
+    /// Runs started by the clock, if the agent has a `schedule`.
+    pub schedule: Option<Schedule>,
+}
+
+/// `schedule`, `schedule_input` and `run_as`: a run of the agent at every fire of a cron
+/// pattern, read in UTC (docs/agents.md, "Schedules").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    /// The pattern as written, for the admin API and the log.
+    pub text: String,
+    pub cron: croner::Cron,
+    /// The input of every scheduled run: one user message.
+    pub input: String,
+    /// The `[[keys]]` entry the runs are made as: its limits and budgets apply, and the
+    /// runs are its runs.
+    pub run_as: String,
+}
+
+/// Reads a cron pattern as `schedule` takes it: 5 fields (minute, hour, day of month,
+/// month, day of week), or 6 with seconds first, or an alias (`@yearly`, `@annually`,
+/// `@monthly`, `@weekly`, `@daily`, `@hourly`). No year field. Steps are written
+/// `*/5` or `5-59/5` (not `5/5`).
+pub fn parse_cron(text: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .year(croner::parser::Year::Disallowed)
+        .build()
+        .parse(text)
+        .map_err(|e| e.to_string())
 }
 
 /// What one run of the agent may use at most. A child run (`agent:OTHER`) gets the

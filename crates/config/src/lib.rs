@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-pub use agents::{AgentBounds, AgentConfig, HttpFetchConfig, ToolRef};
+pub use agents::{AgentBounds, AgentConfig, HttpFetchConfig, Schedule, ToolRef, parse_cron};
 pub use kind::{AuthStyle, ProviderKind, Wire};
 pub use prices::{ModelPrice, PriceList};
 pub use raw::{Affinity, Strategy};

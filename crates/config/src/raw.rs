@@ -88,6 +88,12 @@ pub struct RawAgent {
     pub loop_failing_requests: u64,
     pub breaker_failures: u64,
     pub breaker_open_s: u64,
+    /// A cron pattern (UTC): runs of the agent started by the clock.
+    pub schedule: Option<String>,
+    /// The input of every scheduled run (required with `schedule`).
+    pub schedule_input: Option<String>,
+    /// The `[[keys]]` name scheduled runs are made as (required with `schedule`).
+    pub run_as: Option<String>,
 }
 
 impl Default for RawAgent {
@@ -112,6 +118,9 @@ impl Default for RawAgent {
             loop_failing_requests: 3,
             breaker_failures: 5,
             breaker_open_s: 60,
+            schedule: None,
+            schedule_input: None,
+            run_as: None,
         }
     }
 }

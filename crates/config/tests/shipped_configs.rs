@@ -40,6 +40,29 @@ fn reference_config_loads_with_its_variables_set() {
 }
 
 #[test]
+fn the_reference_configs_commented_schedule_is_valid_once_uncommented() {
+    let text = read("sluice.toml");
+    let start = text
+        .find("# [agents.nightly-report]")
+        .expect("the reference config shows a scheduled agent");
+    let block: Vec<&str> = text[start..]
+        .lines()
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| &l[2..])
+        .collect();
+    let env = |name: &str| {
+        (name.ends_with("_KEY") && !name.ends_with("_2")).then(|| format!("test-{name}"))
+    };
+    let cfg = Config::parse(&format!("{text}\n{}\n", block.join("\n")), &env)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let s = cfg.agents["nightly-report"]
+        .schedule
+        .as_ref()
+        .expect("the example has a schedule");
+    assert_eq!((s.text.as_str(), s.run_as.as_str()), ("0 6 * * 1-5", "dev"));
+}
+
+#[test]
 fn reference_config_names_its_missing_variables() {
     let err = Config::parse(&read("sluice.toml"), &|_| None).unwrap_err();
     let all = err.problems.join("\n");

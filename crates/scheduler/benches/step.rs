@@ -26,7 +26,9 @@ fn budget(c: &mut Criterion) {
     let grandchild = root.child("child", caps).child("grandchild", caps);
     c.bench_function("run budget: reserve and settle, 3 levels", |b| {
         b.iter(|| {
-            let r = grandchild.reserve(black_box(5_000), black_box(40_000)).unwrap();
+            let r = grandchild
+                .reserve(black_box(5_000), black_box(40_000))
+                .unwrap();
             r.settle_split(1_200, 300, 9_000);
         });
     });

@@ -16,13 +16,17 @@
 //! - `engine`: the loop of one run; `history`: the session's history, trimmed.
 //! - [`events`]: a run's numbered events, live and in the store; [`events::Follow`].
 //! - [`tools`]: the tools of a run (built-in, node, agent) and their checks.
+//! - [`schedule`]: runs started by the clock (`[agents.NAME] schedule`), paused when a
+//!   budget or a breaker stops them; `cron`: the pattern's fires in UTC.
 //! - [`error`]: refusals and run failures, each with one stable code.
 
 pub mod breaker;
+mod cron;
 mod engine;
 pub mod error;
 pub mod events;
 mod history;
+pub mod schedule;
 pub mod submit;
 pub mod tools;
 
@@ -41,6 +45,7 @@ use tokio_util::task::TaskTracker;
 
 pub use error::{RunFailure, SchedulerError};
 pub use events::{Follow, RunEvent, RunLog};
+pub use schedule::{Resumed, ScheduleStatus};
 pub use submit::{Accepted, Origin, Submission};
 pub use tools::{NodeFailure, NodeToolDef, NodeTools};
 
@@ -73,6 +78,7 @@ pub(crate) struct Inner {
     pub running: DashMap<String, u32>,
     /// One run at a time per session: a second one waits its turn.
     pub sessions: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    pub schedules: schedule::Schedules,
     pub writer: events::Writer,
     pub breakers: breaker::AgentBreakers,
     pub tasks: TaskTracker,
@@ -95,7 +101,8 @@ pub struct LiveRun {
 
 impl Scheduler {
     /// Starts the scheduler: runs the store says were in flight (the process that ran them
-    /// is gone) are marked `interrupted`, with what the ledger says they spent.
+    /// is gone) are marked `interrupted`, with what the ledger says they spent; then the
+    /// schedules' timer starts.
     pub async fn start(
         cfg: &Config,
         service: Service,
@@ -125,6 +132,7 @@ impl Scheduler {
             live: DashMap::new(),
             running: DashMap::new(),
             sessions: DashMap::new(),
+            schedules: schedule::Schedules::default(),
             writer,
             breakers: breaker::AgentBreakers::new(service_store),
             tasks: TaskTracker::new(),
@@ -135,6 +143,7 @@ impl Scheduler {
         if let Err(e) = inner.breakers.refresh().await {
             tracing::warn!("cannot read the agents' breakers: {e}");
         }
+        schedule::start(&inner);
         let scheduler = Scheduler { inner };
         scheduler.refresh_breakers();
         Ok(scheduler)
@@ -143,6 +152,7 @@ impl Scheduler {
     /// The agents of a new config (a reload); runs going keep the agent they started with.
     pub fn set_agents(&self, cfg: &Config) {
         self.inner.agents.store(Arc::new(agents_of(cfg)));
+        self.inner.schedules.wake();
     }
 
     /// Starts a run for `who` (or returns the one its idempotency key names).

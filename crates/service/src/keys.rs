@@ -169,6 +169,16 @@ impl KeyRing {
         Ok(stored.caller.clone())
     }
 
+    /// The principal of a `[[keys]]` entry of the config, by its name: what a schedule's
+    /// runs are made as (`run_as`), so that key's limits and budgets apply to them. Keys
+    /// made in the store are not looked up: a schedule names a key the config holds.
+    pub fn principal_by_name(&self, name: &str) -> Option<Arc<Principal>> {
+        self.bootstrap
+            .iter()
+            .find(|(_, caller)| caller.key_name == name)
+            .map(|(_, caller)| caller.clone())
+    }
+
     /// Whether a principal authenticated earlier may still call: its stored key has not
     /// been revoked, expired or deleted since. Config keys and proxied users always may.
     pub fn recheck(&self, who: &Principal, now_ms: i64) -> Result<(), ServiceError> {
@@ -275,6 +285,12 @@ mod tests {
             "a prefix is not the key"
         );
         assert!(ring.check("", 0).is_err());
+        let by_name = ring.principal_by_name("b").unwrap();
+        assert!(
+            Arc::ptr_eq(&by_name, &b),
+            "the same principal a token finds"
+        );
+        assert!(ring.principal_by_name("c").is_none());
     }
 
     #[test]

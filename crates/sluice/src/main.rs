@@ -47,6 +47,9 @@ enum Command {
     /// The config's agents, and the breakers that stop them: list, reset.
     #[command(subcommand)]
     Agents(commands::agents::AgentsCommand),
+    /// List the agents' schedules and their state, or resume a paused one.
+    #[command(subcommand)]
+    Schedules(commands::schedules::SchedulesCommand),
     /// Run a tool node: connect to a gateway as a node and serve the tools its config
     /// declares, each a command (see config/node.example.toml), until SIGINT or SIGTERM.
     /// Exit 2 with every problem listed by field path when the config is invalid.
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => commands::keys::run(&cfg, cmd),
         Command::Spend(args) => commands::spend::run(&cfg, args),
         Command::Agents(cmd) => commands::agents::run(&cfg, cmd),
+        Command::Schedules(cmd) => commands::schedules::run(&cfg, cmd),
         Command::Node => unreachable!("handled before the gateway's config is loaded"),
     };
     finish(result)

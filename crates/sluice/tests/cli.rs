@@ -521,6 +521,57 @@ fn the_cli_lists_and_resets_spend_breakers() {
     assert!(out.trim().is_empty(), "{out}");
 }
 
+#[test]
+fn the_cli_lists_schedules_and_resumes_a_paused_one() {
+    let db = temp_db();
+    let env = [("SLUICE_DATABASE_URL", db.as_str())];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    let text = std::fs::read_to_string(demo()).unwrap()
+        + "\n[agents.nightly]\nmodel = \"fast\"\nschedule = \"0 6 * * 1-5\"\n\
+           schedule_input = \"Write the report\"\nrun_as = \"demo\"\n";
+    std::fs::write(&path, text).unwrap();
+    let cfg = path.to_str().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = sluice_store::Store::open(&db).await.unwrap();
+        store
+            .pause_schedule(
+                "nightly",
+                "budget_exceeded: key `config:demo` reached its budget (run r1)",
+                None,
+                1,
+            )
+            .await
+            .unwrap();
+        store.close().await;
+    });
+    let (code, out, err) = run(&["schedules", "list", "--config", cfg], &env);
+    assert_eq!(code, 0, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("nightly"))
+        .unwrap_or_else(|| panic!("{out}"));
+    for part in ["0 6 * * 1-5", "demo", "paused", "budget_exceeded"] {
+        assert!(line.contains(part), "`{part}` in {line}");
+    }
+    let (code, out, _) = run(&["schedules", "resume", "nightly", "--config", cfg], &env);
+    assert_eq!(code, 0);
+    assert!(out.contains("resumed"), "{out}");
+    let (_, out, _) = run(&["schedules", "list", "--config", cfg], &env);
+    let line = out.lines().find(|l| l.starts_with("nightly")).unwrap();
+    assert!(
+        line.contains("active") && line.contains("T06:00:00Z"),
+        "{line}"
+    );
+    let (code, out, _) = run(&["schedules", "resume", "nightly", "--config", cfg], &env);
+    assert_eq!(code, 0, "resuming twice is no error");
+    assert!(out.contains("was not paused"), "{out}");
+    let (code, _, err) = run(&["schedules", "resume", "ghost", "--config", cfg], &env);
+    assert_eq!(code, 1);
+    assert!(err.contains("no schedule"), "{err}");
+}
+
 #[tokio::test]
 async fn serve_runs_on_a_single_threaded_runtime_when_asked() {
     let dir = tempfile::tempdir().unwrap();

@@ -116,6 +116,91 @@ impl Store {
         Ok(())
     }
 
+    /// Records a fire of a schedule, making its state if it has none. An earlier fire than
+    /// the one stored changes nothing: instances record the same fires in any order.
+    pub async fn schedule_fired(
+        &self,
+        agent: &str,
+        fire_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let _write = self.write_permit().await?;
+        sqlx::query(
+            "INSERT INTO schedules (agent, paused, reason, paused_until_ms, last_fire_ms, \
+             updated_at_ms) VALUES ($1, $2, NULL, NULL, $3, $4) \
+             ON CONFLICT (agent) DO UPDATE SET last_fire_ms = excluded.last_fire_ms, \
+             updated_at_ms = excluded.updated_at_ms \
+             WHERE schedules.last_fire_ms IS NULL OR schedules.last_fire_ms < excluded.last_fire_ms",
+        )
+        .bind(agent)
+        .bind(false)
+        .bind(fire_ms)
+        .bind(now_ms)
+        .execute(&*self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Pauses a schedule with its reason, until `until_ms` (`None`: until an operator
+    /// resumes it). Its last fire is kept.
+    pub async fn pause_schedule(
+        &self,
+        agent: &str,
+        reason: &str,
+        until_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let _write = self.write_permit().await?;
+        sqlx::query(
+            "INSERT INTO schedules (agent, paused, reason, paused_until_ms, last_fire_ms, \
+             updated_at_ms) VALUES ($1, $2, $3, $4, NULL, $5) \
+             ON CONFLICT (agent) DO UPDATE SET paused = excluded.paused, \
+             reason = excluded.reason, paused_until_ms = excluded.paused_until_ms, \
+             updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(agent)
+        .bind(true)
+        .bind(reason)
+        .bind(until_ms)
+        .bind(now_ms)
+        .execute(&*self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Resumes a paused schedule (an operator's resume); `false` when it was not paused.
+    pub async fn resume_schedule(&self, agent: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let _write = self.write_permit().await?;
+        let done = sqlx::query(
+            "UPDATE schedules SET paused = $1, reason = NULL, paused_until_ms = NULL, \
+             updated_at_ms = $2 WHERE agent = $3 AND paused",
+        )
+        .bind(false)
+        .bind(now_ms)
+        .bind(agent)
+        .execute(&*self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Resumes a schedule whose pause has a time that has passed by `now_ms` (the schedule
+    /// resuming by itself); `false` when it was not paused so. A pause until an operator
+    /// resumes it, or one made again since, is left as it is.
+    pub async fn resume_schedule_due(&self, agent: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let _write = self.write_permit().await?;
+        let done = sqlx::query(
+            "UPDATE schedules SET paused = $1, reason = NULL, paused_until_ms = NULL, \
+             updated_at_ms = $2 WHERE agent = $3 AND paused \
+             AND paused_until_ms IS NOT NULL AND paused_until_ms <= $2",
+        )
+        .bind(false)
+        .bind(now_ms)
+        .bind(agent)
+        .execute(&*self.pool())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// The state of every schedule that has one.
     pub async fn schedules(&self) -> Result<Vec<ScheduleRow>, StoreError> {
         let rows = sqlx::query(

@@ -1,11 +1,14 @@
 //! `[agents.NAME]` → [`AgentConfig`]: the model must be an alias, every tool must exist,
-//! delegation must not loop, and every bound is within its range (none can be off).
+//! delegation must not loop, every bound is within its range (none can be off), and a
+//! schedule has a pattern that parses, an input and a `[[keys]]` entry to run as.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use crate::ModelAlias;
-use crate::agents::{AgentBounds, AgentConfig, BUILTIN_TOOLS, HttpFetchConfig, ToolRef};
+use crate::agents::{
+    AgentBounds, AgentConfig, BUILTIN_TOOLS, HttpFetchConfig, Schedule, ToolRef, parse_cron,
+};
 use crate::raw::{RawAgent, RawHttpFetch};
 
 /// A name an agent, a node or a tool may have: it appears in scopes, ledger rows and
@@ -21,6 +24,7 @@ pub(super) fn agents(
     raw: BTreeMap<String, RawAgent>,
     models: &BTreeMap<String, ModelAlias>,
     http_fetch: bool,
+    keys: &HashSet<String>,
     p: &mut Vec<String>,
 ) -> BTreeMap<String, AgentConfig> {
     let names: HashSet<&str> = raw.keys().map(String::as_str).collect();
@@ -61,6 +65,7 @@ pub(super) fn agents(
             }
         }
         let bounds = bounds(a, &at, p);
+        let schedule = schedule(a, &at, keys, p);
         out.insert(
             name.clone(),
             AgentConfig {
@@ -69,6 +74,7 @@ pub(super) fn agents(
                 system: a.system.clone().filter(|s| !s.trim().is_empty()),
                 tools,
                 bounds,
+                schedule,
             },
         );
     }
@@ -152,6 +158,60 @@ pub(super) fn http_fetch(
         max_bytes: size(max_bytes),
         timeout: Duration::from_secs(timeout_s),
         max_redirects: size(max_redirects),
+    })
+}
+
+/// `schedule` with its input and its key, all three or none.
+fn schedule(
+    a: &RawAgent,
+    at: &str,
+    keys: &HashSet<String>,
+    p: &mut Vec<String>,
+) -> Option<Schedule> {
+    let Some(text) = &a.schedule else {
+        for (field, set) in [
+            ("schedule_input", a.schedule_input.is_some()),
+            ("run_as", a.run_as.is_some()),
+        ] {
+            if set {
+                p.push(format!("{at}.{field}: only with `schedule`"));
+            }
+        }
+        return None;
+    };
+    let cron = parse_cron(text)
+        .map_err(|e| {
+            p.push(format!(
+                "{at}.schedule: `{text}` is not a cron pattern (5 fields, 6 with seconds first, or @daily, @hourly…; read in UTC): {e}"
+            ));
+        })
+        .ok();
+    let input = a.schedule_input.clone().filter(|s| !s.trim().is_empty());
+    if input.is_none() {
+        p.push(format!(
+            "{at}.schedule_input: required with `schedule` (the input of each scheduled run)"
+        ));
+    }
+    let run_as = match &a.run_as {
+        None => {
+            p.push(format!(
+                "{at}.run_as: required with `schedule` (a [[keys]] name: its limits and budgets apply to the runs)"
+            ));
+            None
+        }
+        Some(k) if !keys.contains(k) => {
+            p.push(format!(
+                "{at}.run_as: `{k}` is not the name of a [[keys]] entry"
+            ));
+            None
+        }
+        Some(k) => Some(k.clone()),
+    };
+    Some(Schedule {
+        text: text.clone(),
+        cron: cron?,
+        input: input?,
+        run_as: run_as?,
     })
 }
 

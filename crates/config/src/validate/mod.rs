@@ -212,7 +212,7 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
     let limits = limits_section(raw.limits, &models, &providers, &mut p);
     let websocket = websocket(raw.websocket, &mut p);
     let http_fetch = agents::http_fetch(raw.tools.http_fetch, &mut p);
-    let agents = agents::agents(raw.agents, &models, http_fetch.is_some(), &mut p);
+    let agents = agents::agents(raw.agents, &models, http_fetch.is_some(), &names, &mut p);
     let auth = auth_mode(&raw.server, &mut p);
 
     if !p.is_empty() {

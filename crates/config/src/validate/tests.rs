@@ -517,3 +517,104 @@ fn http_fetch_needs_an_allowlist_and_its_caps_are_bounded() {
         "{problems:#?}"
     );
 }
+
+const NIGHTLY_KEY: &str = r#"
+    [[keys]]
+    name = "nightly"
+    key = "nightly-key-0123"
+"#;
+
+#[test]
+fn schedules_take_five_fields_six_with_seconds_or_an_alias() {
+    let cfg = parse(&format!(
+        r#"{NIGHTLY_KEY}{AGENT_BASE}
+        [agents.report]
+        model = "fast"
+        schedule = "0 9 * * 1-5"
+        schedule_input = "Write the daily report"
+        run_as = "nightly"
+        [agents.ticker]
+        model = "fast"
+        schedule = "*/10 * * * * *"
+        schedule_input = "tick"
+        run_as = "nightly"
+        [agents.daily]
+        model = "fast"
+        schedule = "@daily"
+        schedule_input = "once a day"
+        run_as = "nightly"
+        [agents.plain]
+        model = "fast"
+        "#
+    ))
+    .unwrap();
+    let s = cfg.agents["report"].schedule.as_ref().unwrap();
+    assert_eq!(
+        (s.text.as_str(), s.input.as_str(), s.run_as.as_str()),
+        ("0 9 * * 1-5", "Write the daily report", "nightly")
+    );
+    assert_eq!(
+        s.cron,
+        crate::parse_cron("0 0 9 * * 1-5").unwrap(),
+        "seconds are 0"
+    );
+    assert!(cfg.agents["ticker"].schedule.is_some());
+    assert_eq!(
+        cfg.agents["daily"].schedule.as_ref().unwrap().cron,
+        crate::parse_cron("0 0 * * *").unwrap()
+    );
+    assert_eq!(cfg.agents["plain"].schedule, None);
+}
+
+#[test]
+fn a_schedule_needs_a_pattern_an_input_and_a_key_and_each_problem_is_named() {
+    let problems = parse(&format!(
+        r#"{NIGHTLY_KEY}{AGENT_BASE}
+        [agents.bad_cron]
+        model = "fast"
+        schedule = "0 9 * *"
+        schedule_input = "x"
+        run_as = "nightly"
+        [agents.with_year]
+        model = "fast"
+        schedule = "0 0 9 * * * 2030"
+        schedule_input = "x"
+        run_as = "nightly"
+        [agents.out_of_range]
+        model = "fast"
+        schedule = "0 25 * * *"
+        schedule_input = "x"
+        run_as = "nightly"
+        [agents.alone]
+        model = "fast"
+        schedule = "@hourly"
+        [agents.ghost_key]
+        model = "fast"
+        schedule = "@hourly"
+        schedule_input = "  "
+        run_as = "ghost"
+        [agents.no_schedule]
+        model = "fast"
+        schedule_input = "x"
+        run_as = "nightly"
+        "#
+    ))
+    .unwrap_err();
+    for expected in [
+        "agents.bad_cron.schedule: `0 9 * *` is not a cron pattern",
+        "agents.with_year.schedule: `0 0 9 * * * 2030` is not a cron pattern",
+        "agents.out_of_range.schedule: `0 25 * * *` is not a cron pattern",
+        "agents.alone.schedule_input: required with `schedule`",
+        "agents.alone.run_as: required with `schedule`",
+        "agents.ghost_key.schedule_input: required with `schedule`",
+        "agents.ghost_key.run_as: `ghost` is not the name of a [[keys]] entry",
+        "agents.no_schedule.schedule_input: only with `schedule`",
+        "agents.no_schedule.run_as: only with `schedule`",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "missing `{expected}` in {problems:#?}"
+        );
+    }
+    assert_eq!(problems.len(), 9, "nothing else is reported: {problems:#?}");
+}

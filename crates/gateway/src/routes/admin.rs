@@ -1,5 +1,6 @@
-//! `/admin/*`: keys, spend reports, auth-profile state. Behind `[server] admin_token`, its
-//! own bearer token; the whole API answers 404 `admin_disabled` when no token is set.
+//! `/admin/*`: keys, spend reports, auth-profile state, spend breakers, schedules. Behind
+//! `[server] admin_token`, its own bearer token; the whole API answers 404
+//! `admin_disabled` when no token is set.
 
 use std::sync::Arc;
 
@@ -39,6 +40,8 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
             "/admin/agents/{name}/breaker/reset",
             post(reset_agent_breaker),
         )
+        .route("/admin/schedules", get(schedules))
+        .route("/admin/schedules/{agent}/resume", post(resume_schedule))
         .route("/admin/auth-profiles", get(auth_profiles))
         .route(
             "/admin/auth-profiles/{provider}/reset",
@@ -320,6 +323,27 @@ async fn reset_agent_breaker(
     }
     tracing::info!(agent = %name, "agent breaker reset by an operator");
     Ok(Json(json!({"agent": name, "reset": true})))
+}
+
+/// Every schedule of the config: its pattern, next fire, and whether it is paused and why
+/// (the state every instance shares, from the store).
+async fn schedules(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({"data": state.scheduler.schedules().await?})))
+}
+
+/// Resumes an agent's paused schedule on every instance: its next fire starts a run again.
+/// A schedule that was not paused is left as it is (`"resumed": false`).
+async fn resume_schedule(
+    State(state): State<Arc<AppState>>,
+    Path(agent): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    plain_text("agent", &agent)?;
+    let Some(done) = state.scheduler.resume_schedule(&agent).await? else {
+        return Err(ApiError::NotFoundEntity(format!(
+            "agent `{agent}` has no schedule"
+        )));
+    };
+    Ok(Json(json!(done)))
 }
 
 #[cfg(test)]

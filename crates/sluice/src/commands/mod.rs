@@ -4,6 +4,7 @@ pub mod agents;
 pub mod keys;
 pub mod migrate;
 pub mod node;
+pub mod schedules;
 pub mod serve;
 pub mod spend;
 
