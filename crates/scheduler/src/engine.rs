@@ -111,7 +111,10 @@ async fn drive(inner: Arc<Inner>, live: Arc<LiveRun>, ctx: RunCtx) -> Result<Str
         // Cancelled while it waited for its session's turn.
         Some(Err(f)) => Err(f.clone()),
         _ => {
-            if let Err(e) = store.start_run(&runner.ctx.id, now_ms()).await {
+            // Only a session's run was written `queued` (it may have waited its turn).
+            if runner.ctx.session_id.is_some()
+                && let Err(e) = store.start_run(&runner.ctx.id, now_ms()).await
+            {
                 tracing::warn!(run = %runner.ctx.id, "cannot mark the run running: {e}");
             }
             runner.go().await
@@ -689,7 +692,7 @@ impl Runner {
             origin: Origin::Agent.as_str().to_owned(),
             idempotency_key: None,
             request_hash: None,
-            status: status::QUEUED.to_owned(),
+            status: status::RUNNING.to_owned(),
             input: Value::String(input.clone()),
             output: None,
             error_code: None,

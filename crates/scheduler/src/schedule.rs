@@ -246,7 +246,8 @@ async fn timer(inner: Arc<Inner>) {
             Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)).min(NAP)
         });
         tokio::select! {
-            () = inner.stopping.cancelled() => return,
+            // No fire once the stop begins (a stop waits for the scheduler's tasks).
+            () = inner.closing.cancelled() => return,
             () = inner.schedules.wake.notified() => {}
             () = tokio::time::sleep(nap) => {}
         }

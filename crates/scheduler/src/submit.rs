@@ -109,6 +109,13 @@ pub(crate) async fn submit(
     };
     let id = uuid::Uuid::now_v7().to_string();
     let now = now_ms();
+    // A run of a session may wait for the session's previous run; any other starts now
+    // (one write fewer on the way in).
+    let first_status = if session_id.is_some() {
+        status::QUEUED
+    } else {
+        status::RUNNING
+    };
     let row = RunRow {
         id: id.clone(),
         key_id: who.key_ref.to_string(),
@@ -121,7 +128,7 @@ pub(crate) async fn submit(
         origin: sub.origin.as_str().to_owned(),
         idempotency_key: sub.idempotency_key.clone(),
         request_hash: Some(request_hash(&sub)),
-        status: status::QUEUED.to_owned(),
+        status: first_status.to_owned(),
         input: sub.input.clone(),
         output: None,
         error_code: None,
@@ -144,7 +151,7 @@ pub(crate) async fn submit(
             Ok(slot) => slot,
             Err(e) => {
                 inner.breakers.release(&agent.name, admitted);
-                if let Err(e) = store.delete_queued_run(&id).await {
+                if let Err(e) = store.delete_unstarted_run(&id).await {
                     tracing::warn!(run = %id, "cannot remove a run refused a place: {e}");
                 }
                 return Err(e);
@@ -182,7 +189,7 @@ pub(crate) async fn submit(
     );
     Ok(Accepted {
         run_id: id,
-        status: status::QUEUED.to_owned(),
+        status: first_status.to_owned(),
         existing: false,
     })
 }

@@ -267,15 +267,19 @@ impl Store {
         row.as_ref().map(run_from_row).transpose()
     }
 
-    /// Removes a run that never started (refused a place after its row was written);
-    /// `false` when it is not (or no longer) queued.
-    pub async fn delete_queued_run(&self, id: &str) -> Result<bool, StoreError> {
+    /// Removes a run that never started (refused a place after its row was written): one
+    /// still queued or running with no event yet. `false` when it has begun or ended.
+    pub async fn delete_unstarted_run(&self, id: &str) -> Result<bool, StoreError> {
         let _write = self.write_permit().await?;
-        let done = sqlx::query("DELETE FROM runs WHERE id = $1 AND status = $2")
-            .bind(id)
-            .bind(status::QUEUED)
-            .execute(&*self.pool())
-            .await?;
+        let done = sqlx::query(
+            "DELETE FROM runs WHERE id = $1 AND status IN ($2, $3) AND last_seq = 0 \
+             AND NOT EXISTS (SELECT 1 FROM run_events WHERE run_id = $1)",
+        )
+        .bind(id)
+        .bind(status::QUEUED)
+        .bind(status::RUNNING)
+        .execute(&*self.pool())
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 

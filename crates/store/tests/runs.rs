@@ -222,3 +222,19 @@ async fn runs_in_flight_are_interrupted_with_what_the_ledger_says_they_spent() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn only_a_run_that_never_began_is_removed() {
+    each_backend(async |store| {
+        let mut fresh = run("fresh", "k", None);
+        fresh.status = status::RUNNING.into();
+        store.insert_run(&fresh).await.unwrap();
+        assert!(store.delete_unstarted_run("fresh").await.unwrap());
+        assert!(store.run("fresh").await.unwrap().is_none());
+        store.insert_run(&run("begun", "k", None)).await.unwrap();
+        store.append_run_events(&[event("begun", 1)]).await.unwrap();
+        assert!(!store.delete_unstarted_run("begun").await.unwrap());
+        assert!(store.run("begun").await.unwrap().is_some());
+    })
+    .await;
+}
