@@ -30,6 +30,21 @@ fn config(mock: &MockProvider, agents: &str) -> String {
     )
 }
 
+/// The model asks for one tool.
+fn tool_call(name: &str, arguments: Value) -> Step {
+    Step::ToolCall {
+        name: name.into(),
+        arguments,
+    }
+}
+
+/// A mock provider whose model `m-main` answers with `steps` (the last one repeats).
+async fn scripted(wire: Wire, steps: Vec<Step>) -> MockProvider {
+    let mock = MockProvider::start(wire).await;
+    mock.script("m-main", steps);
+    mock
+}
+
 fn client_config(gw: &Gateway) -> ClientConfig {
     let mut c = ClientConfig::new(format!("ws://{}/ws", gw.addr), KEY);
     c.call_timeout = Duration::from_secs(10);
@@ -162,17 +177,14 @@ tool_timeout_s = 1
 
 #[tokio::test]
 async fn a_run_uses_a_node_tool_and_its_cost_is_its_ledger_rows() {
-    let mock = MockProvider::start(Wire::OpenAi).await;
-    mock.script(
-        "m-main",
+    let mock = scripted(
+        Wire::OpenAi,
         vec![
-            Step::ToolCall {
-                name: "lookup".into(),
-                arguments: json!({"q": "the answer"}),
-            },
+            tool_call("lookup", json!({"q": "the answer"})),
             Step::Text("The answer is forty two".into()),
         ],
-    );
+    )
+    .await;
     let gw = Gateway::start(&config(&mock, RESEARCHER)).await;
     let _node = node(&gw).await;
     let c = client(&gw).await;
@@ -262,9 +274,8 @@ async fn a_run_uses_a_node_tool_and_its_cost_is_its_ledger_rows() {
 
 #[tokio::test]
 async fn parallel_tool_calls_run_at_once_and_bad_arguments_go_back_to_the_model() {
-    let mock = MockProvider::start(Wire::Anthropic).await;
-    mock.script(
-        "m-main",
+    let mock = scripted(
+        Wire::Anthropic,
         vec![
             Step::ToolCalls(vec![
                 ("n1__slow".into(), json!({"ms": 300})),
@@ -275,7 +286,8 @@ async fn parallel_tool_calls_run_at_once_and_bad_arguments_go_back_to_the_model(
             ]),
             Step::Text("Done".into()),
         ],
-    );
+    )
+    .await;
     let gw = Gateway::start(&config(&mock, RESEARCHER)).await;
     let (_node, load) = node(&gw).await;
     let c = client(&gw).await;
@@ -321,21 +333,15 @@ async fn parallel_tool_calls_run_at_once_and_bad_arguments_go_back_to_the_model(
 
 #[tokio::test]
 async fn a_tool_that_times_out_and_a_node_that_leaves_mid_call_are_told_to_the_model() {
-    let mock = MockProvider::start(Wire::OpenAi).await;
-    mock.script(
-        "m-main",
+    let mock = scripted(
+        Wire::OpenAi,
         vec![
-            Step::ToolCall {
-                name: "n1__slow".into(),
-                arguments: json!({"ms": 5000}),
-            },
-            Step::ToolCall {
-                name: "n1__slow".into(),
-                arguments: json!({"ms": 5001}),
-            },
+            tool_call("n1__slow", json!({"ms": 5000})),
+            tool_call("n1__slow", json!({"ms": 5001})),
             Step::Text("I could not".into()),
         ],
-    );
+    )
+    .await;
     let gw = Gateway::start(&config(&mock, RESEARCHER)).await;
     let (node, _) = node(&gw).await;
     let c = client(&gw).await;
@@ -388,17 +394,14 @@ max_cost_usd = 5.0
 
 #[tokio::test]
 async fn an_agent_delegates_within_its_own_budget_and_the_childs_events_are_nested() {
-    let mock = MockProvider::start(Wire::OpenAi).await;
-    mock.script(
-        "m-main",
+    let mock = scripted(
+        Wire::OpenAi,
         vec![
-            Step::ToolCall {
-                name: "agent__helper_agent".into(),
-                arguments: json!({"input": "sum it up"}),
-            },
+            tool_call("agent__helper_agent", json!({"input": "sum it up"})),
             Step::Text("Boss is done".into()),
         ],
-    );
+    )
+    .await;
     mock.script("m-helper", vec![Step::Text("helper says hi".into())]);
     let gw = Gateway::start(&config(&mock, DELEGATING)).await;
     let c = client(&gw).await;
@@ -463,17 +466,14 @@ async fn an_agent_delegates_within_its_own_budget_and_the_childs_events_are_nest
 
 #[tokio::test]
 async fn a_child_cannot_spend_more_than_its_parent_has_left() {
-    let mock = MockProvider::start(Wire::OpenAi).await;
-    mock.script(
-        "m-main",
+    let mock = scripted(
+        Wire::OpenAi,
         vec![
-            Step::ToolCall {
-                name: "agent__helper_agent".into(),
-                arguments: json!({"input": "spend a lot"}),
-            },
+            tool_call("agent__helper_agent", json!({"input": "spend a lot"})),
             Step::Text("ok".into()),
         ],
-    );
+    )
+    .await;
     mock.script("m-helper", vec![Step::Text("expensive".into())]);
     // The boss may spend $0.01; one helper call may cost up to 4096 × $4/M ≈ $0.016.
     let agents = DELEGATING
@@ -510,14 +510,14 @@ async fn a_child_cannot_spend_more_than_its_parent_has_left() {
 
 #[tokio::test]
 async fn a_cancelled_run_stops_inside_its_stream_and_pays_only_what_streamed() {
-    let mock = MockProvider::start(Wire::OpenAi).await;
-    mock.script(
-        "m-main",
+    let mock = scripted(
+        Wire::OpenAi,
         vec![Step::ChunkGap {
             ms: 100,
             text: "one two three four five six seven eight nine ten eleven twelve".into(),
         }],
-    );
+    )
+    .await;
     let gw = Gateway::start(&config(&mock, RESEARCHER)).await;
     let c = client(&gw).await;
     let mut events = c.events();
@@ -566,8 +566,7 @@ async fn a_cancelled_run_stops_inside_its_stream_and_pays_only_what_streamed() {
 
 #[tokio::test]
 async fn the_same_idempotency_key_returns_the_same_run_and_never_a_second() {
-    let mock = MockProvider::start(Wire::OpenAi).await;
-    mock.script("m-main", vec![Step::Text("once".into())]);
+    let mock = scripted(Wire::OpenAi, vec![Step::Text("once".into())]).await;
     let gw = Gateway::start(&config(&mock, RESEARCHER)).await;
     let c = client(&gw).await;
     let ask = json!({"agent": "researcher", "input": "do it once", "idempotency_key": "job-1"});
@@ -656,9 +655,8 @@ async fn web_server() -> std::net::SocketAddr {
 async fn http_fetch_reaches_what_is_allowed_and_the_ssrf_guard_refuses_the_rest() {
     let web = web_server().await;
     let fetch = |url: String| ("http_fetch".to_owned(), json!({ "url": url }));
-    let mock = MockProvider::start(Wire::OpenAi).await;
-    mock.script(
-        "m-main",
+    let mock = scripted(
+        Wire::OpenAi,
         vec![
             Step::ToolCalls(vec![
                 fetch(format!("http://{web}/page")),
@@ -672,7 +670,8 @@ async fn http_fetch_reaches_what_is_allowed_and_the_ssrf_guard_refuses_the_rest(
             ]),
             Step::Text("fetched".into()),
         ],
-    );
+    )
+    .await;
     // The test server is on loopback: let exactly 127.0.0.1 through, nothing else.
     let agents = r#"
 [agents.fetcher]
@@ -718,8 +717,7 @@ allow_networks = ["127.0.0.1/32"]
 
 #[tokio::test]
 async fn a_session_carries_completed_turns_trimmed_to_the_context_window() {
-    let mock = MockProvider::start(Wire::OpenAi).await;
-    mock.script("m-main", vec![Step::Text("Noted".into())]);
+    let mock = scripted(Wire::OpenAi, vec![Step::Text("Noted".into())]).await;
     let agents = r#"
 [agents.chat]
 model = "m"
@@ -782,17 +780,14 @@ context_tokens = 60
 
 #[tokio::test]
 async fn a_large_tool_result_is_cut_before_the_model_sees_it() {
-    let mock = MockProvider::start(Wire::OpenAi).await;
-    mock.script(
-        "m-main",
+    let mock = scripted(
+        Wire::OpenAi,
         vec![
-            Step::ToolCall {
-                name: "lookup".into(),
-                arguments: json!({"q": "x".repeat(500)}),
-            },
+            tool_call("lookup", json!({"q": "x".repeat(500)})),
             Step::Text("ok".into()),
         ],
-    );
+    )
+    .await;
     let agents = RESEARCHER.replace("tool_timeout_s = 1", "max_tool_result_bytes = 64");
     let gw = Gateway::start(&config(&mock, &agents)).await;
     let _node = node(&gw).await;
@@ -823,17 +818,14 @@ async fn a_large_tool_result_is_cut_before_the_model_sees_it() {
 
 #[tokio::test]
 async fn a_python_websockets_client_runs_an_agent_and_replays_it() {
-    let mock = MockProvider::start(Wire::Gemini).await;
-    mock.script(
-        "m-main",
+    let mock = scripted(
+        Wire::Gemini,
         vec![
-            Step::ToolCall {
-                name: "time_now".into(),
-                arguments: json!({}),
-            },
+            tool_call("time_now", json!({})),
             Step::Text("It is now".into()),
         ],
-    );
+    )
+    .await;
     let gw = Gateway::start(&config(&mock, RESEARCHER)).await;
     let stdout = sluice_e2e::run_python(
         "ws_runs.py",
@@ -854,14 +846,7 @@ async fn a_python_websockets_client_runs_an_agent_and_replays_it() {
 
 #[tokio::test]
 async fn the_agents_own_limits_hold_across_its_runs_and_no_header_can_spend_them() {
-    let mock = MockProvider::start(Wire::OpenAi).await;
-    mock.script(
-        "m-main",
-        vec![Step::ToolCall {
-            name: "time_now".into(),
-            arguments: json!({}),
-        }],
-    );
+    let mock = scripted(Wire::OpenAi, vec![tool_call("time_now", json!({}))]).await;
     let agents = r#"
 [agents.researcher]
 model = "m"
@@ -923,14 +908,14 @@ budget_tokens_total = 600
 
 #[tokio::test]
 async fn cancelling_a_parent_ends_its_child_and_both_rows_say_so() {
-    let mock = MockProvider::start(Wire::OpenAi).await;
-    mock.script(
-        "m-main",
-        vec![Step::ToolCall {
-            name: "agent__helper_agent".into(),
-            arguments: json!({"input": "take forever"}),
-        }],
-    );
+    let mock = scripted(
+        Wire::OpenAi,
+        vec![tool_call(
+            "agent__helper_agent",
+            json!({"input": "take forever"}),
+        )],
+    )
+    .await;
     mock.script("m-helper", vec![Step::Hang]);
     let gw = Gateway::start(&config(&mock, DELEGATING)).await;
     let c = client(&gw).await;

@@ -117,7 +117,7 @@ pub fn prompt_tokens(req: &ChatRequest, model: &str) -> TokenCount {
     let count = |s: &str| counter.borrow_mut().count(s);
     let mut tokens = 3;
     for m in &req.messages {
-        tokens += 3 + count(role_name(m.role));
+        tokens += 3 + count(m.role.as_str());
         match &m.content {
             None => {}
             Some(Content::Text(t)) => tokens += count(t),
@@ -145,16 +145,6 @@ pub fn prompt_tokens(req: &ChatRequest, model: &str) -> TokenCount {
     TokenCount {
         tokens,
         exact: exact && req.tools.is_none() && !estimated,
-    }
-}
-
-fn role_name(role: sluice_llm::Role) -> &'static str {
-    match role {
-        sluice_llm::Role::System => "system",
-        sluice_llm::Role::Developer => "developer",
-        sluice_llm::Role::User => "user",
-        sluice_llm::Role::Assistant => "assistant",
-        sluice_llm::Role::Tool => "tool",
     }
 }
 

@@ -83,6 +83,19 @@ pub enum Role {
     Tool,
 }
 
+impl Role {
+    /// The name OpenAI's format gives the role (`"user"`, `"tool"`…).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::Developer => "developer",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     pub role: Role,

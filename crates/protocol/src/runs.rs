@@ -45,16 +45,6 @@ pub mod events {
     }
 }
 
-/// The run's status, as the store keeps it.
-pub mod status {
-    pub const QUEUED: &str = "queued";
-    pub const RUNNING: &str = "running";
-    pub const COMPLETED: &str = "completed";
-    pub const FAILED: &str = "failed";
-    pub const CANCELLED: &str = "cancelled";
-    pub const INTERRUPTED: &str = "interrupted";
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentRun {
@@ -99,6 +89,7 @@ pub struct RunRef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunStatus {
     pub run_id: String,
+    /// `queued`, `running`, `completed`, `failed`, `cancelled` or `interrupted`.
     pub status: String,
     /// The seq of the run's newest event when this was answered.
     pub last_seq: u64,

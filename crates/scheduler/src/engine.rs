@@ -18,10 +18,11 @@ use sluice_llm::{ChatRequest, Message, Role, StreamOptions, ToolCall};
 use sluice_protocol::codes;
 use sluice_protocol::runs::{
     RunBounds, RunCompleted, RunDelta, RunFailed, RunStarted, RunToolCall, RunToolResult, RunUsage,
-    events, status, usd,
+    events, usd,
 };
 use sluice_service::ids::now_ms;
 use sluice_service::{CallMeta, Principal, Reply, RunScope, ServiceError};
+use sluice_store::runs::status;
 use sluice_store::runs::{RunCounters, RunEnd, RunEventRow, RunRow};
 use tokio::time::Instant;
 
@@ -675,12 +676,7 @@ impl Runner {
             }
         };
         let id = uuid::Uuid::now_v7().to_string();
-        let now = now_ms();
         let row = RunRow {
-            id: id.clone(),
-            key_id: self.ctx.who.key_ref.to_string(),
-            user_id: self.ctx.who.user_id.clone(),
-            agent: agent.name.clone(),
             parent_run_id: Some(self.ctx.id.clone()),
             root_run_id: self
                 .ctx
@@ -688,21 +684,14 @@ impl Runner {
                 .last()
                 .map_or_else(|| self.ctx.id.clone(), |(root, _)| root.clone()),
             depth: self.ctx.depth + 1,
-            session_id: None,
-            origin: Origin::Agent.as_str().to_owned(),
-            idempotency_key: None,
-            request_hash: None,
-            status: status::RUNNING.to_owned(),
-            input: Value::String(input.clone()),
-            output: None,
-            error_code: None,
-            error_message: None,
-            breaker: None,
-            counters: RunCounters::default(),
-            last_seq: 0,
-            created_at_ms: now,
-            finished_at_ms: None,
-            updated_at_ms: now,
+            ..crate::submit::new_row(
+                &id,
+                &self.ctx.who,
+                &agent.name,
+                Origin::Agent,
+                Value::String(input.clone()),
+                status::RUNNING,
+            )
         };
         if let Err(e) = self.inner.service.store().insert_run(&row).await {
             self.inner.breakers.release(&agent.name, admitted);

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use sluice_limits::lease::Refusal;
 use sluice_limits::spec::Meter;
-use sluice_protocol::runs::{BreakerTrip, status};
+use sluice_protocol::runs::BreakerTrip;
 use sluice_protocol::{ErrorBody, codes};
 use sluice_service::ServiceError;
+use sluice_store::runs::status;
 
 /// A request about runs refused before any run is started or followed.
 #[derive(Debug, thiserror::Error)]

@@ -97,7 +97,7 @@ pub(crate) async fn append(store: &Store, session_id: &str, turn: &[Message], no
     let messages: Vec<NewMessage> = turn
         .iter()
         .map(|m| NewMessage {
-            role: role_name(m.role).to_owned(),
+            role: m.role.as_str().to_owned(),
             content: serde_json::to_value(m).unwrap_or(serde_json::Value::Null),
             created_at_ms: now_ms,
         })
@@ -106,16 +106,6 @@ pub(crate) async fn append(store: &Store, session_id: &str, turn: &[Message], no
         tracing::warn!(session = %session_id, "cannot store the run's turn: {e}");
     }
     let _ = store.touch_session(session_id, now_ms).await;
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::System => "system",
-        Role::Developer => "developer",
-        Role::User => "user",
-        Role::Assistant => "assistant",
-        Role::Tool => "tool",
-    }
 }
 
 /// The request of one step: the agent's system prompt, the history kept, the run's turn.

@@ -37,9 +37,10 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use sluice_config::{AgentConfig, Config};
-use sluice_protocol::runs::{RunStatus, status};
+use sluice_protocol::runs::RunStatus;
 use sluice_service::{Principal, Service};
 use sluice_store::runs::RunRow;
+use sluice_store::runs::status;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 

@@ -26,10 +26,11 @@ use serde::Serialize;
 use serde_json::Value;
 use sluice_config::AgentConfig;
 use sluice_protocol::ErrorBody;
-use sluice_protocol::runs::{events, status};
+use sluice_protocol::runs::events;
 use sluice_service::ids::now_ms;
 use sluice_store::StoreError;
 use sluice_store::agents::ScheduleRow;
+use sluice_store::runs::status;
 use tokio::sync::Notify;
 
 pub use crate::cron::{next_fire, utc_text};

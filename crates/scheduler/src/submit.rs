@@ -10,9 +10,9 @@ use sha2::{Digest, Sha256};
 use sluice_config::AgentConfig;
 use sluice_limits::run::{RunBudget, RunMeters};
 use sluice_llm::{Message, Role};
-use sluice_protocol::runs::status;
 use sluice_service::ids::now_ms;
 use sluice_service::{Principal, ServiceError};
+use sluice_store::runs::status;
 use sluice_store::runs::{Inserted, RunCounters, RunRow};
 use sluice_store::sessions::SessionRow;
 
@@ -108,7 +108,6 @@ pub(crate) async fn submit(
         None => None,
     };
     let id = uuid::Uuid::now_v7().to_string();
-    let now = now_ms();
     // A run of a session may wait for the session's previous run; any other starts now
     // (one write fewer on the way in).
     let first_status = if session_id.is_some() {
@@ -117,28 +116,17 @@ pub(crate) async fn submit(
         status::RUNNING
     };
     let row = RunRow {
-        id: id.clone(),
-        key_id: who.key_ref.to_string(),
-        user_id: who.user_id.clone(),
-        agent: agent.name.clone(),
-        parent_run_id: None,
-        root_run_id: id.clone(),
-        depth: 0,
         session_id: session_id.clone(),
-        origin: sub.origin.as_str().to_owned(),
         idempotency_key: sub.idempotency_key.clone(),
         request_hash: Some(request_hash(&sub)),
-        status: first_status.to_owned(),
-        input: sub.input.clone(),
-        output: None,
-        error_code: None,
-        error_message: None,
-        breaker: None,
-        counters: RunCounters::default(),
-        last_seq: 0,
-        created_at_ms: now,
-        finished_at_ms: None,
-        updated_at_ms: now,
+        ..new_row(
+            &id,
+            who,
+            &agent.name,
+            sub.origin,
+            sub.input.clone(),
+            first_status,
+        )
     };
     let inserted = store.insert_run(&row).await.map_err(|e| {
         inner.breakers.release(&agent.name, admitted);
@@ -192,6 +180,42 @@ pub(crate) async fn submit(
         status: first_status.to_owned(),
         existing: false,
     })
+}
+
+/// A new top-level run's row, nothing used yet (callers set what else they know).
+pub(crate) fn new_row(
+    id: &str,
+    who: &Principal,
+    agent: &str,
+    origin: Origin,
+    input: Value,
+    status: &str,
+) -> RunRow {
+    let now = now_ms();
+    RunRow {
+        id: id.to_owned(),
+        key_id: who.key_ref.to_string(),
+        user_id: who.user_id.clone(),
+        agent: agent.to_owned(),
+        parent_run_id: None,
+        root_run_id: id.to_owned(),
+        depth: 0,
+        session_id: None,
+        origin: origin.as_str().to_owned(),
+        idempotency_key: None,
+        request_hash: None,
+        status: status.to_owned(),
+        input,
+        output: None,
+        error_code: None,
+        error_message: None,
+        breaker: None,
+        counters: RunCounters::default(),
+        last_seq: 0,
+        created_at_ms: now,
+        finished_at_ms: None,
+        updated_at_ms: now,
+    }
 }
 
 /// What one run of `agent` may use.

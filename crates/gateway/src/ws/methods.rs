@@ -341,7 +341,7 @@ async fn store_turn(
         .iter()
         .chain(std::iter::once(&answer))
         .map(|m| NewMessage {
-            role: role_name(m.role).to_owned(),
+            role: m.role.as_str().to_owned(),
             content: serde_json::to_value(m).unwrap_or(Value::Null),
             created_at_ms: now,
         })
@@ -350,14 +350,4 @@ async fn store_turn(
         tracing::warn!(session = %session.id, "cannot store the session's messages: {e}");
     }
     let _ = store.touch_session(&session.id, now).await;
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::System => "system",
-        Role::Developer => "developer",
-        Role::User => "user",
-        Role::Assistant => "assistant",
-        Role::Tool => "tool",
-    }
 }
