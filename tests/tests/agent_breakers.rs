@@ -159,6 +159,54 @@ async fn an_open_provider_breaker_ends_the_run() {
 }
 
 #[tokio::test]
+async fn an_open_provider_breaker_is_shown_and_reset_by_an_operator() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    mock.script("m-main", vec![Step::ServerError(500)]);
+    let agents = "[agents.a]\nmodel = \"m\"\nmax_retries = 2\nloop_failing_requests = 10\n";
+    let extra =
+        "[routing]\nmax_retries = 0\n[routing.breaker]\nfailure_threshold = 2\nopen_ms = 600000";
+    let gw = Gateway::start(&config(&mock, agents, extra)).await;
+    let c = client(&gw).await;
+    let mut events = c.events();
+    assert_breaker(&run(&c, &mut events, "a").await, "provider");
+    let admin = |method: reqwest::Method, path: &str| {
+        gw.client
+            .request(method, gw.url(path))
+            .bearer_auth(ADMIN)
+            .send()
+    };
+    let shown: Value = admin(reqwest::Method::GET, "/admin/breakers")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        shown["providers"],
+        json!([{"target": "a:m-main", "state": "open"}]),
+        "{shown}"
+    );
+    let reset = admin(
+        reqwest::Method::POST,
+        "/admin/providers/a:m-main/breaker/reset",
+    )
+    .await
+    .unwrap();
+    assert_eq!(reset.status(), 200);
+    let again = admin(
+        reqwest::Method::POST,
+        "/admin/providers/a:m-main/breaker/reset",
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.status(), 404, "closed now");
+    // Traffic flows again: the model is asked (and fails) once more.
+    mock.script("m-main", vec![Step::Text("back".into())]);
+    assert_eq!(run(&c, &mut events, "a").await["output"], "back");
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn max_tokens_trips() {
     let script = vec![
         tool_call(json!({})),

@@ -124,6 +124,16 @@ impl Breaker {
         }
     }
 
+    /// Closes the breaker (an operator's reset): traffic flows again at once, and the
+    /// failures counted so far are forgotten.
+    pub fn reset(&self) {
+        let mut g = self.lock();
+        g.state = BreakerState::Closed;
+        g.consecutive_failures = 0;
+        g.opened_at = None;
+        g.probes_in_flight = 0;
+    }
+
     /// When an open breaker will let a probe through.
     pub fn retry_in(&self, now: Instant) -> Option<Duration> {
         let g = self.lock();

@@ -339,6 +339,22 @@ impl Router {
         out
     }
 
+    /// Closes the breaker of a chain entry named `provider:model` (this instance's: each
+    /// instance watches its own traffic). `false` when it was not open.
+    pub fn reset_breaker(&self, target: &str) -> bool {
+        let now = Instant::now();
+        let mut closed = false;
+        for e in self.breakers.iter() {
+            if e.key().to_string() == target
+                && e.value().state(now) != crate::breaker::BreakerState::Closed
+            {
+                e.value().reset();
+                closed = true;
+            }
+        }
+        closed
+    }
+
     /// The state of one entry's breaker, for status views and tests.
     pub fn breaker_state(&self, target: &Target) -> crate::breaker::BreakerState {
         self.breaker(target).state(Instant::now())

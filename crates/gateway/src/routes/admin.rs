@@ -37,6 +37,10 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
         )
         .route("/admin/breakers", get(breakers))
         .route(
+            "/admin/providers/{target}/breaker/reset",
+            post(reset_provider_breaker),
+        )
+        .route(
             "/admin/agents/{name}/breaker/reset",
             post(reset_agent_breaker),
         )
@@ -308,6 +312,21 @@ async fn breakers(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Api
         "keys": state.service.spend_breaker().open(),
         "agents": agents,
     })))
+}
+
+/// Closes a chain entry's circuit breaker (`provider:model`) on this instance.
+async fn reset_provider_breaker(
+    State(state): State<Arc<AppState>>,
+    Path(target): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    plain_text("target", &target)?;
+    if !state.service.snapshot().router.reset_breaker(&target) {
+        return Err(ApiError::NotFoundEntity(format!(
+            "the breaker of `{target}` is not open on this instance"
+        )));
+    }
+    tracing::info!(%target, "provider breaker reset by an operator");
+    Ok(Json(json!({"target": target, "reset": true})))
 }
 
 /// Closes an agent's breaker on every instance (within its refresh).
