@@ -23,6 +23,7 @@ pub mod profiles;
 pub mod runs;
 pub mod sessions;
 pub mod spend;
+pub mod webhooks;
 
 pub use file::FileCheck;
 
