@@ -5,5 +5,8 @@
 //! Layout:
 //! - [`verify`]: each platform's request authentication, exactly as the platform
 //!   documents it, on the raw body before anything parses it, compared in constant time.
+//! - [`split`]: answers cut to a platform's message length without losing or breaking a
+//!   character.
 
+pub mod split;
 pub mod verify;
