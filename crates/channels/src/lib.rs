@@ -5,8 +5,11 @@
 //! Layout:
 //! - [`verify`]: each platform's request authentication, exactly as the platform
 //!   documents it, on the raw body before anything parses it, compared in constant time.
+//! - [`wire`]: the platforms' webhook payloads, the parts read, and which messages the
+//!   agent answers (mentions and direct messages; never a bot's).
 //! - [`split`]: answers cut to a platform's message length without losing or breaking a
 //!   character.
 
 pub mod split;
 pub mod verify;
+pub mod wire;
