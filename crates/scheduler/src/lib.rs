@@ -26,6 +26,7 @@ mod engine;
 pub mod error;
 pub mod events;
 mod history;
+mod recovery;
 pub mod schedule;
 pub mod submit;
 pub mod tools;
@@ -140,7 +141,7 @@ impl Scheduler {
             closing: CancellationToken::new(),
             stopping: CancellationToken::new(),
         });
-        engine::recover(&inner).await?;
+        recovery::recover(&inner).await?;
         if let Err(e) = inner.breakers.refresh().await {
             tracing::warn!("cannot read the agents' breakers: {e}");
         }

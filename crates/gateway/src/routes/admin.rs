@@ -226,8 +226,7 @@ pub fn csv(by: &str, rows: &[SpendLine]) -> String {
 /// Nano-dollars as a decimal USD string, exactly.
 pub fn usd(nanos: i64) -> String {
     let sign = if nanos < 0 { "-" } else { "" };
-    let n = nanos.unsigned_abs();
-    format!("{sign}{}.{:09}", n / 1_000_000_000, n % 1_000_000_000)
+    format!("{sign}{}", sluice_protocol::runs::usd(nanos.unsigned_abs()))
 }
 
 async fn auth_profiles(State(state): State<Arc<AppState>>) -> Json<Value> {
