@@ -935,3 +935,55 @@ async fn cancelling_a_parent_ends_its_child_and_both_rows_say_so() {
     assert_eq!(run_row(&gw, &id).await.status, "cancelled");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_agent_at_its_concurrency_refuses_a_new_run_and_keeps_no_row_for_it() {
+    let mock = scripted(Wire::OpenAi, vec![Step::Hang]).await;
+    let agents = "[agents.one]\nmodel = \"m\"\nmax_concurrent_runs = 1\n";
+    let gw = Gateway::start(&config(&mock, agents)).await;
+    let c = client(&gw).await;
+    let first = start(&c, "one", "hang").await;
+    let refused = c
+        .call("agent.run", json!({"agent": "one", "input": "another"}))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some("too_many_runs"));
+    assert!(refused.retryable());
+    assert_eq!(
+        gw.service.store().count_rows("runs").await.unwrap(),
+        1,
+        "the refused run left no row"
+    );
+    // Its place comes back when the first ends.
+    let mut events = c.events();
+    c.call("run.cancel", json!({"run_id": first}))
+        .await
+        .unwrap();
+    events_of(&mut events, &first).await;
+    let again = c
+        .call("agent.run", json!({"agent": "one", "input": "now"}))
+        .await
+        .unwrap();
+    assert_eq!(again["existing"], false);
+    let second = again["run_id"].as_str().unwrap().to_owned();
+    c.call("run.cancel", json!({"run_id": second}))
+        .await
+        .unwrap();
+    events_of(&mut events, &second).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_input_too_large_for_the_context_fails_before_the_provider_is_asked() {
+    let mock = scripted(Wire::OpenAi, vec![Step::Text("never".into())]).await;
+    let agents = "[agents.small]\nmodel = \"m\"\nmax_output_tokens = 10\ncontext_tokens = 40\n";
+    let gw = Gateway::start(&config(&mock, agents)).await;
+    let c = client(&gw).await;
+    let mut events = c.events();
+    let id = start(&c, "small", &"many words here ".repeat(50)).await;
+    let end = last(&events_of(&mut events, &id).await).clone();
+    assert_eq!(end["error"]["code"], "context_overflow", "{end}");
+    assert_eq!(mock.calls(), 0);
+    assert_eq!(run_row(&gw, &id).await.status, "failed");
+    gw.stop().await;
+}

@@ -172,7 +172,7 @@ pub(crate) async fn submit(
             ancestors: Vec::new(),
             depth: 0,
             admitted,
-            _slot: slot,
+            slot: Some(slot),
         },
     );
     Ok(Accepted {

@@ -60,8 +60,9 @@ pub(crate) struct RunCtx {
     pub depth: i64,
     /// How the agent's breaker let the run through (told how it ended).
     pub admitted: crate::breaker::Admitted,
-    /// The run's place among its agent's runs, given back when the run is done.
-    pub _slot: Slot,
+    /// The run's place among its agent's runs, given back as the run ends (before its
+    /// terminal event goes out).
+    pub slot: Option<Slot>,
 }
 
 /// Starts a top-level run on the scheduler's tasks.
@@ -565,8 +566,10 @@ impl Runner {
         if let (Some(sid), Some(turn)) = (&self.ctx.session_id, turn) {
             history::append(store, sid, turn, now_ms()).await;
         }
-        // The agent's breaker hears of it before the client does: a resubmission on
-        // seeing the end meets the breaker as it now is.
+        // The agent's breaker hears of it, and the run's place among the agent's runs
+        // is given back, before the client does: a resubmission on seeing the end meets
+        // the breaker and the concurrency as they now are.
+        drop(self.ctx.slot.take());
         self.inner
             .breakers
             .record(&self.ctx.agent, result.as_ref().err(), self.ctx.admitted);

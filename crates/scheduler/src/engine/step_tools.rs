@@ -251,7 +251,7 @@ impl Runner {
             ancestors,
             depth: self.ctx.depth + 1,
             admitted,
-            _slot: slot,
+            slot: Some(slot),
         };
         let live = register(&self.inner, &ctx, self.live.cancel.child_token());
         // A task of its own: if this run stops waiting (cancelled, past its deadline),
