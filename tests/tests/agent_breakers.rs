@@ -421,6 +421,9 @@ async fn a_run_in_flight_at_a_stop_is_interrupted_and_replayable_after_the_resta
             estimated: false,
             status: "ok".into(),
             latency_ms: 5,
+            channel: None,
+            channel_user: None,
+            session_id: None,
             created_at_ms: 3,
         }])
         .await

@@ -12,10 +12,12 @@
 //! nano-dollars) belongs to `sluice-limits`, which builds on these types.
 
 pub mod agents;
+pub mod channels;
 mod interpolate;
 mod kind;
 mod prices;
 pub mod raw;
+pub mod raw_channels;
 mod secret;
 mod validate;
 
@@ -25,6 +27,9 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use agents::{AgentBounds, AgentConfig, HttpFetchConfig, Schedule, ToolRef, parse_cron};
+pub use channels::{
+    Binding, ChannelPolicy, ChannelsConfig, SlackChannel, Streaming, TelegramBot, WhatsAppChannel,
+};
 pub use kind::{AuthStyle, ProviderKind, Wire};
 pub use prices::{ModelPrice, PriceList};
 pub use raw::{Affinity, Strategy};
@@ -87,6 +92,8 @@ pub struct Config {
     pub agents: BTreeMap<String, AgentConfig>,
     /// `[tools.http_fetch]`; `None`: no agent may use `http_fetch`.
     pub http_fetch: Option<HttpFetchConfig>,
+    /// `[channels]`: Slack, Telegram and WhatsApp into agents.
+    pub channels: ChannelsConfig,
 }
 
 /// `[websocket]`: the `/ws` sessions (docs/protocol.md).

@@ -32,6 +32,8 @@ pub struct RawConfig {
     pub agents: BTreeMap<String, RawAgent>,
     #[serde(default)]
     pub tools: RawTools,
+    #[serde(default)]
+    pub channels: crate::raw_channels::RawChannels,
 }
 
 /// `[tools]`: settings of the built-in tools agents may use.

@@ -330,6 +330,7 @@ async fn fire(inner: &Arc<Inner>, agent: &Arc<AgentConfig>, fire_ms: i64) {
         session_key: None,
         idempotency_key: Some(format!("schedule:{name}:{fire_ms}")),
         origin: Origin::Schedule,
+        channel: None,
     };
     let submitted = submit::submit(inner, &who, sub).await;
     if let Err(e) = store.schedule_fired(name, fire_ms, now_ms()).await {

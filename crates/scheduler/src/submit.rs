@@ -11,7 +11,7 @@ use sluice_config::AgentConfig;
 use sluice_limits::run::{RunBudget, RunMeters};
 use sluice_llm::{Message, Role};
 use sluice_service::ids::now_ms;
-use sluice_service::{Principal, ServiceError};
+use sluice_service::{ChannelUser, Principal, ServiceError};
 use sluice_store::runs::status;
 use sluice_store::runs::{Inserted, RunCounters, RunRow};
 use sluice_store::sessions::SessionRow;
@@ -52,6 +52,9 @@ pub struct Submission {
     pub session_key: Option<String>,
     pub idempotency_key: Option<String>,
     pub origin: Origin,
+    /// A chat channel's message: the platform user's limits apply to every call of the
+    /// run (and of its children), the ledger and the session name the channel.
+    pub channel: Option<Arc<ChannelUser>>,
 }
 
 /// A run started, or the existing one an idempotency key named.
@@ -104,7 +107,16 @@ pub(crate) async fn submit(
     let admitted = inner.breakers.admit(&agent.name)?;
     let store = inner.service.store();
     let session_id = match &sub.session_key {
-        Some(k) => Some(session(inner, who, &agent.name, k).await?),
+        Some(k) => Some(
+            session(
+                inner,
+                who,
+                &agent.name,
+                k,
+                sub.channel.as_deref().map(|c| c.channel.as_str()),
+            )
+            .await?,
+        ),
         None => None,
     };
     let id = uuid::Uuid::now_v7().to_string();
@@ -169,6 +181,7 @@ pub(crate) async fn submit(
             agent,
             input,
             session_id,
+            channel: sub.channel.clone(),
             ancestors: Vec::new(),
             depth: 0,
             admitted,
@@ -272,6 +285,7 @@ async fn session(
     who: &Principal,
     agent: &str,
     key: &str,
+    channel: Option<&str>,
 ) -> Result<String, SchedulerError> {
     let store = inner.service.store();
     let session_key = format!("agent:{}:{agent}:{key}", who.key_ref);
@@ -285,7 +299,7 @@ async fn session(
         session_key: session_key.clone(),
         key_id: Some(who.key_ref.to_string()),
         agent: Some(agent.to_owned()),
-        channel: None,
+        channel: channel.map(str::to_owned),
         metadata: None,
         created_at_ms: now,
         updated_at_ms: now,

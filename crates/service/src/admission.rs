@@ -149,6 +149,11 @@ impl Gate {
                 out.push(scope.clone());
             }
         }
+        if let Some(c) = meta.channel.as_deref()
+            && !c.limits.is_empty()
+        {
+            out.push((c.scope.clone(), c.limits));
+        }
         out
     }
 

@@ -37,8 +37,9 @@ pub struct CallMeta {
     pub run: Option<RunScope>,
     /// The session (a WebSocket session, a channel conversation) the call belongs to.
     pub session: Option<String>,
-    /// The chat channel the call came from (`slack`, `telegram`, `whatsapp`).
-    pub channel: Option<String>,
+    /// The chat channel and platform user the call was made for: the user's own limits
+    /// apply, and the ledger records both.
+    pub channel: Option<Arc<ChannelUser>>,
     /// When the call arrived (before its body was read): its ledger rows' latency counts
     /// from here.
     pub started: Instant,
@@ -76,6 +77,41 @@ impl CallMeta {
     pub fn with_run(mut self, run: RunScope) -> Self {
         self.run = Some(run);
         self
+    }
+}
+
+/// A chat platform's user a call is made for (docs/channels.md): each user of a channel
+/// has their own scope, `chan:{user}`, with the channel's `user_limits`, so one noisy
+/// member of a workspace runs into their own budget and not the team's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelUser {
+    /// `slack`, `telegram:BOT`, `whatsapp`.
+    pub channel: String,
+    /// `slack:T…:U…`, `telegram:BOT:ID`, `whatsapp:WA_ID`: unique across channels.
+    pub user: String,
+    /// The scope's name, `chan:{user}`.
+    pub scope: Arc<str>,
+    pub limits: sluice_config::Limits,
+}
+
+impl ChannelUser {
+    /// Refused unless both names are plain: they go into bucket names and ledger rows.
+    pub fn new(
+        channel: &str,
+        user: &str,
+        limits: sluice_config::Limits,
+    ) -> Result<Self, ServiceError> {
+        if !is_plain_name(channel) || !is_plain_name(user) {
+            return Err(ServiceError::InvalidRequest(format!(
+                "channel and platform user: {PLAIN_NAME_RULE}"
+            )));
+        }
+        Ok(ChannelUser {
+            channel: channel.to_owned(),
+            user: user.to_owned(),
+            scope: Arc::from(format!("chan:{user}")),
+            limits,
+        })
     }
 }
 

@@ -45,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use admission::{Estimate, Gate};
-pub use call::{Answer, CallMeta, Reply, RunScope};
+pub use call::{Answer, CallMeta, ChannelUser, Reply, RunScope};
 pub use error::{Category, ErrorInfo, ServiceError};
 pub use keys::{KeyRing, Principal};
 pub use lifecycle::StopReport;

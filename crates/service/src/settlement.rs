@@ -155,6 +155,9 @@ impl Spend {
             status: status.to_owned(),
             latency_ms,
             created_at_ms: now_ms(),
+            channel: self.meta.channel.as_ref().map(|c| c.channel.clone()),
+            channel_user: self.meta.channel.as_ref().map(|c| c.user.clone()),
+            session_id: self.meta.session.clone(),
         }
     }
 

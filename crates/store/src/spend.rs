@@ -17,6 +17,12 @@ pub enum GroupBy {
     Model,
     Provider,
     Day,
+    /// The chat channel (`slack`, `telegram:BOT`, `whatsapp`); other calls are the empty group.
+    Channel,
+    /// The chat platform's user.
+    ChannelUser,
+    /// The session (a conversation).
+    Session,
 }
 
 impl GroupBy {
@@ -29,6 +35,9 @@ impl GroupBy {
             "model" => GroupBy::Model,
             "provider" => GroupBy::Provider,
             "day" => GroupBy::Day,
+            "channel" => GroupBy::Channel,
+            "channel_user" => GroupBy::ChannelUser,
+            "session" => GroupBy::Session,
             _ => return None,
         })
     }
@@ -40,6 +49,9 @@ impl GroupBy {
             (GroupBy::User, _) => "COALESCE(user_id, '')",
             (GroupBy::Agent, _) => "COALESCE(agent_id, '')",
             (GroupBy::Run, _) => "COALESCE(run_id, '')",
+            (GroupBy::Channel, _) => "COALESCE(channel, '')",
+            (GroupBy::ChannelUser, _) => "COALESCE(channel_user, '')",
+            (GroupBy::Session, _) => "COALESCE(session_id, '')",
             (GroupBy::Model, _) => "provider || ':' || model",
             (GroupBy::Provider, _) => "provider",
             (GroupBy::Day, Backend::Sqlite) => {
@@ -123,7 +135,7 @@ impl Store {
             "SELECT request_id, call_seq, key_id, user_id, agent_id, run_id, provider, model, \
              prompt_tokens, completion_tokens, cached_tokens, cost_nanos, \
              CAST(CASE WHEN estimated THEN 1 ELSE 0 END AS BIGINT) AS estimated, status, \
-             latency_ms, created_at_ms FROM spend ORDER BY created_at_ms DESC, request_id, call_seq LIMIT $1",
+             latency_ms, created_at_ms, channel, channel_user, session_id FROM spend ORDER BY created_at_ms DESC, request_id, call_seq LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&*self.pool())
@@ -147,6 +159,9 @@ impl Store {
                     status: r.try_get("status")?,
                     latency_ms: r.try_get("latency_ms")?,
                     created_at_ms: r.try_get("created_at_ms")?,
+                    channel: r.try_get("channel")?,
+                    channel_user: r.try_get("channel_user")?,
+                    session_id: r.try_get("session_id")?,
                 })
             })
             .collect()

@@ -50,6 +50,9 @@ fn row(request: usize, seq: i64, model: &str, day: i64) -> SpendRow {
         estimated: request.is_multiple_of(5),
         status: "ok".into(),
         latency_ms: 12,
+        channel: None,
+        channel_user: None,
+        session_id: None,
         created_at_ms: 1_767_225_600_000 + day * 86_400_000 + request as i64,
     }
 }

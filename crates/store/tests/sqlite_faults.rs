@@ -77,6 +77,9 @@ fn row(request: usize, seq: i64) -> SpendRow {
         estimated: false,
         status: "ok".into(),
         latency_ms: 5,
+        channel: None,
+        channel_user: None,
+        session_id: None,
         created_at_ms: 1_700_000_000_000,
     }
 }

@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 mod agents;
+mod channels;
+#[cfg(test)]
+mod channels_tests;
 mod limits;
 #[cfg(test)]
 mod tests;
@@ -213,6 +216,7 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
     let websocket = websocket(raw.websocket, &mut p);
     let http_fetch = agents::http_fetch(raw.tools.http_fetch, &mut p);
     let agents = agents::agents(raw.agents, &models, http_fetch.is_some(), &names, &mut p);
+    let channels = channels::channels(raw.channels, &agents, &names, &mut p);
     let auth = auth_mode(&raw.server, &mut p);
 
     if !p.is_empty() {
@@ -242,6 +246,7 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
         websocket,
         agents,
         http_fetch,
+        channels,
     })
 }
 

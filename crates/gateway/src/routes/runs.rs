@@ -66,6 +66,7 @@ pub async fn create(
                 session_key: req.session_key,
                 idempotency_key,
                 origin: Origin::Http,
+                channel: None,
             },
         )
         .await?;

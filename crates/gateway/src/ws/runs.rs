@@ -31,6 +31,7 @@ pub(super) async fn run(conn: &Arc<Conn>, raw: Value) -> Result<Value, ErrorBody
                 session_key: p.session_key,
                 idempotency_key: p.idempotency_key,
                 origin: Origin::Ws,
+                channel: None,
             },
         )
         .await

@@ -53,6 +53,8 @@ pub(crate) struct RunCtx {
     pub agent: Arc<AgentConfig>,
     pub input: Vec<Message>,
     pub session_id: Option<String>,
+    /// The chat channel's user the run answers (inherited by child runs).
+    pub channel: Option<Arc<sluice_service::ChannelUser>>,
     pub budget: RunBudget,
     pub deadline: Instant,
     /// The logs of the runs above this one, nearest first: its events go to them too.
@@ -402,6 +404,7 @@ impl Runner {
             .map_err(Stop::Call)?
             .with_run(scope);
         meta.session = self.ctx.session_id.clone();
+        meta.channel = self.ctx.channel.clone();
         let answer = self
             .guarded(self.inner.service.chat(&self.ctx.who, meta, req))
             .await

@@ -248,6 +248,7 @@ impl Runner {
             agent,
             input: vec![Message::text(Role::User, input)],
             session_id: None,
+            channel: self.ctx.channel.clone(),
             ancestors,
             depth: self.ctx.depth + 1,
             admitted,

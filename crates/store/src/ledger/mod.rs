@@ -59,9 +59,18 @@ pub struct SpendRow {
     pub status: String,
     pub latency_ms: i64,
     pub created_at_ms: i64,
+    /// The chat channel the call came from (`slack`, `telegram:BOT`, `whatsapp`).
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// The platform user it was made for (`slack:T…:U…`, `telegram:BOT:ID`, `whatsapp:ID`).
+    #[serde(default)]
+    pub channel_user: Option<String>,
+    /// The session (conversation) it belongs to.
+    #[serde(default)]
+    pub session_id: Option<String>,
 }
 
-const COLUMNS: usize = 16;
+const COLUMNS: usize = 19;
 
 /// Rows per INSERT on SQLite (see [`Store::insert_spend`]).
 pub const SQLITE_ROWS_PER_STATEMENT: usize = 10;
@@ -294,7 +303,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO spend (request_id, call_seq, key_id, user_id, agent_id, run_id, provider, model, \
                  prompt_tokens, completion_tokens, cached_tokens, cost_nanos, estimated, status, latency_ms, \
-                 created_at_ms) VALUES {} ON CONFLICT (request_id, call_seq) DO NOTHING",
+                 created_at_ms, channel, channel_user, session_id) VALUES {} ON CONFLICT (request_id, call_seq) DO NOTHING",
                 values_placeholders(self.backend(), chunk.len(), COLUMNS)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -315,7 +324,10 @@ impl Store {
                     .bind(r.estimated)
                     .bind(&r.status)
                     .bind(r.latency_ms)
-                    .bind(r.created_at_ms);
+                    .bind(r.created_at_ms)
+                    .bind(&r.channel)
+                    .bind(&r.channel_user)
+                    .bind(&r.session_id);
             }
             q.execute(&mut *tx).await?;
         }

@@ -155,6 +155,9 @@ mod tests {
             estimated: true,
             status: "ok".into(),
             latency_ms: 1,
+            channel: None,
+            channel_user: None,
+            session_id: None,
             created_at_ms: 2,
         }
     }
