@@ -84,6 +84,12 @@ impl From<u64> for J {
         J::Int(n)
     }
 }
+/// Telegram chat ids are negative for groups.
+impl From<i64> for J {
+    fn from(n: i64) -> J {
+        J::Value(serde_json::Value::from(n))
+    }
+}
 impl From<u16> for J {
     fn from(n: u16) -> J {
         J::Int(u64::from(n))

@@ -1,7 +1,8 @@
 //! Scriptable mock provider servers for Sluice's end-to-end tests: OpenAI chat completions and
 //! embeddings, Anthropic Messages and Gemini `generateContent`, speaking each provider's real
 //! wire format (JSON and SSE, field order and layout included), counting calls and recording
-//! what they received. It owns no Sluice types and depends on no Sluice crate.
+//! what they received. Also, in [`chat`], mock Slack, Telegram and WhatsApp APIs on one server,
+//! and their signed webhook deliveries. It owns no Sluice types and depends on no Sluice crate.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -21,8 +22,15 @@
 //! - `openai.rs`, `anthropic.rs`, `gemini.rs`: routes, and each format's answers and errors.
 //! - `sse.rs`: paced event streams; `json.rs`: key-ordered JSON in the providers' layouts;
 //!   `tokens.rs`: deterministic token counts and embedding vectors.
+//! - `chat/`: [`chat::MockChat`], the chat platforms on one server. `chat/mod.rs`: the handle
+//!   and the public types; `chat/state.rs`: what it records and the one path every call takes
+//!   (record, scripted failure or apply, latency, answer); `chat/slack.rs`,
+//!   `chat/telegram.rs`, `chat/whatsapp.rs`: each platform's routes, checks and answers;
+//!   `chat/sign.rs`: the webhook signatures; `chat/send.rs`: delivering webhooks;
+//!   `chat/payload.rs`: the documented webhook payloads.
 
 mod anthropic;
+pub mod chat;
 mod gemini;
 mod json;
 mod openai;
