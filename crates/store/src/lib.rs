@@ -11,11 +11,13 @@
 //!
 //! Layout: [`keys`] (API keys), [`ledger`] (spend rows and the batched writer),
 //! [`profiles`] (provider auth-profile state), [`sessions`] (WebSocket sessions and their
-//! ordered messages), [`spend`] (reports).
+//! ordered messages), [`spend`] (reports), [`channels`] (chat channels' deliveries and
+//! pairings).
 
 pub mod agents;
 pub mod breakers;
 pub mod buckets;
+pub mod channels;
 mod file;
 pub mod keys;
 pub mod ledger;
@@ -25,6 +27,7 @@ pub mod sessions;
 pub mod spend;
 pub mod webhooks;
 
+pub use channels::{Accepted, DeliveryRow, NewDelivery, Paired, PairingRow, PartRow};
 pub use file::FileCheck;
 
 use std::path::Path;
@@ -72,10 +75,13 @@ pub enum StoreError {
     SessionNotFound(String),
     #[error("session {0}: message seqs kept colliding with another writer's")]
     SessionContended(String),
+    /// A caller asked for a state the row cannot take (a bug in the caller).
+    #[error("invalid state: {0}")]
+    InvalidState(String),
 }
 
 /// Every table of the schema, on both backends.
-pub const TABLES: [&str; 12] = [
+pub const TABLES: [&str; 15] = [
     "api_keys",
     "spend",
     "auth_profiles",
@@ -88,6 +94,9 @@ pub const TABLES: [&str; 12] = [
     "key_breakers",
     "agent_breakers",
     "schedules",
+    "channel_deliveries",
+    "channel_delivery_parts",
+    "channel_pairings",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
