@@ -55,14 +55,10 @@ pub fn slack(
     body: &[u8],
     now_s: i64,
 ) -> Result<(), Refused> {
-    const TS: &str = "X-Slack-Request-Timestamp";
     const SIG: &str = "X-Slack-Signature";
-    let ts_text = timestamp.ok_or(Refused::MissingHeader(TS))?;
+    slack_timestamp(timestamp, now_s)?;
+    let ts_text = timestamp.unwrap_or_default();
     let sig = signature.ok_or(Refused::MissingHeader(SIG))?;
-    let ts: i64 = ts_text.trim().parse().map_err(|_| Refused::Malformed(TS))?;
-    if now_s.abs_diff(ts) > SLACK_MAX_SKEW_S.unsigned_abs() {
-        return Err(Refused::Stale);
-    }
     let expected = sig
         .strip_prefix("v0=")
         .and_then(hex)
@@ -74,6 +70,18 @@ pub fn slack(
     mac.update(body);
     mac.verify_slice(&expected)
         .map_err(|_| Refused::BadSignature)
+}
+
+/// Slack's `X-Slack-Request-Timestamp`: present, a number, within
+/// [`SLACK_MAX_SKEW_S`] of `now_s`. Checked before the body is read (and again with it).
+pub fn slack_timestamp(timestamp: Option<&str>, now_s: i64) -> Result<(), Refused> {
+    const TS: &str = "X-Slack-Request-Timestamp";
+    let ts_text = timestamp.ok_or(Refused::MissingHeader(TS))?;
+    let ts: i64 = ts_text.trim().parse().map_err(|_| Refused::Malformed(TS))?;
+    if now_s.abs_diff(ts) > SLACK_MAX_SKEW_S.unsigned_abs() {
+        return Err(Refused::Stale);
+    }
+    Ok(())
 }
 
 /// Meta's `X-Hub-Signature-256` (WhatsApp Cloud API webhooks).

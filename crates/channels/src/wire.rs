@@ -87,6 +87,20 @@ pub struct TelegramMessage {
     pub text: Option<String>,
     #[serde(default)]
     pub entities: Vec<TelegramEntity>,
+    /// A forum topic's id (supergroups with topics).
+    #[serde(default)]
+    pub message_thread_id: Option<i64>,
+    /// The message this one answers; a reply to the bot is for the bot.
+    #[serde(default)]
+    pub reply_to_message: Option<Box<TelegramReplied>>,
+}
+
+/// The message a Telegram message replies to (only who wrote it is read).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TelegramReplied {
+    pub message_id: i64,
+    #[serde(default)]
+    pub from: Option<TelegramUser>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -173,9 +187,24 @@ pub struct WhatsAppChange {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct WhatsAppValue {
     pub metadata: Option<WhatsAppMetadata>,
-    /// Incoming messages (delivery `statuses` come in other changes and are ignored).
+    /// Incoming messages.
     #[serde(default)]
     pub messages: Vec<WhatsAppMessage>,
+    /// What became of messages the business sent (`sent`, `delivered`, `read`,
+    /// `failed`), with the `biz_opaque_callback_data` they were sent with.
+    #[serde(default)]
+    pub statuses: Vec<WhatsAppStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct WhatsAppStatus {
+    /// The `wamid` of the message sent.
+    pub id: String,
+    pub status: String,
+    #[serde(default)]
+    pub recipient_id: Option<String>,
+    #[serde(default)]
+    pub biz_opaque_callback_data: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -202,6 +231,16 @@ pub struct WhatsAppText {
 }
 
 impl WhatsAppPayload {
+    /// Every status in the payload, with the business number it concerns.
+    pub fn statuses(&self) -> impl Iterator<Item = (&str, &WhatsAppStatus)> {
+        self.entry
+            .iter()
+            .flat_map(|e| &e.changes)
+            .filter(|c| c.field == "messages")
+            .filter_map(|c| Some((c.value.metadata.as_ref()?, &c.value.statuses)))
+            .flat_map(|(m, st)| st.iter().map(move |s| (m.phone_number_id.as_str(), s)))
+    }
+
     /// Each text message with the business number it came to.
     pub fn text_messages(&self) -> impl Iterator<Item = (&str, &WhatsAppMessage)> {
         self.entry

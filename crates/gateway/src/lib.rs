@@ -26,4 +26,4 @@ pub mod ws;
 pub use conn::raise_fd_limit;
 pub use error::ApiError;
 pub use server::run;
-pub use state::AppState;
+pub use state::{AppState, StartError};

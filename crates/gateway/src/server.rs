@@ -72,7 +72,11 @@ pub async fn run(
     // WebSocket clients are told to reconnect (elsewhere) at once; their sessions' calls
     // run on within the grace like HTTP requests.
     state.hub.stopping.cancel();
-    // Agent runs get the same grace; those still going then end as `interrupted`.
+    // Channel deliveries stop at their next step and stay in the store for the next
+    // start; agent runs get the grace; those still going then end as `interrupted`.
+    if let Some(channels) = &state.channels {
+        channels.stop(deadline).await;
+    }
     let (http_done, ()) = tokio::join!(
         async { tokio::time::timeout_at(deadline, &mut serve).await.is_ok() },
         state.scheduler.stop(deadline),

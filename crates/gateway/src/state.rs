@@ -14,6 +14,8 @@ pub struct AppState {
     pub scheduler: sluice_scheduler::Scheduler,
     /// The WebSocket sessions.
     pub hub: Arc<crate::ws::Hub>,
+    /// Slack, Telegram and WhatsApp (`None`: no `[channels]`).
+    pub channels: Option<sluice_channels::Channels>,
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
     pub conn_limits: sluice_config::ConnLimits,
@@ -24,19 +26,28 @@ pub struct AppState {
     draining: CancellationToken,
 }
 
+/// What can stop the gateway's state from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Scheduler(#[from] sluice_scheduler::SchedulerError),
+    #[error(transparent)]
+    Channels(#[from] sluice_channels::ChannelError),
+}
+
 impl AppState {
     /// The HTTP server's state around a started service: starts the scheduler (which
     /// marks runs left in flight by an earlier process `interrupted`).
-    pub async fn start(
-        cfg: &Config,
-        service: Service,
-    ) -> Result<AppState, sluice_scheduler::SchedulerError> {
+    pub async fn start(cfg: &Config, service: Service) -> Result<AppState, StartError> {
         let nodes = Arc::new(crate::ws::nodes::Nodes::default());
         let scheduler =
             sluice_scheduler::Scheduler::start(cfg, service.clone(), nodes.clone()).await?;
+        // After the scheduler's recovery: the channels then find every run's end.
+        let channels = sluice_channels::Channels::start(cfg, scheduler.clone(), &service).await?;
         Ok(AppState {
             service,
             scheduler,
+            channels,
             hub: Arc::new(crate::ws::Hub::new(cfg.websocket.clone(), nodes)),
             max_body_bytes: cfg.server.max_body_bytes,
             shutdown_grace: cfg.server.shutdown_grace,

@@ -3,6 +3,7 @@
 pub mod admin;
 mod answer;
 mod body;
+mod channels;
 mod chat;
 mod embeddings;
 mod health;
@@ -24,6 +25,13 @@ pub fn public() -> Router<Arc<AppState>> {
         .route("/readyz", get(health::readyz))
         // Authenticated by its first frame (`connect`), not by a header.
         .route("/ws", get(crate::ws::upgrade))
+        // Authenticated by each platform's signature or secret token (sluice-channels).
+        .route("/channels/slack/events", post(channels::slack))
+        .route("/channels/telegram/{bot}", post(channels::telegram))
+        .route(
+            "/channels/whatsapp",
+            get(channels::whatsapp_subscribe).post(channels::whatsapp),
+        )
 }
 
 /// The OpenAI-compatible API, and agent runs.

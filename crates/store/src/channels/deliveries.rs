@@ -261,6 +261,27 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// An `uncertain` delivery whose uncertain parts were all settled (by the platform's
+    /// status webhooks) goes back to `ready`, due at once, so its remaining parts are sent.
+    /// `false` while a part is still uncertain, or from any other state.
+    pub async fn resume_delivery(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let _write = self.write_permit().await?;
+        let done = sqlx::query(
+            "UPDATE channel_deliveries SET state = $1, done_at_ms = NULL, next_attempt_at_ms = $2, \
+             updated_at_ms = $2 WHERE id = $3 AND state = $4 AND text IS NOT NULL AND NOT EXISTS \
+             (SELECT 1 FROM channel_delivery_parts p WHERE p.delivery_id = $3 AND p.state IN ($5, $6))",
+        )
+        .bind(state::READY)
+        .bind(now_ms)
+        .bind(id)
+        .bind(state::UNCERTAIN)
+        .bind(part_state::UNCERTAIN)
+        .bind(part_state::SENDING)
+        .execute(&*self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// An operator's retry of a failed delivery, or (only with `force`) of an uncertain
     /// one: back to `ready` when it has its reply, to `accepted` (its run forgotten, to be
     /// submitted again) when it has none; attempts 0, due at once. With `force`, its parts

@@ -192,6 +192,11 @@ impl MockChat {
             .add_failures(platform, method, failures);
     }
 
+    /// Drops every scripted failure still queued: calls are handled normally from now on.
+    pub fn clear_failures(&self) {
+        self.inner.state.book().clear_failures();
+    }
+
     /// Waits this long before every answer (after the work is done); zero by default.
     pub fn set_latency(&self, latency: Duration) {
         self.inner.state.book().latency = latency;

@@ -118,6 +118,10 @@ impl Book {
         format!("{}.{:06}", self.epoch + n / 1_000_000, n % 1_000_000)
     }
 
+    pub(crate) fn clear_failures(&mut self) {
+        self.failures.clear();
+    }
+
     pub(crate) fn add_failures(
         &mut self,
         platform: Platform,
