@@ -771,3 +771,34 @@ async fn a_placeholder_lost_in_flight_never_becomes_a_second_answer() {
     assert_eq!(mock.calls_for("m-main"), 1);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn the_whatsapp_subscription_is_verified_only_with_the_verify_token() {
+    let (gw, _mock, _chat) = setup(vec![Step::Text("x".into())], "open", "").await;
+    let client = reqwest::Client::new();
+    let ok = client
+        .get(gw.url(&format!("/channels/whatsapp?hub.mode=subscribe&hub.verify_token={WA_VERIFY}&hub.challenge=1158201444")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        ok.text().await.unwrap(),
+        "1158201444",
+        "the challenge, as the body"
+    );
+    for query in [
+        "hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1",
+        &format!("hub.mode=unsubscribe&hub.verify_token={WA_VERIFY}&hub.challenge=1"),
+        "hub.challenge=1",
+    ] {
+        let r = client
+            .get(gw.url(&format!("/channels/whatsapp?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{query}");
+        assert_eq!(r.headers()["x-sluice-webhook"], "verification_failed");
+    }
+    gw.stop().await;
+}

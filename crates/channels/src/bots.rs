@@ -53,6 +53,13 @@ pub(crate) struct Bot {
 }
 
 impl Bot {
+    /// The text a placeholder shows until the answer replaces it.
+    pub fn placeholder(&self) -> &str {
+        self.streaming
+            .as_ref()
+            .map_or("…", |s| s.placeholder.as_str())
+    }
+
     /// The placeholder's edit interval for a target (Telegram groups allow 20 a minute).
     pub fn edit_interval(&self, group: bool) -> Duration {
         let base = self

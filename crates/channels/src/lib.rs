@@ -14,6 +14,7 @@
 //! - `api/`: the platforms' send APIs and their errors; `bots.rs`: the configured bots;
 //!   `pairing.rs`: codes; `text.rs`: inputs and notices; `reply.rs`: webhook answers.
 
+pub mod admin;
 mod api;
 mod bots;
 mod error;

@@ -435,10 +435,7 @@ async fn send_by_edit(
                         .find(|p| p.idx == i64::try_from(idx).unwrap_or(-1));
                     continue;
                 }
-                let placeholder = bot
-                    .streaming
-                    .as_ref()
-                    .map_or("…", |s| s.placeholder.as_str());
+                let placeholder = bot.placeholder();
                 match bot.api.post(target, placeholder, "").await {
                     Ok(id) => {
                         let posted = part(&row.id, idx, "posted", Some(id), body);

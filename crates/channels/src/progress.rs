@@ -135,10 +135,7 @@ async fn post_placeholder(
     if !store.put_part(&part, None).await.ok()? {
         return None;
     }
-    let placeholder = bot
-        .streaming
-        .as_ref()
-        .map_or("…", |s| s.placeholder.as_str());
+    let placeholder = bot.placeholder();
     match bot.api.post(target, placeholder, "").await {
         Ok(id) => {
             part.state = "posted".into();

@@ -92,3 +92,29 @@ fn reference_config_documents_every_kind() {
     }
     assert!(ProviderKind::ALL.len() >= 15);
 }
+
+#[test]
+fn the_reference_configs_commented_channels_are_valid_once_uncommented() {
+    let text = read("sluice.toml");
+    let start = text
+        .find("# [channels]\n")
+        .expect("the reference config shows the chat channels");
+    let block: Vec<&str> = text[start..]
+        .lines()
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| &l[2..])
+        .collect();
+    let env = |name: &str| (!name.ends_with("_2")).then(|| format!("test-{name}"));
+    let cfg = Config::parse(&format!("{text}\n{}\n", block.join("\n")), &env)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ch = &cfg.channels;
+    assert_eq!(
+        ch.slack.as_ref().map(|s| s.signing_secret.expose()),
+        Some("test-SLACK_SIGNING_SECRET")
+    );
+    assert_eq!(ch.telegram["support"].binding.run_as, "dev");
+    assert_eq!(
+        ch.whatsapp.as_ref().map(|w| w.phone_number_id.as_str()),
+        Some("106540352242922")
+    );
+}

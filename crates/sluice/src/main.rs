@@ -50,6 +50,10 @@ enum Command {
     /// List the agents' schedules and their state, or resume a paused one.
     #[command(subcommand)]
     Schedules(commands::schedules::SchedulesCommand),
+    /// Chat channels: approve pairing codes, list and retry replies, set a Telegram bot's
+    /// webhook.
+    #[command(subcommand)]
+    Channels(commands::channels::ChannelsCommand),
     /// Run a tool node: connect to a gateway as a node and serve the tools its config
     /// declares, each a command (see config/node.example.toml), until SIGINT or SIGTERM.
     /// Exit 2 with every problem listed by field path when the config is invalid.
@@ -84,6 +88,7 @@ fn main() -> ExitCode {
         Command::Spend(args) => commands::spend::run(&cfg, args),
         Command::Agents(cmd) => commands::agents::run(&cfg, cmd),
         Command::Schedules(cmd) => commands::schedules::run(&cfg, cmd),
+        Command::Channels(cmd) => commands::channels::run(&cfg, cmd),
         Command::Node => unreachable!("handled before the gateway's config is loaded"),
     };
     finish(result)

@@ -161,7 +161,7 @@ async fn spend(
     let by_name = q.by.as_deref().unwrap_or("model");
     let by = GroupBy::parse(by_name).ok_or_else(|| {
         ApiError::invalid(format!(
-            "by: `{by_name}` is not one of key, user, agent, run, model, provider, day"
+            "by: `{by_name}` is not one of key, user, agent, run, model, provider, day, channel, channel_user, session"
         ))
     })?;
     let now = now_ms();

@@ -1,6 +1,7 @@
 //! One command per file: parse its arguments, call the library, print.
 
 pub mod agents;
+pub mod channels;
 pub mod keys;
 pub mod migrate;
 pub mod node;

@@ -9,7 +9,7 @@ use sluice_store::spend::GroupBy;
 
 #[derive(Args)]
 pub struct SpendArgs {
-    /// key, user, agent, run, model, provider or day.
+    /// key, user, agent, run, model, provider, day, channel, channel_user or session.
     #[arg(long, default_value = "model")]
     by: String,
     /// How far back, e.g. 7d, 24h.
@@ -21,7 +21,7 @@ pub struct SpendArgs {
 pub async fn run(cfg: &Config, args: SpendArgs) -> anyhow::Result<ExitCode> {
     let Some(by) = GroupBy::parse(&args.by) else {
         eprintln!(
-            "--by: `{}` is not one of key, user, agent, run, model, provider, day",
+            "--by: `{}` is not one of key, user, agent, run, model, provider, day, channel, channel_user, session",
             args.by
         );
         return Ok(ExitCode::from(2));
