@@ -29,7 +29,7 @@ fn config(mock: &MockProvider, chat: &MockChat, policy: &str, extra: &str) -> St
     format!(
         "[server]\nshutdown_grace_ms = 300\n{}{}\n[models.m]\nchain = [\"a:m-main\"]\n\
          [prices.models.\"m-main\"]\ninput = 1.0\noutput = 2.0\n\
-         [agents.helpdesk]\nmodel = \"m\"\nsystem = \"You help.\"\n\
+         [agents.helpdesk]\nmodel = \"m\"\nsystem = \"You help.\"\nmax_output_tokens = 64\n\
          [channels]\nscan_interval_ms = 100\n\
          [channels.slack]\nsigning_secret = \"{SIGNING_SECRET}\"\nbot_token = \"{}\"\n\
          agent = \"helpdesk\"\nrun_as = \"test\"\npolicy = \"{policy}\"\nallow_users = [\"U0ALLOWED\"]\n\
@@ -800,5 +800,330 @@ async fn the_whatsapp_subscription_is_verified_only_with_the_verify_token() {
         assert_eq!(r.status(), 403, "{query}");
         assert_eq!(r.headers()["x-sluice-webhook"], "verification_failed");
     }
+    gw.stop().await;
+}
+
+fn dm(user: &str, channel: &str, text: &str, ts: &str, event: &str) -> Value {
+    chat::slack_dm("T01", channel, user, text, ts, None, event)
+}
+
+async fn send_slack(gw: &Gateway, body: Value) -> String {
+    let r = chat::slack_event(
+        &slack_url(gw),
+        SIGNING_SECRET,
+        body,
+        SlackDelivery::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    r.headers()["x-sluice-webhook"].to_str().unwrap().to_owned()
+}
+
+/// One noisy member of a workspace runs into their own token budget (`user_limits`): they
+/// are told, the refused run never reaches the provider, and a teammate on the same key
+/// is still answered.
+#[tokio::test]
+async fn a_noisy_member_runs_into_their_own_budget_and_the_team_is_still_answered() {
+    let answers = (0..10)
+        .map(|i| Step::Text(format!("Answer {i}.")))
+        .collect();
+    let (gw, mock, chat) = setup(
+        answers,
+        "open",
+        "[channels.slack.user_limits]\nbudget_tokens_total = 120\n",
+    )
+    .await;
+    let notice = "You've reached your usage limit. Please try again later.";
+    let mut answered = 0;
+    let mut refused = false;
+    for i in 0..8 {
+        let code = send_slack(
+            &gw,
+            dm(
+                "U0NOISY",
+                "D0N",
+                &format!("question {i}, please answer it"),
+                &format!("1700000100.{i:06}"),
+                &format!("EvN{i}"),
+            ),
+        )
+        .await;
+        assert_eq!(code, "accepted");
+        until("the noisy member's reply", || {
+            chat.slack_messages("D0N").len() > i && chat.slack_messages("D0N")[i].text != "…"
+        })
+        .await;
+        settled(&gw).await;
+        let last = chat.slack_messages("D0N")[i].text.clone();
+        if last == notice {
+            refused = true;
+            break;
+        }
+        assert!(last.starts_with("Answer "), "{last}");
+        answered += 1;
+    }
+    assert!(refused, "the member's budget never ran out");
+    assert!(answered >= 1, "the budget fits one call");
+    assert_eq!(
+        mock.calls_for("m-main"),
+        answered,
+        "the refused run never reached the provider"
+    );
+    // A teammate, on the same `run_as` key, has a budget of their own.
+    send_slack(
+        &gw,
+        dm("U0QUIET", "D0Q", "my turn", "1700000200.000100", "EvQ1"),
+    )
+    .await;
+    until("the teammate's answer", || {
+        chat.slack_messages("D0Q")
+            .iter()
+            .any(|m| m.text.starts_with("Answer "))
+    })
+    .await;
+    settled(&gw).await;
+    gw.service.ledger().flush().await.unwrap();
+    let rows = gw.service.store().recent_spend(50).await.unwrap();
+    let noisy: i64 = rows
+        .iter()
+        .filter(|r| r.channel_user.as_deref() == Some("slack:T01:U0NOISY"))
+        .map(|r| r.prompt_tokens + r.completion_tokens)
+        .sum();
+    assert!(noisy > 0 && noisy <= 120, "the member spent {noisy} tokens");
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.channel_user.as_deref() == Some("slack:T01:U0QUIET"))
+            .count(),
+        1
+    );
+    gw.stop().await;
+}
+
+/// A streamed answer shows up in the placeholder as it is written, edit by edit, and no two
+/// edits come closer together than `edit_interval_ms` (250 here; the model writes a word
+/// every 40 ms, so an unthrottled stream would edit every 40 ms).
+#[tokio::test]
+async fn progressive_edits_come_no_faster_than_the_throttle() {
+    let words: Vec<String> = (0..40).map(|i| format!("w{i}")).collect();
+    let answer = words.join(" ");
+    let (gw, _mock, chat) = setup(
+        vec![Step::ChunkGap {
+            ms: 40,
+            text: answer.clone(),
+        }],
+        "open",
+        "",
+    )
+    .await;
+    send_slack(&gw, mention("stream it", "1700000300.000100", "EvS1")).await;
+    until("the whole answer", || {
+        chat.slack_messages("C01").iter().any(|m| m.text == answer)
+    })
+    .await;
+    settled(&gw).await;
+    let msgs = chat.slack_messages("C01");
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    let edits = &msgs[0].edits;
+    assert_eq!(edits[0].0, "…", "the placeholder comes first");
+    let partial: Vec<&str> = edits[1..edits.len() - 1]
+        .iter()
+        .map(|(t, _)| t.as_str())
+        .collect();
+    assert!(
+        !partial.is_empty(),
+        "the answer was shown while it streamed: {edits:?}"
+    );
+    for t in &partial {
+        assert!(
+            answer.starts_with(t) && t.len() < answer.len(),
+            "a progress edit shows a prefix of the answer: {t}"
+        );
+    }
+    // Arrival times at the mock: allow 40 ms of scheduling jitter on a busy machine.
+    for pair in edits.windows(2) {
+        let gap = pair[1].1.duration_since(pair[0].1);
+        assert!(
+            gap >= Duration::from_millis(210),
+            "two edits {gap:?} apart: {:?} then {:?}",
+            pair[0].0,
+            pair[1].0
+        );
+    }
+    gw.stop().await;
+}
+
+/// A mention inside a thread continues that thread's session (the model sees the earlier
+/// turns); a mention outside it starts a fresh one.
+#[tokio::test]
+async fn a_thread_continues_its_session_and_another_thread_starts_fresh() {
+    let (gw, mock, chat) = setup(
+        vec![
+            Step::Text("First answer.".into()),
+            Step::Text("Second answer.".into()),
+            Step::Text("Third answer.".into()),
+        ],
+        "open",
+        "",
+    )
+    .await;
+    let top = "1700000400.000100";
+    send_slack(&gw, mention("first question", top, "EvT1")).await;
+    until("the first answer", || {
+        chat.slack_messages("C01")
+            .iter()
+            .any(|m| m.text == "First answer.")
+    })
+    .await;
+    settled(&gw).await;
+    let in_thread = chat::slack_app_mention(
+        "T01",
+        "C01",
+        "U0ALLOWED",
+        "<@UBOT> and a follow-up",
+        "1700000400.000200",
+        Some(top),
+        "EvT2",
+    );
+    send_slack(&gw, in_thread).await;
+    until("the second answer", || {
+        chat.slack_messages("C01")
+            .iter()
+            .any(|m| m.text == "Second answer.")
+    })
+    .await;
+    settled(&gw).await;
+    send_slack(&gw, mention("a new topic", "1700000400.000300", "EvT3")).await;
+    until("the third answer", || {
+        chat.slack_messages("C01")
+            .iter()
+            .any(|m| m.text == "Third answer.")
+    })
+    .await;
+    settled(&gw).await;
+
+    let contents = |i: usize| -> Vec<String> {
+        mock.requests()[i].body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] != "system")
+            .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(contents(0), ["first question"]);
+    assert_eq!(
+        contents(1),
+        ["first question", "First answer.", "and a follow-up"],
+        "the thread's earlier turns"
+    );
+    assert_eq!(contents(2), ["a new topic"], "a fresh session");
+    let msgs = chat.slack_messages("C01");
+    assert_eq!(msgs.len(), 3);
+    assert_eq!(msgs[0].thread.as_deref(), Some(top));
+    assert_eq!(
+        msgs[1].thread.as_deref(),
+        Some(top),
+        "answered in the thread"
+    );
+    assert_eq!(msgs[2].thread.as_deref(), Some("1700000400.000300"));
+    gw.service.ledger().flush().await.unwrap();
+    let mut rows = gw.service.store().recent_spend(10).await.unwrap();
+    rows.sort_by_key(|r| r.created_at_ms);
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].session_id, rows[1].session_id);
+    assert_ne!(rows[0].session_id, rows[2].session_id);
+    gw.stop().await;
+}
+
+/// A WhatsApp send whose POST reached Meta but got no answer (the gateway stopped in the
+/// middle) is `uncertain` and never sent again blindly: its status webhook settles it. A
+/// `sent` status makes it sent; a `failed` one sends it again, once.
+#[tokio::test]
+async fn an_uncertain_whatsapp_send_is_settled_by_its_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!(
+        "[database]\nurl = \"sqlite://{}/sluice.db\"\n",
+        dir.path().display()
+    );
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    mock.script(
+        "m-main",
+        vec![
+            Step::Text("One answer.".into()),
+            Step::Text("Another answer.".into()),
+        ],
+    );
+    let chat = MockChat::start().await;
+    chat.add_telegram_bot(TG_TOKEN, "SupportBot", 777);
+    chat.fail(
+        Platform::WhatsApp,
+        "messages",
+        vec![Failure::ApplyThenHang, Failure::ApplyThenHang],
+    );
+    let (ana, ben) = ("16505550001", "16505550002");
+    let gw = Gateway::start(&config(&mock, &chat, "open", &db)).await;
+    let wa = gw.url("/channels/whatsapp");
+    for (from, wamid) in [(ana, "wamid.IN1"), (ben, "wamid.IN2")] {
+        let r = chat::whatsapp_event(
+            &wa,
+            WA_SECRET,
+            chat::whatsapp_text(WA_PHONE, from, wamid, "hello"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.headers()["x-sluice-webhook"], "accepted");
+    }
+    until("both answers posted (with no response)", || {
+        chat.calls(Platform::WhatsApp, "messages") >= 2
+    })
+    .await;
+    gw.stop().await;
+    let gw = Gateway::start(&config(&mock, &chat, "open", &db)).await;
+    let wa = gw.url("/channels/whatsapp");
+    let store = gw.service.store().clone();
+    let states = || async {
+        let mut rows = store.list_deliveries(None, None, 10).await.unwrap();
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        rows.iter().map(|r| r.state.clone()).collect::<Vec<_>>()
+    };
+    for _ in 0..200 {
+        if states().await == ["uncertain", "uncertain"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(states().await, ["uncertain", "uncertain"]);
+    assert_eq!(chat.whatsapp_messages(ana).len(), 1);
+    assert_eq!(chat.whatsapp_messages(ben).len(), 1);
+
+    // Ana's arrived (`delivered`); Ben's did not (`failed`).
+    for (to, status) in [(ana, "delivered"), (ben, "failed")] {
+        let m = chat.whatsapp_messages(to).remove(0);
+        let r = chat::whatsapp_event(
+            &wa,
+            WA_SECRET,
+            chat::whatsapp_status(
+                WA_PHONE,
+                to,
+                &m.id,
+                status,
+                m.biz_opaque_callback_data.as_deref(),
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    until("Ben's answer sent again", || {
+        chat.whatsapp_messages(ben).len() == 2
+    })
+    .await;
+    settled(&gw).await;
+    assert_eq!(states().await, ["sent", "sent"]);
+    assert_eq!(chat.whatsapp_messages(ana).len(), 1, "never sent twice");
+    let bens = chat.whatsapp_messages(ben);
+    assert_eq!(bens[1].text, bens[0].text, "the same answer, sent again");
+    assert_eq!(mock.calls_for("m-main"), 2, "each agent ran once");
     gw.stop().await;
 }

@@ -12,7 +12,7 @@ use sluice_protocol::runs::events;
 use sluice_store::DeliveryRow;
 use tokio::time::Instant;
 
-use crate::api::Target;
+use crate::api::{ApiError, Target};
 use crate::bots::Bot;
 use crate::outbox::sha256;
 use crate::{Inner, text};
@@ -36,16 +36,19 @@ pub(crate) async fn follow(
     let mut shown = String::new();
     let mut text = String::new();
     let mut at = (0u64, 0u64);
-    let mut last_edit = Instant::now();
+    // No edit before this: the interval after the last one, or a 429's Retry-After.
+    let mut next_edit = Instant::now();
     let mut pending = false;
+    let mut rate_limited = false;
     loop {
         // Between deltas, a throttled edit still goes out once its interval has passed.
         let next = if pending {
-            match tokio::time::timeout_at(last_edit + interval, follow.next()).await {
+            match tokio::time::timeout_at(next_edit, follow.next()).await {
                 Ok(e) => e,
                 Err(_) => {
-                    edit(bot, target, placeholder.as_deref(), &text, &mut shown).await;
-                    last_edit = Instant::now();
+                    let after = edit(bot, target, placeholder.as_deref(), &text, &mut shown).await;
+                    rate_limited |= after.is_some();
+                    next_edit = after.unwrap_or_else(|| Instant::now() + interval);
                     pending = false;
                     continue;
                 }
@@ -62,7 +65,7 @@ pub(crate) async fn follow(
         match e.event {
             events::STARTED if bot.streaming.is_some() && bot.api.edits() => {
                 placeholder = post_placeholder(inner, bot, target, row).await;
-                last_edit = Instant::now();
+                next_edit = Instant::now() + interval;
             }
             events::DELTA => {
                 let step = e.data.get("step").and_then(Value::as_u64).unwrap_or(0);
@@ -78,9 +81,11 @@ pub(crate) async fn follow(
                         .unwrap_or_default(),
                 );
                 if placeholder.is_some() {
-                    if last_edit.elapsed() >= interval {
-                        edit(bot, target, placeholder.as_deref(), &text, &mut shown).await;
-                        last_edit = Instant::now();
+                    if Instant::now() >= next_edit {
+                        let after =
+                            edit(bot, target, placeholder.as_deref(), &text, &mut shown).await;
+                        rate_limited |= after.is_some();
+                        next_edit = after.unwrap_or_else(|| Instant::now() + interval);
                         pending = false;
                     } else {
                         pending = true;
@@ -88,6 +93,12 @@ pub(crate) async fn follow(
                 }
             }
             events::COMPLETED => {
+                // The final text is an edit too: it keeps the throttle after a progress
+                // edit or a 429 (not after the placeholder alone, so that a quick answer
+                // is not held back).
+                if !shown.is_empty() || rate_limited {
+                    tokio::time::sleep_until(next_edit).await;
+                }
                 return Ok(e
                     .data
                     .get("output")
@@ -162,17 +173,30 @@ async fn post_placeholder(
 /// The most a progress edit shows: the answer's tail past the platform's length.
 const TAIL_UNITS: usize = 3_900;
 
-async fn edit(bot: &Bot, target: &Target, id: Option<&str>, text: &str, shown: &mut String) {
-    let Some(id) = id else { return };
+/// A progress edit, best effort. `Some(when)` when the platform said not before then (a
+/// 429's Retry-After), else `None`: the next edit waits the interval.
+async fn edit(
+    bot: &Bot,
+    target: &Target,
+    id: Option<&str>,
+    text: &str,
+    shown: &mut String,
+) -> Option<Instant> {
+    let id = id?;
     let view = tail(text, TAIL_UNITS.min(bot.api.max_len()));
     if view.trim().is_empty() || *shown == view {
-        return;
+        return None;
     }
     match tokio::time::timeout(Duration::from_secs(5), bot.api.edit(target, id, &view)).await {
         Ok(Ok(())) => *shown = view,
+        Ok(Err(ApiError::RateLimited { retry_after, .. })) => {
+            tracing::debug!(channel = %bot.channel, "progress edit rate limited for {retry_after:?}");
+            return Some(Instant::now() + retry_after);
+        }
         Ok(Err(e)) => tracing::debug!(channel = %bot.channel, "progress edit skipped: {e}"),
         Err(_) => tracing::debug!(channel = %bot.channel, "progress edit timed out"),
     }
+    None
 }
 
 /// `text` if it fits in `max` UTF-16 units, else `…` and its last units (whole chars).
