@@ -13,11 +13,13 @@
 
 pub mod agents;
 pub mod channels;
+pub mod guard;
 mod interpolate;
 mod kind;
 mod prices;
 pub mod raw;
 pub mod raw_channels;
+pub mod raw_guard;
 mod secret;
 mod validate;
 
@@ -94,6 +96,8 @@ pub struct Config {
     pub http_fetch: Option<HttpFetchConfig>,
     /// `[channels]`: Slack, Telegram and WhatsApp into agents.
     pub channels: ChannelsConfig,
+    /// `[guard]`: prompt screening and output filtering (docs/guard.md).
+    pub guard: guard::GuardConfig,
 }
 
 /// `[websocket]`: the `/ws` sessions (docs/protocol.md).

@@ -34,6 +34,8 @@ pub struct RawConfig {
     pub tools: RawTools,
     #[serde(default)]
     pub channels: crate::raw_channels::RawChannels,
+    #[serde(default)]
+    pub guard: crate::raw_guard::RawGuard,
 }
 
 /// `[tools]`: settings of the built-in tools agents may use.

@@ -8,6 +8,9 @@ mod agents;
 mod channels;
 #[cfg(test)]
 mod channels_tests;
+mod guard;
+#[cfg(test)]
+mod guard_tests;
 mod limits;
 #[cfg(test)]
 mod tests;
@@ -217,6 +220,7 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
     let http_fetch = agents::http_fetch(raw.tools.http_fetch, &mut p);
     let agents = agents::agents(raw.agents, &models, http_fetch.is_some(), &names, &mut p);
     let channels = channels::channels(raw.channels, &agents, &names, &mut p);
+    let guard = guard::guard(raw.guard, &models, &agents, &mut p);
     let auth = auth_mode(&raw.server, &mut p);
 
     if !p.is_empty() {
@@ -247,6 +251,7 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
         agents,
         http_fetch,
         channels,
+        guard,
     })
 }
 
