@@ -54,6 +54,9 @@ impl Source {
                 // to the reading model is what matters there.
                 Detector::JailbreakPersona => 0.7,
                 Detector::PromptExtraction => 0.8,
+                // Content that talks to the model ("in your answer, …") is suspect in a page
+                // or an email, unremarkable from a user.
+                Detector::Smuggling => 1.3,
                 _ => 1.0,
             },
             Source::System => 0.5,

@@ -11,6 +11,8 @@ pub(crate) const PATTERNS: &[(&str, f32)] = &[
     (r"(?:what|tell me)\s%G2%(?:is|was)\s(?:the|your)\s(?:secret|password|passphrase|secret key|hidden word|code ?word|pin)\b", 0.5),
     (r"(?:reveal|tell|give|spell|show|share|leak|print)\s%G3%(?:the|your)\s(?:secret|password|passphrase|hidden word|code ?word|secret key)\b", 0.55),
     (r"(?:ignore|without)\s%G3%(?:confidential|secret)\S*\s%G2%(?:and|,)?\s?(?:reveal|show|tell|print)", 0.6),
+    (r"(?:echo|repeat|print|show|output|reveal|return|dump)\s%G4%(?:configuration|instructions?|message|prompt|rules|setup)\s(?:you\s(?:received|got|were given|have)|(?:that\s)?(?:came\s)?from your (?:operator|developer|creator|admin|deployer))", 0.7),
+    (r"(?:your|the)\s(?:pre-?prompt|meta-?prompt|preamble|hidden prompt|secret prompt|prompt template)\b", 0.55),
     // Other languages.
     (r"(?:zeig|gib|nenn|verrat|wiederhol|drucke?|schreib|teile?)\S*\s%G4%(?:system-?prompt|systemanweisung|systemnachricht|anfangsanweisung|ursprunglich\S*\s(?:anweisung|prompt|instruktion)|versteckt\S*\s(?:anweisung|prompt)|deine\s(?:anweisungen|instruktionen|vorgaben)|dein\s(?:prompt|passwort)|das passwort)", 0.75),
     (r"(?:montre|affiche|revele|donne|repete|ecris|dis|imprime|partage|communique)\S*\s%G4%(?:prompt systeme|prompt du systeme|instructions? (?:initiales|systeme|du systeme|d'origine|originales|cachees|secretes)|ton prompt|votre prompt|tes instructions|vos instructions|le mot de passe)", 0.75),

@@ -6,7 +6,7 @@
 /// `(pattern, weight)`; the weight is the probability-like score one match contributes.
 pub(crate) const PATTERNS: &[(&str, f32)] = &[
     // English: verb … qualifier … object.
-    (r"(?:ignore|disregard|forget|skip|bypass|override|overrule|neglect|discard|dismiss|abandon|set aside|throw out|pay no attention to|do not follow|don'?t follow|stop following|no longer follow|cancel|erase|delete|clear|wipe|reset)\S*\s%G4%(?:previous|prior|above|earlier|preceding|former|original|initial|old|existing|all|any|every|your|the|these|those|system|developer|given|other)\S*\s%G3%(?:instructions?|directions?|directives?|prompts?|guidelines?|commands?|orders?|programming|guidance|training|conditioning|system prompts?|task)\b", 0.9),
+    (r"(?:ignore|disregard|forget|skip|bypass|override|overrule|neglect|discard|dismiss|abandon|set aside|throw out|pay no attention to|do not follow|don'?t follow|stop following|no longer follow|cancel|erase|delete|clear|wipe|reset|never ?mind)\S*\s%G4%(?:previous|prior|above|earlier|preceding|former|original|initial|old|existing|all|any|every|your|the|these|those|system|developer|given|other)\S*\s%G3%(?:instructions?|directions?|directives?|prompts?|guidelines?|commands?|orders?|programming|guidance|training|conditioning|system prompts?|task)\b", 0.9),
     (r"(?:ignore|disregard|forget|bypass|override|overrule|discard|abandon|set aside)\S*\s%G3%(?:previous|prior|above|earlier|preceding|all|any|your|these|system|developer)\S*\s%G2%(?:rules|context|constraints?|restrictions?|limitations?|polic(?:y|ies)|filters?|safeguards?|safety|boundaries|content policy|conversation|messages?|text|input|information|tasks?|settings?|everything)\b", 0.6),
     (r"(?:ignore|disregard|forget)\s(?:everything|all|anything)\s(?:above|before|prior|previously|i (?:said|told you)|you (?:were|have been) told)", 0.85),
     (r"(?:forget|ignore|disregard)\s(?:everything|all of that|all that|it all|that)[\s,.;:!]+(?:and\s)?(?:now|instead|from now on|you are|your new|new task|start)", 0.7),
@@ -22,7 +22,18 @@ pub(crate) const PATTERNS: &[(&str, f32)] = &[
     (r"(?:now|okay|ok|alright|good)[\s,.!]+(?:forget|ignore|disregard)\s(?:that|this|it|everything|all|what)", 0.6),
     (r"(?:the\s)?(?:above|previous|prior)\s(?:instructions?|prompt|text|rules)\s(?:was|were|is|are)\s(?:just\s)?(?:a\s)?(?:test|joke|decoy|mistake|placeholder)", 0.8),
     (r"(?:override|bypass|disable|deactivate|turn off|switch off|remove|lift|circumvent)\s%G2%(?:your|all|the|any|safety|content)\s%G2%(?:safety|filters?|guardrails?|restrictions?|safeguards?|moderation|content polic(?:y|ies)|censorship|limitations|alignment|ethical guidelines)", 0.7),
+    (r"(?:leave|put|set|throw)\s(?:all\s)?(?:of\s)?(?:the\s|your\s)?(?:previous|prior|earlier|above|old)\s(?:information|instructions|context|tasks?|rules|guidelines)\s(?:behind|aside|away)", 0.8),
+    (r"(?:now|but now|next)\s(?:come|comes|follow|follows|are|is)\s(?:some\s)?(?:new|further|other|different)\s(?:tasks?|instructions?|orders|assignments?)", 0.6),
+    (r"(?:well|very well|excellent|superbly|great|good|nicely)\s(?:done|job|work|performance)[!.,]+\s%G3%(?:now|but now|next|further)\b", 0.45),
+    (r"(?:^|[^a-z])(?:stop|stopp|halt)\s?[:\-!]+\s?(?:now\s)?(?:write|say|print|output|answer|respond|schreib\S*|sag\S*|antworte\S*)", 0.6),
+    (r"(?:do not|don'?t|dont|don'nt)\s(?:answer|respond to|reply to)\s%G2%(?:question|request|query)\s%G3%(?:but|instead|just|only)", 0.6),
+    (r"(?:forget|ignore|disregard|igmre|ingore)\s(?:what|everything|anything|all)\s(?:that\s)?(?:i|we|you)(?:'ve| have)?\s(?:said|told|wrote|discussed|talked about|mentioned)\s%G3%(?:before|earlier|previously|so far|above|until now)", 0.75),
+    (r"(?:^|\n|\s)(?:instruction|order|command|befehl|anweisung|auftrag)\s?:\s?(?:blame|forget|ignore|say|write|print|schreib\S*|sag\S*|vergiss|ignorier\S*)", 0.5),
     // German.
+    (r"(?:beachte|befolge|beachten sie|befolgen sie|folge|folgen sie)\s%G3%(?:vorherig|bisherig|obig|alle|deine|ihre)\S*\s%G2%(?:regeln|anweisung\S*|vorgaben|instruktion\S*|befehle)\s(?:nicht|nicht mehr)", 0.85),
+    (r"(?:hore|horen sie)\snicht\s(?:mehr\s)?auf\s%G3%(?:zuvor|vorher|bisher|vorherig|davor)", 0.8),
+    (r"(?:abweichend|im gegensatz)\s(?:zu|von)\s(?:den\s)?(?:vorherigen|bisherigen|obigen|vorangegangenen)", 0.75),
+    (r"(?:vergiss|vergessen sie)\s(?:alles\s)?(?:davor|zuvor|bisherige|was (?:ich|wir) (?:gesagt|besprochen))", 0.7),
     (r"(?:ignorier|vergiss|vergessen|missacht|uberspring|verwirf|verwerfe|beachte\s%G2%nicht|befolge\s%G2%nicht|setze\s%G2%ausser kraft)\S*\s%G4%(?:vorherig|bisherig|obig|vorangegangen|vorhergehend|alle|deine|ihre|fruher|ursprunglich|bereits|gegeben|system)\S*\s%G3%(?:anweisung|anleitung|instruktion|befehl|regeln|aufgabe|vorgabe|richtlinie|prompt|einschrankung|informationen|kontext)", 0.9),
     (r"(?:vergiss|ignoriere|vergessen sie|ignorieren sie)\s(?:alles|das alles|all das)\b", 0.6),
     (r"(?:deine|ihre|die)\s(?:neue|eigentliche|wahre|einzige)\s(?:aufgabe|anweisung|rolle|mission)\s(?:ist|lautet|:)", 0.5),

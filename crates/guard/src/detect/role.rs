@@ -8,7 +8,7 @@ pub(crate) const PATTERNS: &[(&str, f32)] = &[
     (r"(?:^|\n)\s*#{2,4}\s?(?:system|instruction|instructions|new instructions|assistant|admin|developer)(?:\s(?:prompt|message|override))?\s?:?\s*(?:\n|$)", 0.55),
     // A line that opens a fake turn.
     (r"(?:^|\n)\s*[\[<(]?(?:system|sys|developer|admin|administrator|root|operator|openai|anthropic|assistant)(?:\s(?:message|prompt|override|note|notice|instruction|update|alert|command))?[\]>)]?\s?:\s*\S", 0.45),
-    (r"(?:^|\n)\s*(?:systeme|systemnachricht|sistema|systeem|система|系统|系統|システム)\s?[:：]", 0.45),
+    (r"(?:^|\n)\s*(?:systeme|systemnachricht|sistema|systeem|система|系统|系統|システム)\s?[:：]", 0.5),
     (r"\[(?:system|admin|developer|sys|operator)(?:\s(?:message|note|override|instruction|prompt|notice))?\]", 0.6),
     (r"(?:system|admin|developer|security|root|sudo|maintenance|debug|god)\s(?:override|mode|access|command)\s?(?::|activated|enabled|granted|engaged|on\b)", 0.6),
     (r"(?:^|\n)\s*(?:human|user)\s?:[\s\S]{1,400}?\n\s*(?:assistant|ai|bot)\s?:", 0.35),
