@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use sluice_guard::classifier::{featurize, Model, DIM};
+use sluice_guard::classifier::{DIM, Model, featurize};
 use sluice_guard::normalize::normalize;
 
 fn read_jsonl(path: &Path) -> Vec<(String, u8)> {
@@ -25,13 +25,22 @@ fn read_jsonl(path: &Path) -> Vec<(String, u8)> {
     };
     body.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| Some((v.get("text")?.as_str()?.to_owned(), v.get("label")?.as_u64()? as u8)))
+        .filter_map(|v| {
+            Some((
+                v.get("text")?.as_str()?.to_owned(),
+                v.get("label")?.as_u64()? as u8,
+            ))
+        })
         .collect()
 }
 
 /// Character 8-gram shingles of the normalised text without spaces.
 fn shingles(text: &str) -> HashSet<u64> {
-    let t: Vec<char> = normalize(text).text.chars().filter(|c| !c.is_whitespace()).collect();
+    let t: Vec<char> = normalize(text)
+        .text
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     let mut out = HashSet::new();
     if t.len() < 8 {
         let mut h = 0xcbf29ce484222325u64;
@@ -76,7 +85,11 @@ fn main() {
     }
 
     // The held-out items, indexed by shingle.
-    let held: Vec<HashSet<u64>> = holdout.iter().flat_map(|p| read_jsonl(p)).map(|(t, _)| shingles(&t)).collect();
+    let held: Vec<HashSet<u64>> = holdout
+        .iter()
+        .flat_map(|p| read_jsonl(p))
+        .map(|(t, _)| shingles(&t))
+        .collect();
     let mut index: HashMap<u64, Vec<u32>> = HashMap::new();
     for (i, s) in held.iter().enumerate() {
         for h in s {
@@ -91,7 +104,11 @@ fn main() {
     let mut seen = HashSet::new();
     data.retain(|(text, _)| {
         let s = shingles(text);
-        if !seen.insert(s.iter().fold(0u64, |a, h| a ^ h.rotate_left(7)).wrapping_add(s.len() as u64)) {
+        if !seen.insert(
+            s.iter()
+                .fold(0u64, |a, h| a ^ h.rotate_left(7))
+                .wrapping_add(s.len() as u64),
+        ) {
             return false; // duplicate within the training set
         }
         let mut counts: HashMap<u32, usize> = HashMap::new();
@@ -101,25 +118,45 @@ fn main() {
             }
         }
         // Near-duplicate: 60 % of the smaller text's shingles shared with a held-out item.
-        !counts.iter().any(|(&i, &c)| c * 10 >= 6 * s.len().min(held[i as usize].len()).max(1))
+        !counts
+            .iter()
+            .any(|(&i, &c)| c * 10 >= 6 * s.len().min(held[i as usize].len()).max(1))
     });
-    eprintln!("training on {} of {} examples ({} held-out items from {} files)", data.len(), before, held.len(), holdout.len());
+    eprintln!(
+        "training on {} of {} examples ({} held-out items from {} files)",
+        data.len(),
+        before,
+        held.len(),
+        holdout.len()
+    );
 
     // 10 % of the training data (by a hash of the text) calibrates the bias and is not
     // trained on.
-    let is_validation = |t: &str| t.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193)) % 10 == 0;
+    let is_validation = |t: &str| {
+        t.bytes().fold(0x811c_9dc5u32, |h, b| {
+            (h ^ b as u32).wrapping_mul(0x0100_0193)
+        }) % 10
+            == 0
+    };
     let mut feats: Vec<(Vec<u32>, f32)> = Vec::new();
     let mut valid: Vec<(Vec<u32>, f32)> = Vec::new();
     for (t, y) in &data {
         let f = (featurize(t), *y as f32);
-        if is_validation(t) { valid.push(f) } else { feats.push(f) }
+        if is_validation(t) {
+            valid.push(f)
+        } else {
+            feats.push(f)
+        }
     }
     let pos = feats.iter().filter(|f| f.1 > 0.5).count().max(1) as f32;
     let neg = (feats.len() as f32 - pos).max(1.0);
     let n = feats.len() as f32;
     // Balanced classes, with false positives weighed more than misses.
     let (w_pos, w_neg) = (n / (2.0 * pos), 2.0 * n / (2.0 * neg));
-    eprintln!("positives {pos}, negatives {neg}, validation {}", valid.len());
+    eprintln!(
+        "positives {pos}, negatives {neg}, validation {}",
+        valid.len()
+    );
 
     let mut w = vec![0f32; DIM];
     let mut g2 = vec![1e-6f32; DIM];
@@ -144,7 +181,12 @@ fn main() {
             let z = b + f.iter().map(|&j| w[j as usize]).sum::<f32>() * scale;
             let p = 1.0 / (1.0 + (-z).exp());
             let cw = if *y > 0.5 { w_pos } else { w_neg };
-            loss -= cw as f64 * if *y > 0.5 { (p.max(1e-7) as f64).ln() } else { ((1.0 - p).max(1e-7) as f64).ln() };
+            loss -= cw as f64
+                * if *y > 0.5 {
+                    (p.max(1e-7) as f64).ln()
+                } else {
+                    ((1.0 - p).max(1e-7) as f64).ln()
+                };
             let g = (p - y) * cw;
             for &j in f {
                 let j = j as usize;
@@ -160,15 +202,25 @@ fn main() {
     // Calibrate: lower the bias until at most 1 % of the validation benign texts score
     // above 0.5 on the classifier alone.
     let model = Model::new(w.clone(), b);
-    let mut benign: Vec<f32> = valid.iter().filter(|v| v.1 < 0.5).map(|v| model.logit(&v.0)).collect();
+    let mut benign: Vec<f32> = valid
+        .iter()
+        .filter(|v| v.1 < 0.5)
+        .map(|v| model.logit(&v.0))
+        .collect();
     benign.sort_by(|a, b| b.total_cmp(a));
     let allowed = benign.len() / 100;
     let shift = benign.get(allowed).map_or(0.0, |z| z.max(0.0) + 0.05);
     b -= shift;
     let model = Model::new(w, b);
-    let tp = valid.iter().filter(|v| v.1 > 0.5 && model.logit(&v.0) >= 0.0).count();
+    let tp = valid
+        .iter()
+        .filter(|v| v.1 > 0.5 && model.logit(&v.0) >= 0.0)
+        .count();
     let p_all = valid.iter().filter(|v| v.1 > 0.5).count().max(1);
-    let fp = valid.iter().filter(|v| v.1 < 0.5 && model.logit(&v.0) >= 0.0).count();
+    let fp = valid
+        .iter()
+        .filter(|v| v.1 < 0.5 && model.logit(&v.0) >= 0.0)
+        .count();
     eprintln!(
         "bias shifted by {shift:.3}; validation: classifier recall {:.3}, FPR {:.3} ({} benign)",
         tp as f32 / p_all as f32,
