@@ -35,27 +35,34 @@ fn bucket(h: u64) -> u32 {
 
 /// Appends the hashed features of `text` (already normalised) to `out`.
 pub fn features(text: &str, out: &mut Vec<u32>) {
-    // Character n-grams with a boundary marker at both ends.
-    let mut ring = [0u64; 5];
+    // Character n-grams with a boundary marker at both ends. Each n-gram is hashed from
+    // its newest character backwards, so the 3-, 4- and 5-gram ending here share work.
+    let mut ring = [0u64; 4];
     let mut n = 0usize;
-    for c in std::iter::once('\u{2}').chain(text.chars()).chain(std::iter::once('\u{3}')) {
-        ring.rotate_left(1);
-        ring[4] = c as u64;
+    for c in std::iter::once('\u{2}')
+        .chain(text.chars())
+        .chain(std::iter::once('\u{3}'))
+    {
+        let c = c as u64;
         n += 1;
-        for k in 3..=5usize {
-            if n < k {
+        let mut h = mix(0xcbf2_9ce4_8422_2325, c);
+        for (k, &prev) in ring.iter().enumerate() {
+            if n < k + 2 {
                 break;
             }
-            let mut h = 0xcbf2_9ce4_8422_2325u64 ^ k as u64;
-            for &x in &ring[5 - k..] {
-                h = mix(h, x);
+            h = mix(h, prev);
+            if k >= 1 {
+                out.push(bucket(h ^ (k as u64 + 2)));
             }
-            out.push(bucket(h));
         }
+        ring = [c, ring[0], ring[1], ring[2]];
     }
     // Words: unigrams and bigrams.
     let mut prev: Option<u64> = None;
-    for w in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+    for w in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
         if w.len() > 40 {
             prev = None;
             continue;
@@ -83,13 +90,18 @@ pub fn featurize(text: &str) -> Vec<u32> {
 /// Logistic-regression weights.
 #[derive(Clone)]
 pub struct Model {
-    weights: Vec<f32>,
+    /// Quantised weights; weight = q * scale.
+    weights: Vec<i16>,
+    scale: f32,
     bias: f32,
 }
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").field("dim", &self.weights.len()).field("bias", &self.bias).finish()
+        f.debug_struct("Model")
+            .field("dim", &self.weights.len())
+            .field("bias", &self.bias)
+            .finish()
     }
 }
 
@@ -105,7 +117,21 @@ pub enum ModelError {
 impl Model {
     /// A model from float weights (the trainer's output).
     pub fn new(weights: Vec<f32>, bias: f32) -> Model {
-        Model { weights, bias }
+        let max = weights.iter().fold(0f32, |m, w| m.max(w.abs()));
+        let scale = if max > 0.0 {
+            max / i16::MAX as f32
+        } else {
+            1.0
+        };
+        let weights = weights
+            .iter()
+            .map(|w| (w / scale).round().clamp(i16::MIN as f32, i16::MAX as f32) as i16)
+            .collect();
+        Model {
+            weights,
+            scale,
+            bias,
+        }
     }
 
     /// The model shipped with the crate.
@@ -116,16 +142,14 @@ impl Model {
     /// Serialises as: magic `SLGD`, version u32, bits u32, scale f32, bias f32, then
     /// 2^bits `i16` weights (all little-endian); weight = q * scale.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let max = self.weights.iter().fold(0f32, |m, w| m.max(w.abs()));
-        let scale = if max > 0.0 { max / i16::MAX as f32 } else { 1.0 };
+        let scale = self.scale;
         let mut out = Vec::with_capacity(20 + 2 * self.weights.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
         out.extend_from_slice(&BITS.to_le_bytes());
         out.extend_from_slice(&scale.to_le_bytes());
         out.extend_from_slice(&self.bias.to_le_bytes());
-        for w in &self.weights {
-            let q = (w / scale).round().clamp(i16::MIN as f32, i16::MAX as f32) as i16;
+        for q in &self.weights {
             out.extend_from_slice(&q.to_le_bytes());
         }
         out
@@ -149,15 +173,22 @@ impl Model {
         }
         let expected = 20 + 2 * DIM;
         if bytes.len() != expected {
-            return Err(ModelError::Length { found: bytes.len(), expected });
+            return Err(ModelError::Length {
+                found: bytes.len(),
+                expected,
+            });
         }
         let scale = f32::from_le_bytes(word(12));
         let bias = f32::from_le_bytes(word(16));
         let weights = bytes[20..]
             .chunks_exact(2)
-            .map(|c| i16::from_le_bytes([c[0], c[1]]) as f32 * scale)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]))
             .collect();
-        Ok(Model { weights, bias })
+        Ok(Model {
+            weights,
+            scale,
+            bias,
+        })
     }
 
     /// The raw score (log-odds) of a feature list.
@@ -165,8 +196,11 @@ impl Model {
         if feats.is_empty() {
             return self.bias;
         }
-        let sum: f32 = feats.iter().map(|&f| self.weights.get(f as usize).copied().unwrap_or(0.0)).sum();
-        self.bias + sum / (feats.len() as f32).sqrt()
+        let sum: i64 = feats
+            .iter()
+            .map(|&f| self.weights.get(f as usize).copied().unwrap_or(0) as i64)
+            .sum();
+        self.bias + sum as f32 * self.scale / (feats.len() as f32).sqrt()
     }
 
     /// Probability that `text` (normalised) is an injection, and the window of `text` that
@@ -193,7 +227,7 @@ pub(crate) fn sigmoid(z: f32) -> f32 {
 /// (on char boundaries).
 fn windows(text: &str) -> Vec<Range<usize>> {
     if text.len() <= WINDOW {
-        return vec![0..text.len()];
+        return std::iter::once(0..text.len()).collect();
     }
     let floor = |mut i: usize| {
         while i > 0 && !text.is_char_boundary(i) {
@@ -226,10 +260,13 @@ mod tests {
         w[100] = -0.75;
         let m = Model::new(w, -0.25);
         let back = Model::from_bytes(&m.to_bytes()).unwrap();
-        assert!((back.weights[7] - 1.5).abs() < 1e-3);
-        assert!((back.weights[100] + 0.75).abs() < 1e-3);
+        assert!((back.weights[7] as f32 * back.scale - 1.5).abs() < 1e-3);
+        assert!((back.weights[100] as f32 * back.scale + 0.75).abs() < 1e-3);
         assert_eq!(back.bias, -0.25);
-        assert!(matches!(Model::from_bytes(b"nope"), Err(ModelError::Format)));
+        assert!(matches!(
+            Model::from_bytes(b"nope"),
+            Err(ModelError::Format)
+        ));
     }
 
     #[test]

@@ -23,8 +23,8 @@ pub mod normalize;
 pub mod output;
 mod screen;
 
-pub use output::{canary, Filtered, OutputFilter, OutputFinding, OutputKind, OutputRules};
-pub use screen::{Finding, Guard, Rules, Screening, Source, DEFAULT_THRESHOLD};
+pub use output::{Filtered, OutputFilter, OutputFinding, OutputKind, OutputRules, canary};
+pub use screen::{DEFAULT_THRESHOLD, Finding, Guard, Rules, Screening, Source};
 
 /// What found something. The ids ([`Detector::as_str`]) are stable: policies and
 /// `prompt_rejected` errors name them.

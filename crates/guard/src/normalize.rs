@@ -76,7 +76,10 @@ fn is_removed_invisible(c: char) -> bool {
 }
 
 fn is_zero_width(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}' | '\u{180E}')
+    matches!(
+        c,
+        '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}' | '\u{180E}'
+    )
 }
 
 fn is_bidi(c: char) -> bool {
@@ -189,7 +192,11 @@ pub fn normalize(text: &str) -> Normalized {
         pending_zw = 0;
         prev_letter = c.is_ascii_alphabetic();
         if c.is_ascii() {
-            out.push(Ch { c: c.to_ascii_lowercase(), start, end });
+            out.push(Ch {
+                c: c.to_ascii_lowercase(),
+                start,
+                end,
+            });
             continue;
         }
         if is_combining_mark(c) {
@@ -230,7 +237,11 @@ pub fn normalize(text: &str) -> Normalized {
             src.push((ch.start, ch.end));
         }
     }
-    Normalized { text: s, src, hidden }
+    Normalized {
+        text: s,
+        src,
+        hidden,
+    }
 }
 
 /// Homoglyph and leet folding within words that mix scripts or letters and digits.
@@ -296,17 +307,15 @@ fn join_spaced_letters(out: Vec<Ch>) -> Vec<Ch> {
     let mut i = 0;
     while i < out.len() {
         if single(&out, i) {
-            // Collect letter, sep, letter, sep, ...
-            let mut letters = vec![i];
+            // Count letter, sep, letter, sep, ... without allocating.
             let mut k = i;
+            let mut letters = 1;
             while k + 2 < out.len() && is_sep(out[k + 1].c) && single(&out, k + 2) {
                 k += 2;
-                letters.push(k);
+                letters += 1;
             }
-            if letters.len() >= 4 {
-                for &l in &letters {
-                    res.push(out[l]);
-                }
+            if letters >= 4 {
+                res.extend(out[i..=k].iter().step_by(2).copied());
                 i = k + 1;
                 continue;
             }
@@ -321,7 +330,11 @@ fn collapse_whitespace(out: Vec<Ch>) -> Vec<Ch> {
     let mut res: Vec<Ch> = Vec::with_capacity(out.len());
     for ch in out {
         if ch.c.is_whitespace() {
-            let c = if ch.c == '\n' || ch.c == '\r' { '\n' } else { ' ' };
+            let c = if ch.c == '\n' || ch.c == '\r' {
+                '\n'
+            } else {
+                ' '
+            };
             match res.last_mut() {
                 Some(last) if last.c == ' ' || last.c == '\n' => {
                     if c == '\n' {
@@ -367,7 +380,10 @@ mod tests {
 
     #[test]
     fn tag_characters_are_decoded() {
-        let hidden: String = "ignore all".chars().map(|c| char::from_u32(0xE0000 + c as u32).unwrap()).collect();
+        let hidden: String = "ignore all"
+            .chars()
+            .map(|c| char::from_u32(0xE0000 + c as u32).unwrap())
+            .collect();
         let r = normalize(&format!("hello{hidden}"));
         assert_eq!(r.text, "helloignore all");
         assert_eq!(r.hidden.tags, 10);

@@ -8,7 +8,7 @@ use regex::{Regex, RegexBuilder};
 use crate::classifier::Model;
 use crate::decode::Decoder;
 use crate::detect::{Detectors, Hit};
-use crate::normalize::{normalize, Normalized};
+use crate::normalize::{Normalized, normalize};
 use crate::{Detector, GuardError, InvalidPattern};
 
 /// The score at and above which a screening counts as an injection: the threshold the eval
@@ -54,6 +54,9 @@ impl Source {
                 // to the reading model is what matters there.
                 Detector::JailbreakPersona => 0.7,
                 Detector::PromptExtraction => 0.8,
+                // Content that talks to the model ("in your answer, …") is suspect in a page
+                // or an email, unremarkable from a user.
+                Detector::Smuggling => 1.3,
                 _ => 1.0,
             },
             Source::System => 0.5,
@@ -104,24 +107,42 @@ pub struct Guard {
 
 impl std::fmt::Debug for Guard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Guard").field("deny", &self.deny.len()).field("allow", &self.allow.len()).finish()
+        f.debug_struct("Guard")
+            .field("deny", &self.deny.len())
+            .field("allow", &self.allow.len())
+            .finish()
     }
 }
 
 impl Default for Guard {
     /// A guard with no operator patterns.
     fn default() -> Guard {
-        #[expect(clippy::expect_used, reason = "built-in patterns and weights are checked by tests")]
+        #[expect(
+            clippy::expect_used,
+            reason = "built-in patterns and weights are checked by tests"
+        )]
         Guard::new(Rules::default()).expect("built-in patterns and shipped weights load")
     }
 }
 
-fn compile(list: &'static str, patterns: &[String], problems: &mut Vec<InvalidPattern>) -> Vec<Regex> {
+fn compile(
+    list: &'static str,
+    patterns: &[String],
+    problems: &mut Vec<InvalidPattern>,
+) -> Vec<Regex> {
     let mut out = Vec::new();
     for (index, p) in patterns.iter().enumerate() {
-        match RegexBuilder::new(p).case_insensitive(true).size_limit(4 << 20).build() {
+        match RegexBuilder::new(p)
+            .case_insensitive(true)
+            .size_limit(4 << 20)
+            .build()
+        {
             Ok(re) => out.push(re),
-            Err(e) => problems.push(InvalidPattern { list, index, message: e.to_string() }),
+            Err(e) => problems.push(InvalidPattern {
+                list,
+                index,
+                message: e.to_string(),
+            }),
         }
     }
     out
@@ -147,12 +168,21 @@ impl Guard {
         let detectors = Detectors::new().map_err(|e| GuardError::Builtin(e.to_string()))?;
         let decoder = Decoder::new().map_err(|e| GuardError::Builtin(e.to_string()))?;
         let model = Model::shipped().map_err(|e| GuardError::Builtin(e.to_string()))?;
-        Ok(Guard { detectors, decoder, model, deny, allow })
+        Ok(Guard {
+            detectors,
+            decoder,
+            model,
+            deny,
+            allow,
+        })
     }
 
     /// Screens `text`. Pure and allocation-light; see `docs/guard.md` for the cost.
     pub fn screen(&self, text: &str, source: Source) -> Screening {
-        let mut accs: [Acc; 8] = std::array::from_fn(|_| Acc { miss: 1.0, ..Acc::default() });
+        let mut accs: [Acc; 8] = std::array::from_fn(|_| Acc {
+            miss: 1.0,
+            ..Acc::default()
+        });
         let mut add = |d: Detector, w: f32, span: Range<usize>| {
             let w = (w * source.factor(d)).clamp(0.0, 1.0);
             let a = &mut accs[d as usize];
@@ -193,7 +223,10 @@ impl Guard {
             add(h.detector, h.weight, norm.to_original(h.range));
         }
         // Reversed text ("snoitcurtsni suoiverp lla erongi").
-        if ["snoitcurtsni", "erongi", "tpmorp", "tegrof"].iter().any(|w| norm.text.contains(w)) {
+        if ["snoitcurtsni", "erongi", "tpmorp", "tegrof"]
+            .iter()
+            .any(|w| norm.text.contains(w))
+        {
             let rev: String = norm.text.chars().rev().collect();
             self.detectors.run(&rev, &mut hits);
             for h in hits.drain(..) {
@@ -205,14 +238,38 @@ impl Guard {
         // Hidden characters.
         let hidden = norm.hidden;
         if hidden.tags > 0 {
-            add(Detector::Smuggling, 0.9, first_span(text, |c| ('\u{E0000}'..='\u{E007F}').contains(&c)));
+            add(
+                Detector::Smuggling,
+                0.9,
+                first_span(text, |c| ('\u{E0000}'..='\u{E007F}').contains(&c)),
+            );
         }
         if hidden.zero_width_in_words >= 2 {
-            let w = if hidden.zero_width_in_words >= 4 { 0.55 } else { 0.35 };
-            add(Detector::Smuggling, w, first_span(text, |c| matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}')));
+            let w = if hidden.zero_width_in_words >= 4 {
+                0.55
+            } else {
+                0.35
+            };
+            add(
+                Detector::Smuggling,
+                w,
+                first_span(text, |c| {
+                    matches!(
+                        c,
+                        '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}'
+                    )
+                }),
+            );
         }
         if hidden.bidi > 0 {
-            add(Detector::Smuggling, 0.3, first_span(text, |c| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')));
+            add(
+                Detector::Smuggling,
+                0.3,
+                first_span(
+                    text,
+                    |c| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'),
+                ),
+            );
         }
 
         // Encoded fragments: their findings count, and hiding them counts as smuggling.
@@ -246,15 +303,28 @@ impl Guard {
             if a.best > 0.0 {
                 let score = 1.0 - a.miss;
                 miss *= 1.0 - score;
-                findings.push(Finding { detector: d, score, span: a.span.clone() });
+                findings.push(Finding {
+                    detector: d,
+                    score,
+                    span: a.span.clone(),
+                });
             }
         }
-        if p >= CLASSIFIER_FINDING_MIN && !findings.iter().any(|f| f.detector == Detector::Classifier) {
-            findings.push(Finding { detector: Detector::Classifier, score: p, span: norm.to_original(window) });
+        if p >= CLASSIFIER_FINDING_MIN
+            && !findings.iter().any(|f| f.detector == Detector::Classifier)
+        {
+            findings.push(Finding {
+                detector: Detector::Classifier,
+                score: p,
+                span: norm.to_original(window),
+            });
         }
         miss *= 1.0 - p;
         findings.sort_by(|a, b| b.score.total_cmp(&a.score));
-        Screening { score: (1.0 - miss).clamp(0.0, 1.0), findings }
+        Screening {
+            score: (1.0 - miss).clamp(0.0, 1.0),
+            findings,
+        }
     }
 }
 

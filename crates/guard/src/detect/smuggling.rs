@@ -4,14 +4,54 @@
 //! report.
 
 pub(crate) const PATTERNS: &[(&str, f32)] = &[
-    (r"(?:-{3,}|={3,}|#{3,}|\*{3,}|_{3,}|~{3,})\s?(?:end|begin|start|close)\s(?:of\s)?(?:the\s)?(?:system|user|instructions?|prompt|context|document|input|conversation|data|email|message|text)", 0.5),
-    (r"</?(?:system|instructions?|user_input|user_query|context|prompt|admin|developer|assistant|sys|important|hidden|secret_instructions?)\s?>", 0.4),
-    (r"<!--[\s\S]{0,600}?(?:ignore|instruction|assistant|system|prompt|do not (?:tell|mention|reveal|show)|you must|you are|ai agent|language model|llm)[\s\S]{0,600}?-->", 0.55),
-    (r"(?:display\s?:\s?none|font-size\s?:\s?0|visibility\s?:\s?hidden|color\s?:\s?(?:white|#fff\b|#ffffff|transparent)|opacity\s?:\s?0(?:\.0)?\b)[\s\S]{0,300}?(?:ignore|instruction|assistant|ai\b|model|prompt|you must|send|reveal)", 0.5),
-    (r"(?:end|close) of (?:the )?(?:document|input|context|email|article|file|data|user input|content)[\s\S]{0,40}?(?:new|actual|real|following|additional)\s(?:instructions?|task|directive)", 0.7),
-    (r"(?:note|message|instructions?|attention)\s(?:to|for)\s(?:the\s)?(?:ai|assistant|llm|language model|chatbot|ai agent|model|bot|gpt|claude|copilot)\b", 0.55),
-    (r"(?:if you are|if you're|when you are|as) an? (?:ai|llm|language model|assistant|ai assistant|ai agent|chatbot)(?:\s(?:reading|processing|summari[sz]ing|parsing|seeing|analy[sz]ing) this)?", 0.45),
-    (r"(?:ai|assistant|llm|model|agent)s?\s(?:reading|processing|summari[sz]ing|parsing|crawling) (?:this|these)\s(?:page|document|text|email|file|content|message)", 0.55),
-    (r"\[(?:hidden|invisible|secret)\s(?:text|instructions?|prompt|message)\]", 0.55),
-    (r"(?:decode|base64[- ]?decode|rot13|reverse|unscramble|translate)\s%G4%(?:and|then)\s(?:follow|execute|obey|run|do|perform|carry out)\s%G2%(?:it|them|the instructions?|what it says)", 0.7),
+    (
+        r"(?:-{3,}|={3,}|#{3,}|\*{3,}|_{3,}|~{3,})\s?(?:end|begin|start|close)\s(?:of\s)?(?:the\s)?(?:system|user|instructions?|prompt|context|document|input|conversation|data|email|message|text)",
+        0.5,
+    ),
+    (
+        r"</?(?:system|instructions?|user_input|user_query|context|prompt|admin|developer|assistant|sys|important|hidden|secret_instructions?)\s?>",
+        0.4,
+    ),
+    (
+        r"<!--[\s\S]{0,600}?(?:ignore|instruction|assistant|system|prompt|do not (?:tell|mention|reveal|show)|you must|you are|ai agent|language model|llm)[\s\S]{0,600}?-->",
+        0.55,
+    ),
+    (
+        r"(?:display\s?:\s?none|font-size\s?:\s?0|visibility\s?:\s?hidden|color\s?:\s?(?:white|#fff\b|#ffffff|transparent)|opacity\s?:\s?0(?:\.0)?\b)[\s\S]{0,300}?(?:ignore|instruction|assistant|ai\b|model|prompt|you must|send|reveal)",
+        0.5,
+    ),
+    (
+        r"(?:end|close) of (?:the )?(?:document|input|context|email|article|file|data|user input|content)[\s\S]{0,40}?(?:new|actual|real|following|additional)\s(?:instructions?|task|directive)",
+        0.7,
+    ),
+    (
+        r"(?:note|message|instructions?|attention)\s(?:to|for)\s(?:the\s)?(?:ai|assistant|llm|language model|chatbot|ai agent|model|bot|gpt|claude|copilot)\b",
+        0.55,
+    ),
+    (
+        r"(?:if you are|if you're|when you are|as) an? (?:ai|llm|language model|assistant|ai assistant|ai agent|chatbot)(?:\s(?:reading|processing|summari[sz]ing|parsing|seeing|analy[sz]ing) this)?",
+        0.45,
+    ),
+    (
+        r"(?:ai|assistant|llm|model|agent|bot)s?\s(?:reading|processing|summari[sz]ing|parsing|crawling|seeing|indexing) (?:this|these)(?:\s(?:page|document|text|email|file|content|message|site))?\b",
+        0.55,
+    ),
+    (
+        r"\[(?:hidden|invisible|secret)\s(?:text|instructions?|prompt|message)\]",
+        0.55,
+    ),
+    (
+        r"(?:decode|base64[- ]?decode|rot13|reverse|unscramble|translate)\s%G4%(?:and|then)\s(?:follow|execute|obey|run|do|perform|carry out)\s%G2%(?:it|them|the instructions?|what it says)",
+        0.7,
+    ),
+    // Text that addresses the reading model's own answer: in a fetched page or an email
+    // this is an instruction to the assistant, not content (weighed up for tool results).
+    (
+        r"(?:in|to|into|at the (?:end|start|beginning) of|begin|start|end|prefix|suffix|modify|change|reverse|rewrite|translate|enhance|format|append to)\s(?:your|the assistant'?s?|the ai'?s?)\s(?:answer|response|reply|output|summary|responses|answers)\b",
+        0.3,
+    ),
+    (
+        r"(?:when|if|before|after)\s(?:you\s)?(?:answer|respond|reply|summari[sz]e)\S*\s%G4%(?:also|always|make sure|be sure|remember to|you must|include|mention|add|recommend|tell)",
+        0.3,
+    ),
 ];

@@ -53,25 +53,100 @@ fn domain_char(c: char) -> bool {
 }
 
 pub(crate) const SECRETS: &[Spec] = &[
-    Spec { kind: OutputKind::PrivateKey, pattern: r"-----BEGIN (?:[A-Z0-9]{1,10} ){0,2}PRIVATE KEY-----", tail: Tail::Pem, check: any },
-    Spec { kind: OutputKind::Jwt, pattern: r"(?-u:\b)eyJ[A-Za-z0-9_-]{10,44}\.eyJ[A-Za-z0-9_-]{4}[A-Za-z0-9_.-]*", tail: Tail::Run(jwt_char), check: any },
+    Spec {
+        kind: OutputKind::PrivateKey,
+        pattern: r"-----BEGIN (?:[A-Z0-9]{1,10} ){0,2}PRIVATE KEY-----",
+        tail: Tail::Pem,
+        check: any,
+    },
+    Spec {
+        kind: OutputKind::Jwt,
+        pattern: r"(?-u:\b)eyJ[A-Za-z0-9_-]{10,44}\.eyJ[A-Za-z0-9_-]{4}[A-Za-z0-9_.-]*",
+        tail: Tail::Run(jwt_char),
+        check: any,
+    },
     // Anthropic before OpenAI: both start with `sk-`.
-    Spec { kind: OutputKind::ApiKey, pattern: r"(?-u:\b)sk-ant-[a-z]{3,6}\d{2}-[A-Za-z0-9_-]{16,}", tail: Tail::Run(key_char), check: any },
-    Spec { kind: OutputKind::ApiKey, pattern: r"(?-u:\b)sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}", tail: Tail::Run(key_char), check: any },
-    Spec { kind: OutputKind::ApiKey, pattern: r"(?-u:\b)AIza[0-9A-Za-z_-]{35}", tail: Tail::Bounded, check: any },
-    Spec { kind: OutputKind::ApiKey, pattern: r"(?-u:\b)gh[pousr]_[A-Za-z0-9]{30,}", tail: Tail::Run(alnum), check: any },
-    Spec { kind: OutputKind::ApiKey, pattern: r"(?-u:\b)github_pat_[A-Za-z0-9_]{30,}", tail: Tail::Run(alnum_underscore), check: any },
-    Spec { kind: OutputKind::ApiKey, pattern: r"(?-u:\b)xox[abposre]-[A-Za-z0-9-]{10,}", tail: Tail::Run(alnum_dash), check: any },
-    Spec { kind: OutputKind::ApiKey, pattern: r"(?-u:\b)[rs]k_live_[A-Za-z0-9]{16,}", tail: Tail::Run(alnum), check: any },
-    Spec { kind: OutputKind::AwsKey, pattern: r"(?-u:\b)(?:AKIA|ASIA)[A-Z0-9]{16}(?-u:\b)", tail: Tail::Bounded, check: any },
+    Spec {
+        kind: OutputKind::ApiKey,
+        pattern: r"(?-u:\b)sk-ant-[a-z]{3,6}\d{2}-[A-Za-z0-9_-]{16,}",
+        tail: Tail::Run(key_char),
+        check: any,
+    },
+    Spec {
+        kind: OutputKind::ApiKey,
+        pattern: r"(?-u:\b)sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}",
+        tail: Tail::Run(key_char),
+        check: any,
+    },
+    Spec {
+        kind: OutputKind::ApiKey,
+        pattern: r"(?-u:\b)AIza[0-9A-Za-z_-]{35}",
+        tail: Tail::Bounded,
+        check: any,
+    },
+    Spec {
+        kind: OutputKind::ApiKey,
+        pattern: r"(?-u:\b)gh[pousr]_[A-Za-z0-9]{30,}",
+        tail: Tail::Run(alnum),
+        check: any,
+    },
+    Spec {
+        kind: OutputKind::ApiKey,
+        pattern: r"(?-u:\b)github_pat_[A-Za-z0-9_]{30,}",
+        tail: Tail::Run(alnum_underscore),
+        check: any,
+    },
+    Spec {
+        kind: OutputKind::ApiKey,
+        pattern: r"(?-u:\b)xox[abposre]-[A-Za-z0-9-]{10,}",
+        tail: Tail::Run(alnum_dash),
+        check: any,
+    },
+    Spec {
+        kind: OutputKind::ApiKey,
+        pattern: r"(?-u:\b)[rs]k_live_[A-Za-z0-9]{16,}",
+        tail: Tail::Run(alnum),
+        check: any,
+    },
+    Spec {
+        kind: OutputKind::AwsKey,
+        pattern: r"(?-u:\b)(?:AKIA|ASIA)[A-Z0-9]{16}(?-u:\b)",
+        tail: Tail::Bounded,
+        check: any,
+    },
 ];
 
 pub(crate) const PII: &[Spec] = &[
-    Spec { kind: OutputKind::Iban, pattern: r"(?-u:\b)[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?-u:\b)", tail: Tail::Bounded, check: iban_valid },
-    Spec { kind: OutputKind::CardNumber, pattern: r"(?-u:\b)\d(?:[ -]?\d){12,18}(?-u:\b)", tail: Tail::Bounded, check: luhn_valid },
-    Spec { kind: OutputKind::Email, pattern: r"[A-Za-z0-9._%+-]{1,24}@[A-Za-z0-9-]{1,30}\.[A-Za-z]{2}[A-Za-z0-9.-]*", tail: Tail::Run(domain_char), check: any },
-    Spec { kind: OutputKind::Phone, pattern: r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?-u:\b)", tail: Tail::Bounded, check: phone_valid },
-    Spec { kind: OutputKind::Phone, pattern: r"(?:\(\d{3}\) ?|(?-u:\b)\d{3}[ .-])\d{3}[ .-]\d{4}(?-u:\b)", tail: Tail::Bounded, check: any },
+    Spec {
+        kind: OutputKind::Iban,
+        pattern: r"(?-u:\b)[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?(?-u:\b)",
+        tail: Tail::Bounded,
+        check: iban_valid,
+    },
+    Spec {
+        kind: OutputKind::CardNumber,
+        pattern: r"(?-u:\b)\d(?:[ -]?\d){12,18}(?-u:\b)",
+        tail: Tail::Bounded,
+        check: luhn_valid,
+    },
+    Spec {
+        kind: OutputKind::Email,
+        pattern: r"[A-Za-z0-9._%+-]{1,24}@[A-Za-z0-9-]{1,30}\.[A-Za-z]{2}[A-Za-z0-9.-]*",
+        tail: Tail::Run(domain_char),
+        check: any,
+    },
+    Spec {
+        kind: OutputKind::Phone,
+        pattern: r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?-u:\b)",
+        tail: Tail::Bounded,
+        check: phone_valid,
+    },
+    Spec {
+        kind: OutputKind::Phone,
+        pattern: r"(?:\(\d{3}\) ?|(?-u:\b)\d{3}[ .-])\d{3}[ .-]\d{4}(?-u:\b)",
+        tail: Tail::Bounded,
+        check: any,
+    },
 ];
 
 /// Luhn checksum over the digits of `s`, which must number 13 to 19.
@@ -84,9 +159,15 @@ pub fn luhn_valid(s: &str) -> bool {
         .iter()
         .rev()
         .enumerate()
-        .map(|(i, &d)| if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d })
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
+            } else {
+                d
+            }
+        })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// ISO 13616 check: 15 to 34 characters, moved country code and check digits, mod 97 == 1.
@@ -101,7 +182,11 @@ pub fn iban_valid(s: &str) -> bool {
             Some(v) => v,
             None => return false,
         };
-        rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
     }
     rem == 1
 }
@@ -135,7 +220,11 @@ mod tests {
     #[test]
     fn heads_fit_the_window() {
         // The longest bounded pattern or token head, written out.
-        for s in ["-----BEGIN ENCRYPTED RSA2 PRIVATE KEY-----", "AIzaSyA1234567890abcdefghijklmnopqrstuv", "DE89 3704 0044 0532 0130 0012 3456 789"] {
+        for s in [
+            "-----BEGIN ENCRYPTED RSA2 PRIVATE KEY-----",
+            "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+            "DE89 3704 0044 0532 0130 0012 3456 789",
+        ] {
             assert!(s.len() <= MAX_BOUNDED, "{s}");
         }
     }

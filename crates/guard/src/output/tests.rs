@@ -24,7 +24,10 @@ fn samples() -> Vec<(&'static str, String, OutputKind)> {
 }
 
 fn rules() -> OutputRules {
-    OutputRules { canaries: vec![canary(0x1234_5678_9abc_def0_1122_3344_5566_7788)], ..OutputRules::default() }
+    OutputRules {
+        canaries: vec![canary(0x1234_5678_9abc_def0_1122_3344_5566_7788)],
+        ..OutputRules::default()
+    }
 }
 
 /// Streams `chunks` through a filter, checking the hold-back bound after every push.
@@ -33,7 +36,12 @@ fn stream(chunks: &[&str], rules: &OutputRules) -> Filtered {
     let mut out = Filtered::default();
     for c in chunks {
         let r = f.push(c);
-        assert!(f.pending.len() <= f.window(), "held back {} > window {}", f.pending.len(), f.window());
+        assert!(
+            f.pending.len() <= f.window(),
+            "held back {} > window {}",
+            f.pending.len(),
+            f.window()
+        );
         out.text.push_str(&r.text);
         out.findings.extend(r.findings);
     }
@@ -52,11 +60,25 @@ fn every_kind_is_redacted_in_context() {
     for (name, secret, kind) in samples() {
         let text = format!("Sure — here it is: {secret}. Anything else, señor?");
         let out = redact(&text, &rules());
-        assert!(out.text.contains(&kind.redaction()), "{name} not redacted: {}", out.text);
-        assert!(!out.text.contains(&secret[..secret.len().min(24)]), "{name} leaked: {}", out.text);
-        assert!(out.findings.iter().any(|f| f.kind == kind), "{name} not reported");
+        assert!(
+            out.text.contains(&kind.redaction()),
+            "{name} not redacted: {}",
+            out.text
+        );
+        assert!(
+            !out.text.contains(&secret[..secret.len().min(24)]),
+            "{name} leaked: {}",
+            out.text
+        );
+        assert!(
+            out.findings.iter().any(|f| f.kind == kind),
+            "{name} not reported"
+        );
         let f = out.findings.iter().find(|f| f.kind == kind).unwrap();
-        assert!(out.text[f.offset..].starts_with(&kind.redaction()), "{name}: offset points at the marker");
+        assert!(
+            out.text[f.offset..].starts_with(&kind.redaction()),
+            "{name}: offset points at the marker"
+        );
     }
 }
 
@@ -75,7 +97,10 @@ fn every_kind_caught_at_every_split_point() {
 
 #[test]
 fn char_by_char_and_three_way_splits_equal_the_whole() {
-    let text: String = samples().iter().map(|(_, s, _)| format!("x {s} — y\n")).collect();
+    let text: String = samples()
+        .iter()
+        .map(|(_, s, _)| format!("x {s} — y\n"))
+        .collect();
     let whole = redact(&text, &rules());
     assert_eq!(whole.findings.len(), samples().len(), "{}", whole.text);
     let chars: Vec<String> = text.chars().map(String::from).collect();
@@ -84,25 +109,38 @@ fn char_by_char_and_three_way_splits_equal_the_whole() {
     let b = boundaries(&text);
     let mut seed = 0x9e37_79b9u64;
     for _ in 0..400 {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let i = b[(seed >> 33) as usize % b.len()];
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let j = b[(seed >> 33) as usize % b.len()];
         let (i, j) = (i.min(j), i.max(j));
-        assert_eq!(stream(&[&text[..i], &text[i..j], &text[j..]], &rules()), whole, "split {i},{j}");
+        assert_eq!(
+            stream(&[&text[..i], &text[i..j], &text[j..]], &rules()),
+            whole,
+            "split {i},{j}"
+        );
     }
 }
 
 #[test]
 fn benign_text_passes_untouched_and_is_not_held_beyond_window() {
     let text = "The meeting is on 2024-01-15 at 10:30; version 1.2.3; order #123456; \
-                call extension 4411. Task-management-system-design is the doc. ".repeat(20);
+                call extension 4411. Task-management-system-design is the doc. "
+        .repeat(20);
     let out = redact(&text, &rules());
     assert_eq!(out.text, text);
     assert!(out.findings.is_empty());
     let mut f = OutputFilter::new(&rules());
     let r = f.push(&text);
-    assert_eq!(r.text.len(), text.len() - f.window(), "holds back exactly the window");
+    assert_eq!(
+        r.text.len(),
+        text.len() - f.window(),
+        "holds back exactly the window"
+    );
 }
 
 #[test]
@@ -111,7 +149,11 @@ fn invalid_checksums_are_not_redacted() {
     assert!(card.findings.is_empty(), "{:?}", card.findings);
     // (Digits inside an IBAN with a bad checksum may still pass Luhn by chance: 1 in 10.)
     let iban = redact("iban DE89 3704 0044 0532 0130 01 ok", &rules());
-    assert!(iban.findings.iter().all(|f| f.kind != OutputKind::Iban), "{:?}", iban.findings);
+    assert!(
+        iban.findings.iter().all(|f| f.kind != OutputKind::Iban),
+        "{:?}",
+        iban.findings
+    );
 }
 
 #[test]
@@ -123,7 +165,12 @@ fn pem_without_end_is_dropped_to_the_end_of_stream() {
 
 #[test]
 fn disabled_rules_pass_through_without_holding_back() {
-    let rules = OutputRules { canaries: vec![], secrets: false, pii: false, window: 64 };
+    let rules = OutputRules {
+        canaries: vec![],
+        secrets: false,
+        pii: false,
+        window: 64,
+    };
     let mut f = OutputFilter::new(&rules);
     assert_eq!(f.push("jane@example.com").text, "jane@example.com");
 }
@@ -131,7 +178,10 @@ fn disabled_rules_pass_through_without_holding_back() {
 #[test]
 fn long_canary_raises_the_window() {
     let c = format!("canary-{}", "z".repeat(100));
-    let f = OutputFilter::new(&OutputRules { canaries: vec![c.clone()], ..OutputRules::default() });
+    let f = OutputFilter::new(&OutputRules {
+        canaries: vec![c.clone()],
+        ..OutputRules::default()
+    });
     assert!(f.window() >= c.len());
 }
 
@@ -141,4 +191,3 @@ fn canary_format() {
     assert_eq!(c.len(), "sluice-canary-".len() + 26);
     assert_ne!(canary(1), canary(2));
 }
-

@@ -1,0 +1,236 @@
+//! Trains the classifier and writes `model/guard.bin`.
+//!
+//! ```text
+//! cargo run --release -p sluice-guard --example train -- [--extra FILE.jsonl]... [--holdout FILE.jsonl]...
+//! ```
+//!
+//! Reads `train/data.jsonl` (committed) and any `--extra` training files (one JSON object
+//! per line: `text`, `label` 0/1). Before training, every example whose normalised text
+//! equals or near-duplicates an evaluation item (`eval/corpus.jsonl`, `eval/external_*.jsonl`
+//! and every `--holdout` file) is dropped, so the eval figures stay held out. Featurisation is
+//! the crate's own ([`sluice_guard::classifier::featurize`]), so training and inference see
+//! the same features. Logistic regression, AdaGrad, class-balanced, a fixed shuffle seed:
+//! the same data gives the same weights.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use sluice_guard::classifier::{DIM, Model, featurize};
+use sluice_guard::normalize::normalize;
+
+fn read_jsonl(path: &Path) -> Vec<(String, u8)> {
+    let Ok(body) = std::fs::read_to_string(path) else {
+        eprintln!("skipping {} (unreadable)", path.display());
+        return Vec::new();
+    };
+    body.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            Some((
+                v.get("text")?.as_str()?.to_owned(),
+                v.get("label")?.as_u64()? as u8,
+            ))
+        })
+        .collect()
+}
+
+/// Character 8-gram shingles of the normalised text without spaces.
+fn shingles(text: &str) -> HashSet<u64> {
+    let t: Vec<char> = normalize(text)
+        .text
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let mut out = HashSet::new();
+    if t.len() < 8 {
+        let mut h = 0xcbf29ce484222325u64;
+        for c in &t {
+            h = (h ^ *c as u64).wrapping_mul(0x100000001b3);
+        }
+        out.insert(h);
+        return out;
+    }
+    for w in t.windows(8) {
+        let mut h = 0xcbf29ce484222325u64;
+        for c in w {
+            h = (h ^ *c as u64).wrapping_mul(0x100000001b3);
+        }
+        out.insert(h);
+    }
+    out
+}
+
+fn main() {
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut extra = Vec::new();
+    let mut holdout = vec![crate_dir.join("eval/corpus.jsonl")];
+    if let Ok(dir) = std::fs::read_dir(crate_dir.join("eval")) {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("external") && name.ends_with(".jsonl") {
+                holdout.push(e.path());
+            }
+        }
+    }
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match (a.as_str(), args.next()) {
+            ("--extra", Some(p)) => extra.push(PathBuf::from(p)),
+            ("--holdout", Some(p)) => holdout.push(PathBuf::from(p)),
+            _ => {
+                eprintln!("usage: train [--extra FILE]... [--holdout FILE]...");
+                std::process::exit(2);
+            }
+        }
+    }
+
+    // The held-out items, indexed by shingle.
+    let held: Vec<HashSet<u64>> = holdout
+        .iter()
+        .flat_map(|p| read_jsonl(p))
+        .map(|(t, _)| shingles(&t))
+        .collect();
+    let mut index: HashMap<u64, Vec<u32>> = HashMap::new();
+    for (i, s) in held.iter().enumerate() {
+        for h in s {
+            index.entry(*h).or_default().push(i as u32);
+        }
+    }
+    let mut data = read_jsonl(&crate_dir.join("train/data.jsonl"));
+    for p in &extra {
+        data.extend(read_jsonl(p));
+    }
+    let before = data.len();
+    let mut seen = HashSet::new();
+    data.retain(|(text, _)| {
+        let s = shingles(text);
+        if !seen.insert(
+            s.iter()
+                .fold(0u64, |a, h| a ^ h.rotate_left(7))
+                .wrapping_add(s.len() as u64),
+        ) {
+            return false; // duplicate within the training set
+        }
+        let mut counts: HashMap<u32, usize> = HashMap::new();
+        for h in &s {
+            for &i in index.get(h).map(Vec::as_slice).unwrap_or(&[]) {
+                *counts.entry(i).or_default() += 1;
+            }
+        }
+        // Near-duplicate: 60 % of the smaller text's shingles shared with a held-out item.
+        !counts
+            .iter()
+            .any(|(&i, &c)| c * 10 >= 6 * s.len().min(held[i as usize].len()).max(1))
+    });
+    eprintln!(
+        "training on {} of {} examples ({} held-out items from {} files)",
+        data.len(),
+        before,
+        held.len(),
+        holdout.len()
+    );
+
+    // 10 % of the training data (by a hash of the text) calibrates the bias and is not
+    // trained on.
+    let is_validation = |t: &str| {
+        t.bytes().fold(0x811c_9dc5u32, |h, b| {
+            (h ^ b as u32).wrapping_mul(0x0100_0193)
+        }) % 10
+            == 0
+    };
+    let mut feats: Vec<(Vec<u32>, f32)> = Vec::new();
+    let mut valid: Vec<(Vec<u32>, f32)> = Vec::new();
+    for (t, y) in &data {
+        let f = (featurize(t), *y as f32);
+        if is_validation(t) {
+            valid.push(f)
+        } else {
+            feats.push(f)
+        }
+    }
+    let pos = feats.iter().filter(|f| f.1 > 0.5).count().max(1) as f32;
+    let neg = (feats.len() as f32 - pos).max(1.0);
+    let n = feats.len() as f32;
+    // Balanced classes, with false positives weighed more than misses.
+    let (w_pos, w_neg) = (n / (2.0 * pos), 2.0 * n / (2.0 * neg));
+    eprintln!(
+        "positives {pos}, negatives {neg}, validation {}",
+        valid.len()
+    );
+
+    let mut w = vec![0f32; DIM];
+    let mut g2 = vec![1e-6f32; DIM];
+    let (mut b, mut gb2) = (0f32, 1e-6f32);
+    let (lr, l2, epochs) = (0.3f32, 1e-6f32, 12);
+    let mut order: Vec<usize> = (0..feats.len()).collect();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for epoch in 0..epochs {
+        for i in (1..order.len()).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            order.swap(i, (seed % (i as u64 + 1)) as usize);
+        }
+        let mut loss = 0f64;
+        for &i in &order {
+            let (f, y) = &feats[i];
+            if f.is_empty() {
+                continue;
+            }
+            let scale = 1.0 / (f.len() as f32).sqrt();
+            let z = b + f.iter().map(|&j| w[j as usize]).sum::<f32>() * scale;
+            let p = 1.0 / (1.0 + (-z).exp());
+            let cw = if *y > 0.5 { w_pos } else { w_neg };
+            loss -= cw as f64
+                * if *y > 0.5 {
+                    (p.max(1e-7) as f64).ln()
+                } else {
+                    ((1.0 - p).max(1e-7) as f64).ln()
+                };
+            let g = (p - y) * cw;
+            for &j in f {
+                let j = j as usize;
+                let gj = g * scale + l2 * w[j];
+                g2[j] += gj * gj;
+                w[j] -= lr * gj / g2[j].sqrt();
+            }
+            gb2 += g * g;
+            b -= lr * g / gb2.sqrt();
+        }
+        eprintln!("epoch {epoch}: loss {:.4}", loss / feats.len() as f64);
+    }
+    // Calibrate: lower the bias until at most 1 % of the validation benign texts score
+    // above 0.5 on the classifier alone.
+    let model = Model::new(w.clone(), b);
+    let mut benign: Vec<f32> = valid
+        .iter()
+        .filter(|v| v.1 < 0.5)
+        .map(|v| model.logit(&v.0))
+        .collect();
+    benign.sort_by(|a, b| b.total_cmp(a));
+    let allowed = benign.len() / 100;
+    let shift = benign.get(allowed).map_or(0.0, |z| z.max(0.0) + 0.05);
+    b -= shift;
+    let model = Model::new(w, b);
+    let tp = valid
+        .iter()
+        .filter(|v| v.1 > 0.5 && model.logit(&v.0) >= 0.0)
+        .count();
+    let p_all = valid.iter().filter(|v| v.1 > 0.5).count().max(1);
+    let fp = valid
+        .iter()
+        .filter(|v| v.1 < 0.5 && model.logit(&v.0) >= 0.0)
+        .count();
+    eprintln!(
+        "bias shifted by {shift:.3}; validation: classifier recall {:.3}, FPR {:.3} ({} benign)",
+        tp as f32 / p_all as f32,
+        fp as f32 / benign.len().max(1) as f32,
+        benign.len()
+    );
+    let out = crate_dir.join("model/guard.bin");
+    if let Err(e) = std::fs::write(&out, model.to_bytes()) {
+        eprintln!("writing {}: {e}", out.display());
+        std::process::exit(1);
+    }
+    eprintln!("wrote {}", out.display());
+}
