@@ -62,6 +62,12 @@ pub fn notice_for(code: &str) -> &'static str {
             "I was interrupted before I could answer. Please send your message again."
         }
         "too_many_runs" | "busy" => "I'm busy right now. Please try again in a minute.",
+        "prompt_rejected" => {
+            "I can't act on that message: it looks like an attempt to change my instructions."
+        }
+        "output_blocked" => {
+            "I started an answer I'm not allowed to send. Please rephrase your question."
+        }
         _ => "Something went wrong. Please try again later.",
     }
 }

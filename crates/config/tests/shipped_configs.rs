@@ -37,6 +37,20 @@ fn reference_config_loads_with_its_variables_set() {
     assert_eq!(fetch.allow_hosts, ["api.github.com", "*.wikipedia.org"]);
     assert_eq!(researcher.bounds.max_cost_nanos, 1_000_000_000);
     assert_eq!(cfg.agents["summarizer"].bounds.max_steps, 2);
+    use sluice_config::guard::{GuardAction, OutputAction};
+    let g = &cfg.guard;
+    assert_eq!(g.policy("fast", None, None).action, GuardAction::Flag);
+    let p = g.policy("smart", Some("researcher"), Some("dev"));
+    assert_eq!(
+        (p.action, p.threshold, p.pii, p.canary),
+        (
+            GuardAction::Block,
+            Some(0.7),
+            OutputAction::Redact,
+            OutputAction::Block
+        )
+    );
+    assert_eq!(g.deny.len(), 1);
 }
 
 #[test]

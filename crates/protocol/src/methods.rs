@@ -61,6 +61,21 @@ pub struct ChatStarted {
     /// The gateway's id of the call (its ledger rows' request id); every event of the
     /// call carries it.
     pub call_id: String,
+    /// Present when the gateway's prompt guard flagged the request (its policy is
+    /// `flag`): the same as HTTP's `x-sluice-guard: flagged` (docs/guard.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardFlag>,
+}
+
+/// What the prompt guard found in a request it let through.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GuardFlag {
+    /// `"flagged"`.
+    pub verdict: String,
+    /// The total score, 0 to 1.
+    pub score: f32,
+    /// The detectors' stable ids (never the text they matched).
+    pub detectors: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

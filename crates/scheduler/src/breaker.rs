@@ -273,6 +273,7 @@ fn counts(f: &RunFailure) -> bool {
             | codes::INTERRUPTED
             | codes::INVALID_PARAMS
             | "budget_exceeded"
+            | "prompt_rejected"
             | "rate_limit_exceeded"
             | "limits_unavailable"
             | "spend_breaker_open"

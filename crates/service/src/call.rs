@@ -16,7 +16,10 @@ use sluice_limits::tokens::{prompt_tokens, text_tokens};
 use sluice_llm::{ChatRequest, ChatResponse, EmbeddingsRequest};
 use sluice_providers::{ChatReply, EmbeddingsReply, Routed};
 
+use sluice_config::guard::OutputAction;
+
 use crate::admission::Estimate;
+use crate::guard::{Flagged, place_canary};
 use crate::keys::Principal;
 use crate::metered::MeteredStream;
 use crate::settlement::Spend;
@@ -163,6 +166,10 @@ pub struct Answer<T> {
     pub attempts: u32,
     /// Headroom left in the tightest per-minute limits, when a limit applied.
     pub headroom: Option<Headroom>,
+    /// The prompt guard flagged the call (its policy's action is `flag`).
+    pub flagged: Option<Flagged>,
+    /// What the output filter redacted from a whole answer (kind ids).
+    pub redacted: Vec<&'static str>,
 }
 
 /// A chat answer: whole (already settled), or a stream that settles itself.
@@ -191,6 +198,16 @@ impl Service {
         }
         let snapshot = self.snapshot();
         self.preflight(who, &req.model)?;
+        // The guard, before anything is reserved: a refused prompt costs nothing and
+        // leaves no ledger row.
+        let guard = snapshot
+            .guard
+            .policy(&req.model, meta.agent.as_deref(), &who.key_name);
+        let flagged = snapshot.guard.screen(&guard, &req, &meta.request_id)?;
+        let canary = (guard.canary != OutputAction::Off
+            && place_canary(&mut req, &self.inner.canary))
+        .then_some(self.inner.canary.as_str());
+        let output = snapshot.guard.output(&guard, canary);
         // The reservation is for what the client asked for, or `output_reserve` when it
         // asked for nothing; the cap, sent upstream, is what bounds a stream's overshoot
         // of that reservation (docs/limits.md, "the bound").
@@ -230,8 +247,13 @@ impl Service {
             target,
             attempts,
         } = routed;
+        let mut redacted = Vec::new();
         let value = match value {
-            ChatReply::Complete { response, raw } => {
+            ChatReply::Complete {
+                mut response,
+                mut raw,
+            } => {
+                let request_id = output.as_ref().map(|_| spend.meta.request_id.clone());
                 let _ = spend.answered(seq, &target, response.usage.as_ref(), "ok", || {
                     let text = response
                         .choices
@@ -243,17 +265,33 @@ impl Service {
                         text_tokens(&text, &target.model).tokens,
                     )
                 });
+                if let Some(output) = output {
+                    redacted = output.whole(&mut response).inspect_err(|e| {
+                        tracing::warn!(request_id = request_id.as_deref(), "answer blocked: {e}");
+                    })?;
+                    if !redacted.is_empty() {
+                        // The provider's bytes are not what the client gets any more.
+                        raw = None;
+                    }
+                }
                 Reply::Whole { response, raw }
             }
-            ChatReply::Stream(stream) => {
-                Reply::Stream(MeteredStream::new(stream, spend, seq, target.clone(), req))
-            }
+            ChatReply::Stream(stream) => Reply::Stream(MeteredStream::new(
+                stream,
+                spend,
+                seq,
+                target.clone(),
+                req,
+                output,
+            )),
         };
         Ok(Answer {
             value,
             target,
             attempts,
             headroom,
+            flagged,
+            redacted,
         })
     }
 
@@ -307,6 +345,8 @@ impl Service {
             target: routed.target,
             attempts: routed.attempts,
             headroom,
+            flagged: None,
+            redacted: Vec::new(),
         })
     }
 

@@ -51,6 +51,17 @@ pub enum ServiceError {
     /// A stream that broke after its first chunk went to the client.
     #[error("the stream broke: {0}")]
     Stream(StreamError),
+    /// The prompt guard refused the request (docs/guard.md): nothing was sent upstream or
+    /// billed. Names the detectors, never the text they matched.
+    #[error("the prompt was rejected by the gateway's prompt guard (detectors: {})", .detectors.join(", "))]
+    PromptRejected {
+        detectors: Vec<&'static str>,
+        score: f32,
+    },
+    /// The answer carried what its policy blocks (a canary of the system prompt, a
+    /// secret, PII): it ends here; what was found is redacted from what was sent.
+    #[error("the answer was stopped by the gateway's output filter ({})", .kinds.join(", "))]
+    OutputBlocked { kinds: Vec<&'static str> },
 }
 
 /// What kind of failure, coarse enough for every transport to map: the HTTP gateway
@@ -183,6 +194,12 @@ impl ServiceError {
             }
             ServiceError::Route(RouteError::Exhausted { last, .. }) => exhausted(last),
             ServiceError::Stream(e) => stream_error(e),
+            ServiceError::PromptRejected { .. } => {
+                info("prompt_rejected", C::InvalidRequest, msg(), false)
+            }
+            ServiceError::OutputBlocked { .. } => {
+                info("output_blocked", C::InvalidRequest, msg(), false)
+            }
         }
     }
 }

@@ -24,6 +24,7 @@
 pub mod admission;
 pub mod call;
 pub mod error;
+pub mod guard;
 pub mod ids;
 pub mod keys;
 mod lifecycle;
@@ -47,13 +48,14 @@ use tokio_util::task::TaskTracker;
 pub use admission::{Estimate, Gate};
 pub use call::{Answer, CallMeta, ChannelUser, Reply, RunScope};
 pub use error::{Category, ErrorInfo, ServiceError};
+pub use guard::Flagged;
 pub use keys::{KeyRing, Principal};
 pub use lifecycle::StopReport;
 pub use metered::MeteredStream;
 pub use settlement::{MAX_UNPRICED_NAMED, Settled};
 pub use sluice_limits::lease::Snapshot as Headroom;
 pub use sluice_limits::tokens::warm as warm_tokenizers;
-pub use snapshot::{Policy, Snapshot};
+pub use snapshot::{Policy, Snapshot, SnapshotError};
 
 /// The completion service. Cheap to clone: every clone is the same service.
 #[derive(Debug, Clone)]
@@ -90,12 +92,16 @@ pub(crate) struct Inner {
     /// that happens) spawns its store writes there.
     runtime: tokio::runtime::Handle,
     persister: Mutex<Option<profiles::Persister>>,
+    /// The canary placed in system prompts whose policy asks for one (docs/guard.md): one
+    /// per process, so that a system prompt stays the same from call to call (providers'
+    /// prompt caches key on it).
+    canary: String,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
-    Providers(#[from] sluice_providers::BuildError),
+    Snapshot(#[from] snapshot::SnapshotError),
     #[error("cannot load state from the store: {0}")]
     Store(#[from] sluice_store::StoreError),
 }
@@ -143,6 +149,7 @@ impl Service {
                 calls: TaskTracker::new(),
                 runtime: tokio::runtime::Handle::current(),
                 persister: Mutex::new(persister),
+                canary: sluice_guard::canary(uuid::Uuid::new_v4().as_u128()),
             }),
         };
         service.spawn_background(cfg);
@@ -162,7 +169,7 @@ impl Service {
 
     /// A snapshot of `cfg` on this service's limiter (leases held carry over), to put
     /// in force with [`Service::replace_snapshot`].
-    pub fn build_snapshot(&self, cfg: &Config) -> Result<Snapshot, sluice_providers::BuildError> {
+    pub fn build_snapshot(&self, cfg: &Config) -> Result<Snapshot, snapshot::SnapshotError> {
         Snapshot::build(cfg, self.inner.limiter.clone())
     }
 

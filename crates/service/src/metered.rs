@@ -16,11 +16,12 @@ use std::task::{Context, Poll};
 use futures_util::{FutureExt, Stream, StreamExt};
 use sluice_config::Target;
 use sluice_limits::tokens::{prompt_tokens, tokens_from_bytes};
-use sluice_llm::{ChatChunk, ChatRequest, Usage};
+use sluice_llm::{ChatChunk, ChatRequest, ChunkChoice, Delta, Usage};
 use sluice_providers::ChunkStream;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::ServiceError;
+use crate::guard::OutputGuard;
 use crate::settlement::{Settled, Spend};
 
 pub struct MeteredStream {
@@ -34,6 +35,11 @@ pub struct MeteredStream {
     /// provider reports no usage.
     streamed_bytes: u64,
     settled: Option<Settled>,
+    /// The output filter (docs/guard.md), when the call's policy filters anything.
+    output: Option<Box<OutputGuard>>,
+    /// The last chunk's id, model and time, for a chunk that carries what the filter
+    /// held back when the provider's stream ended without a finish reason.
+    last: Option<(String, String, u64)>,
 }
 
 /// What settling needs, taken once.
@@ -60,6 +66,7 @@ impl MeteredStream {
         seq: usize,
         target: Target,
         req: Arc<ChatRequest>,
+        output: Option<OutputGuard>,
     ) -> Self {
         let include_usage = req
             .stream_options
@@ -80,7 +87,60 @@ impl MeteredStream {
             usage: None,
             streamed_bytes: 0,
             settled: None,
+            output: output.map(Box::new),
+            last: None,
         }
+    }
+
+    /// What the output filter has redacted so far (kind ids).
+    pub fn redacted(&self) -> Vec<&'static str> {
+        self.output
+            .as_ref()
+            .map(|o| o.redacted())
+            .unwrap_or_default()
+    }
+
+    /// Ends the stream with `err`, settled with its code.
+    fn fail(&mut self, err: ServiceError) -> Poll<Option<Result<ChatChunk, ServiceError>>> {
+        if let Some(s) = &self.settle {
+            tracing::warn!(request_id = %s.spend.meta.request_id, code = err.code(), "stream ended: {err}");
+        }
+        self.finish(err.code());
+        Poll::Ready(Some(Err(err)))
+    }
+
+    /// At the provider's end: a chunk with what the filter still holds, if anything.
+    fn held_back(&mut self) -> Result<Option<ChatChunk>, ServiceError> {
+        let Some(output) = self.output.as_mut() else {
+            return Ok(None);
+        };
+        let held = output.flush()?;
+        if held.is_empty() {
+            return Ok(None);
+        }
+        let (id, model, created) = self.last.clone().unwrap_or_default();
+        Ok(Some(ChatChunk {
+            id,
+            object: "chat.completion.chunk".into(),
+            created,
+            model,
+            choices: held
+                .into_iter()
+                .map(|(index, text)| ChunkChoice {
+                    index,
+                    delta: Delta {
+                        content: Some(text),
+                        ..Delta::default()
+                    },
+                    finish_reason: None,
+                    logprobs: None,
+                    rest: Default::default(),
+                })
+                .collect(),
+            usage: None,
+            system_fingerprint: None,
+            rest: Default::default(),
+        }))
     }
 
     /// The request id of the call (for the transport's log lines).
@@ -147,14 +207,27 @@ impl Stream for MeteredStream {
             match this.inner.poll_next_unpin(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => {
+                    let held = match this.held_back() {
+                        Ok(held) => held,
+                        Err(e) => return this.fail(e),
+                    };
                     this.finish("ok");
-                    return Poll::Ready(None);
+                    return Poll::Ready(held.map(Ok));
                 }
                 Poll::Ready(Some(Ok(mut chunk))) => {
                     if let Some(u) = &chunk.usage {
                         this.usage = Some(u.clone());
                     }
                     this.streamed_bytes += streamed_bytes(&chunk);
+                    if let Some(output) = this.output.as_mut() {
+                        if this.last.is_none() {
+                            this.last =
+                                Some((chunk.id.clone(), chunk.model.clone(), chunk.created));
+                        }
+                        if let Err(e) = output.chunk(&mut chunk) {
+                            return this.fail(e);
+                        }
+                    }
                     if !this.include_usage {
                         // The usage chunk was asked for by Sluice, not by the client.
                         if chunk.choices.is_empty() && chunk.usage.is_some() {

@@ -11,12 +11,24 @@ use sluice_config::{Config, LimitsConfig};
 use sluice_providers::Router;
 
 use crate::admission::{Gate, SharedLimiter};
+use crate::guard::GuardSet;
 
 #[derive(Debug)]
 pub struct Snapshot {
     pub router: Router,
     pub gate: Arc<Gate>,
     pub policy: Policy,
+    /// The prompt guard and its policies.
+    pub guard: GuardSet,
+}
+
+/// Why a config could not become a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Providers(#[from] sluice_providers::BuildError),
+    #[error(transparent)]
+    Guard(#[from] sluice_guard::GuardError),
 }
 
 /// The pre-flight rules a call meets before admission.
@@ -39,10 +51,7 @@ impl Policy {
 
 impl Snapshot {
     /// Builds a snapshot of `cfg` on the process's limiter.
-    pub fn build(
-        cfg: &Config,
-        limiter: SharedLimiter,
-    ) -> Result<Snapshot, sluice_providers::BuildError> {
+    pub fn build(cfg: &Config, limiter: SharedLimiter) -> Result<Snapshot, SnapshotError> {
         Ok(Snapshot {
             router: Router::new(cfg)?,
             gate: Arc::new(Gate::new(
@@ -51,6 +60,7 @@ impl Snapshot {
                 sluice_limits::PriceTable::from_config(&cfg.prices),
             )),
             policy: Policy::new(&cfg.limits),
+            guard: GuardSet::build(&cfg.guard)?,
         })
     }
 }

@@ -40,10 +40,7 @@ pub(super) fn guard(
                 p.push(format!(
                     "guard.{list}[{i}]: at most {MAX_PATTERN} characters"
                 ));
-            } else if let Err(e) = regex::RegexBuilder::new(pat)
-                .size_limit(1 << 20)
-                .build()
-            {
+            } else if let Err(e) = regex::RegexBuilder::new(pat).size_limit(1 << 20).build() {
                 p.push(format!("guard.{list}[{i}]: not a regular expression ({e})"));
             }
         }

@@ -59,7 +59,11 @@ fn overrides_apply_per_model_agent_and_key() {
     assert_eq!(p.threshold, Some(0.6));
     assert_eq!(
         (p.secrets, p.pii, p.canary),
-        (OutputAction::Redact, OutputAction::Redact, OutputAction::Block)
+        (
+            OutputAction::Redact,
+            OutputAction::Redact,
+            OutputAction::Block
+        )
     );
     assert!(!p.tool_results);
     assert_eq!(
@@ -100,5 +104,8 @@ fn every_mistake_is_named_with_its_path() {
         );
     }
     let unknown = parse(&format!("{BASE}\n[guard]\nblock_all = true\n")).unwrap_err();
-    assert!(unknown.iter().any(|p| p.contains("block_all")), "{unknown:?}");
+    assert!(
+        unknown.iter().any(|p| p.contains("block_all")),
+        "{unknown:?}"
+    );
 }

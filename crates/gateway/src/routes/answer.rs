@@ -63,6 +63,32 @@ pub(super) fn json_response(bytes: Bytes) -> Response {
 /// `x-sluice-provider` / `x-sluice-model`: which chain entry answered;
 /// `x-sluice-attempts`: how many provider calls it took; `x-ratelimit-limit-*` /
 /// `x-ratelimit-remaining-*`: the tightest per-minute limits, when a limit applied.
+/// The prompt guard's marks: `x-sluice-guard: flagged` with the detectors and score when
+/// the request was flagged; `x-sluice-guard-redacted` with the kinds the output filter
+/// took out of a whole answer.
+pub(super) fn guarded(
+    mut resp: Response,
+    flagged: Option<&sluice_service::Flagged>,
+    redacted: &[&str],
+) -> Response {
+    let h = resp.headers_mut();
+    if let Some(f) = flagged {
+        h.insert("x-sluice-guard", HeaderValue::from_static("flagged"));
+        if let Ok(v) = HeaderValue::from_str(&f.detectors.join(",")) {
+            h.insert("x-sluice-guard-detectors", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", f.score)) {
+            h.insert("x-sluice-guard-score", v);
+        }
+    }
+    if !redacted.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&redacted.join(","))
+    {
+        h.insert("x-sluice-guard-redacted", v);
+    }
+    resp
+}
+
 pub(super) fn served(
     mut resp: Response,
     target: &Target,

@@ -11,7 +11,7 @@ use http::HeaderMap;
 use sluice_llm::ChatRequest;
 use sluice_service::{Principal, Reply};
 
-use super::answer::{encoded, json_response, meta, served};
+use super::answer::{encoded, guarded, json_response, meta, served};
 use crate::request_id::RequestId;
 use crate::{ApiError, AppState, sse};
 
@@ -30,6 +30,7 @@ pub async fn completions(
         Reply::Whole { response, raw } => json_response(encoded(&response, raw)?),
         Reply::Stream(stream) => sse::response(stream),
     };
+    let resp = guarded(resp, answer.flagged.as_ref(), &answer.redacted);
     Ok(served(
         resp,
         &answer.target,

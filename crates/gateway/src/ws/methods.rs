@@ -172,6 +172,11 @@ async fn chat(conn: &Arc<Conn>, req_id: &str, raw: Value) -> Result<Value, Error
         .await
         .map_err(|e| service_error(&e))?;
     let served_by = answer.target.to_string();
+    let guard = answer.flagged.as_ref().map(|f| m::GuardFlag {
+        verdict: "flagged".into(),
+        score: f.score,
+        detectors: f.detectors.iter().map(|d| (*d).to_owned()).collect(),
+    });
     let session = conn.session.clone();
     let state = conn.state.clone();
     let ids = (call_id.clone(), req_id.to_owned());
@@ -204,7 +209,7 @@ async fn chat(conn: &Arc<Conn>, req_id: &str, raw: Value) -> Result<Value, Error
             tokio::spawn(store_turn(state, session, turn, answer));
         }
     }
-    Ok(serde_json::to_value(m::ChatStarted { call_id }).unwrap_or(Value::Null))
+    Ok(serde_json::to_value(m::ChatStarted { call_id, guard }).unwrap_or(Value::Null))
 }
 
 /// One of a session's streaming calls: given back when dropped.

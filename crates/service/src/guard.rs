@@ -1,0 +1,285 @@
+//! The prompt guard on the one call path (docs/guard.md). Before admission, a chat call's
+//! user turns and tool results are screened under the policy of its model alias, agent
+//! and key: a `block` refuses it with `prompt_rejected` before anything is reserved, sent
+//! or billed; a `flag` lets it through, marked for the transport to report; a `log` only
+//! logs. On the way out, the answer is filtered (canary, secrets, PII) whole or as it
+//! streams, holding back at most the configured window.
+
+use std::collections::BTreeSet;
+
+use sluice_config::guard::{GuardAction, GuardConfig, GuardPolicy, OutputAction};
+use sluice_guard::{Guard, OutputFilter, OutputKind, OutputRules, Rules, Source};
+use sluice_llm::{ChatChunk, ChatRequest, ChatResponse, Content, Role};
+
+use crate::ServiceError;
+
+/// What a config decides about the guard, built once per snapshot.
+pub struct GuardSet {
+    guard: Guard,
+    config: GuardConfig,
+}
+
+impl std::fmt::Debug for GuardSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardSet")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A call that passed with findings at or over its threshold under `flag`: the transport
+/// says so (`x-sluice-guard: flagged`, and the same in WebSocket results).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flagged {
+    pub score: f32,
+    /// The detectors' stable ids, never the matched text.
+    pub detectors: Vec<&'static str>,
+}
+
+impl GuardSet {
+    pub fn build(config: &GuardConfig) -> Result<GuardSet, sluice_guard::GuardError> {
+        let guard = Guard::new(Rules {
+            deny: config.deny.clone(),
+            allow: config.allow.clone(),
+        })?;
+        Ok(GuardSet {
+            guard,
+            config: config.clone(),
+        })
+    }
+
+    pub fn policy(&self, model: &str, agent: Option<&str>, key: &str) -> GuardPolicy {
+        self.config.policy(model, agent, Some(key))
+    }
+
+    /// Screens `req` under `policy`. `Err(PromptRejected)` under `block`; `Ok(Some)` when
+    /// flagged; `Ok(None)` when clean, off, or only logged.
+    pub(crate) fn screen(
+        &self,
+        policy: &GuardPolicy,
+        req: &ChatRequest,
+        request_id: &str,
+    ) -> Result<Option<Flagged>, ServiceError> {
+        if policy.action == GuardAction::Off {
+            return Ok(None);
+        }
+        let threshold = policy.threshold.unwrap_or(sluice_guard::DEFAULT_THRESHOLD);
+        let mut score = 0f32;
+        let mut detectors = BTreeSet::new();
+        for m in &req.messages {
+            let source = match m.role {
+                Role::User => Source::User,
+                Role::Tool if policy.tool_results => Source::ToolResult,
+                _ => continue,
+            };
+            let text = m.text_content();
+            if text.is_empty() {
+                continue;
+            }
+            let s = self.guard.screen(&text, source);
+            if s.score >= threshold {
+                detectors.extend(
+                    s.findings
+                        .iter()
+                        .filter(|f| f.score > 0.0)
+                        .map(|f| f.detector.as_str()),
+                );
+            }
+            score = score.max(s.score);
+        }
+        if score < threshold {
+            return Ok(None);
+        }
+        let detectors: Vec<&'static str> = detectors.into_iter().collect();
+        let names = detectors.join(",");
+        match policy.action {
+            GuardAction::Block => {
+                tracing::warn!(request_id, score, detectors = %names, "prompt rejected by the guard");
+                Err(ServiceError::PromptRejected { detectors, score })
+            }
+            GuardAction::Flag => {
+                tracing::warn!(request_id, score, detectors = %names, "prompt flagged by the guard");
+                Ok(Some(Flagged { score, detectors }))
+            }
+            GuardAction::Log | GuardAction::Off => {
+                tracing::info!(request_id, score, detectors = %names, "prompt over the guard's threshold (log only)");
+                Ok(None)
+            }
+        }
+    }
+
+    /// The output filter of a call under `policy`, `None` when it filters nothing.
+    /// `canary` is the token placed in this call's system prompt, if one was.
+    pub(crate) fn output(&self, policy: &GuardPolicy, canary: Option<&str>) -> Option<OutputGuard> {
+        let canaries: Vec<String> = match (policy.canary, canary) {
+            (OutputAction::Off, _) | (_, None) => Vec::new(),
+            (_, Some(c)) => vec![c.to_owned()],
+        };
+        let rules = OutputRules {
+            canaries,
+            secrets: policy.secrets != OutputAction::Off,
+            pii: policy.pii != OutputAction::Off,
+            window: self.config.window_bytes,
+        };
+        if rules.canaries.is_empty() && !rules.secrets && !rules.pii {
+            return None;
+        }
+        Some(OutputGuard {
+            rules,
+            policy: *policy,
+            filters: Vec::new(),
+            redacted: BTreeSet::new(),
+        })
+    }
+}
+
+/// Places `canary` at the end of the request's first system (or developer) message, so
+/// that an answer repeating the system prompt carries it. A request with no system prompt
+/// has nothing to leak and gets none: `false`.
+pub(crate) fn place_canary(req: &mut ChatRequest, canary: &str) -> bool {
+    let Some(m) = req
+        .messages
+        .iter_mut()
+        .find(|m| matches!(m.role, Role::System | Role::Developer))
+    else {
+        return false;
+    };
+    match &mut m.content {
+        Some(Content::Text(s)) => {
+            s.push_str("\n\n");
+            s.push_str(canary);
+        }
+        Some(Content::Parts(parts)) => {
+            let Some(p) = parts.iter_mut().rev().find(|p| p.text.is_some()) else {
+                return false;
+            };
+            if let Some(t) = p.text.as_mut() {
+                t.push_str("\n\n");
+                t.push_str(canary);
+            }
+        }
+        None => return false,
+    }
+    true
+}
+
+/// The output filter of one answer: one streaming filter per choice.
+#[derive(Debug)]
+pub(crate) struct OutputGuard {
+    rules: OutputRules,
+    policy: GuardPolicy,
+    filters: Vec<Option<OutputFilter>>,
+    /// Kinds redacted so far.
+    redacted: BTreeSet<&'static str>,
+}
+
+impl OutputGuard {
+    fn action(&self, kind: OutputKind) -> OutputAction {
+        match kind {
+            OutputKind::CanaryLeak => self.policy.canary,
+            OutputKind::ApiKey | OutputKind::PrivateKey | OutputKind::Jwt | OutputKind::AwsKey => {
+                self.policy.secrets
+            }
+            OutputKind::Email | OutputKind::Phone | OutputKind::CardNumber | OutputKind::Iban => {
+                self.policy.pii
+            }
+        }
+    }
+
+    fn filter(&mut self, index: u32) -> &mut OutputFilter {
+        let i = usize::try_from(index).unwrap_or(0).min(127);
+        if self.filters.len() <= i {
+            self.filters.resize_with(i + 1, || None);
+        }
+        let rules = &self.rules;
+        self.filters[i].get_or_insert_with(|| OutputFilter::new(rules))
+    }
+
+    /// Notes what was found; `Err(OutputBlocked)` when a kind the policy blocks is among it.
+    fn found(&mut self, findings: &[sluice_guard::OutputFinding]) -> Result<(), ServiceError> {
+        let mut blocked = Vec::new();
+        for f in findings {
+            self.redacted.insert(f.kind.as_str());
+            if self.action(f.kind) == OutputAction::Block {
+                blocked.push(f.kind.as_str());
+            }
+        }
+        if blocked.is_empty() {
+            return Ok(());
+        }
+        blocked.dedup();
+        Err(ServiceError::OutputBlocked { kinds: blocked })
+    }
+
+    /// Filters one streamed chunk in place: its text comes out redacted and up to the
+    /// window later; a choice's last chunk (its finish reason) carries what was held back.
+    pub(crate) fn chunk(&mut self, chunk: &mut ChatChunk) -> Result<(), ServiceError> {
+        for choice in &mut chunk.choices {
+            let mut out = match choice.delta.content.take() {
+                Some(text) => {
+                    let f = self.filter(choice.index).push(&text);
+                    self.found(&f.findings)?;
+                    Some(f.text)
+                }
+                None => None,
+            };
+            if choice.finish_reason.is_some() {
+                let f = self.filter(choice.index).finish();
+                self.found(&f.findings)?;
+                if !f.text.is_empty() {
+                    out.get_or_insert_with(String::new).push_str(&f.text);
+                }
+            }
+            choice.delta.content = out;
+        }
+        Ok(())
+    }
+
+    /// What every choice still holds back, for a stream that ended without a finish
+    /// reason: `(index, text)`.
+    pub(crate) fn flush(&mut self) -> Result<Vec<(u32, String)>, ServiceError> {
+        let mut out = Vec::new();
+        let mut findings = Vec::new();
+        for (i, f) in self.filters.iter_mut().enumerate() {
+            if let Some(f) = f {
+                let done = f.finish();
+                findings.extend(done.findings);
+                if !done.text.is_empty() {
+                    out.push((u32::try_from(i).unwrap_or(0), done.text));
+                }
+            }
+        }
+        self.found(&findings)?;
+        Ok(out)
+    }
+
+    /// Filters a whole answer in place; returns the kinds redacted.
+    pub(crate) fn whole(
+        mut self,
+        response: &mut ChatResponse,
+    ) -> Result<Vec<&'static str>, ServiceError> {
+        for choice in &mut response.choices {
+            let redact = |text: &mut String, rules: &OutputRules| {
+                let f = sluice_guard::output::redact(text, rules);
+                *text = f.text;
+                f.findings
+            };
+            let findings = match &mut choice.message.content {
+                Some(Content::Text(s)) => redact(s, &self.rules),
+                Some(Content::Parts(parts)) => parts
+                    .iter_mut()
+                    .filter_map(|p| p.text.as_mut())
+                    .flat_map(|t| redact(t, &self.rules))
+                    .collect(),
+                None => Vec::new(),
+            };
+            self.found(&findings)?;
+        }
+        Ok(self.redacted.into_iter().collect())
+    }
+
+    /// Kinds redacted so far.
+    pub(crate) fn redacted(&self) -> Vec<&'static str> {
+        self.redacted.iter().copied().collect()
+    }
+}
