@@ -10,6 +10,9 @@
 //! sluice-wsload seq       WS_URL KEY N AGENT|MODEL   N runs (`agent.run`) or, with a model `m:NAME`, N
 //!                                                    chat.completions, one after another on one session:
 //!                                                    time from the request to the end
+//! sluice-wsload slack-api    PORT                    a mock of Slack's Web API (see `slack.rs`)
+//! sluice-wsload slack-events URL SECRET N CONC [REPEAT]  N signed Slack deliveries, CONC in
+//!                                                    flight: time to the webhook's ack
 //! ```
 //!
 //! Streams start all at once, or RATE a second (a steady load: about RATE × the stream's
@@ -29,6 +32,8 @@ use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+
+mod slack;
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -58,6 +63,11 @@ async fn main() -> anyhow::Result<()> {
         }
         "runs" => runs(arg(1), arg(2), num(3)?, arg(4)).await,
         "seq" => seq(arg(1), arg(2), num(3)?, arg(4)).await,
+        "slack-api" => slack::api(u16::try_from(num(1)?)?).await,
+        "slack-events" => {
+            let repeat = if arg(5).is_empty() { 1 } else { num(5)? };
+            slack::events(arg(1), arg(2), num(3)?, num(4)?, repeat).await
+        }
         _ => bail!("usage: see the doc comment in bench/wsload/src/main.rs"),
     }
 }
