@@ -64,8 +64,21 @@ async fn admitted(inner: &Inner, m: &Inbound) -> Result<Option<bool>, WebhookRep
     }
 }
 
-/// Policy, flood guard, then the accept transaction.
+/// Policy, flood guard, then the accept transaction, all within `accept_deadline_ms`
+/// (the store's reads as well as its write: a saturated pool must turn into a 503, which
+/// the platform retries, not into an ack past its deadline).
 pub(crate) async fn accept(inner: &Arc<Inner>, m: Inbound) -> WebhookReply {
+    let channel = m.bot.channel.clone();
+    match tokio::time::timeout(inner.cfg.accept_deadline, accept_now(inner, m)).await {
+        Ok(reply) => reply,
+        Err(_) => {
+            tracing::warn!(channel = %channel, "accepting a message took longer than accept_deadline_ms");
+            WebhookReply::unavailable()
+        }
+    }
+}
+
+async fn accept_now(inner: &Arc<Inner>, m: Inbound) -> WebhookReply {
     if m.text.is_empty() {
         return WebhookReply::ok("ignored");
     }
@@ -98,21 +111,18 @@ pub(crate) async fn accept(inner: &Arc<Inner>, m: Inbound) -> WebhookReply {
         row.input = None;
         row.text = Some(text::notice_for("busy").to_owned());
     }
-    let write = inner
+    match inner
         .store
-        .accept_message(&m.seen_channel, &m.delivery_id, &row);
-    match tokio::time::timeout(inner.cfg.accept_deadline, write).await {
-        Ok(Ok(Accepted::New)) => {
+        .accept_message(&m.seen_channel, &m.delivery_id, &row)
+        .await
+    {
+        Ok(Accepted::New) => {
             inner.wake.notify_one();
             WebhookReply::ok("accepted")
         }
-        Ok(Ok(Accepted::Duplicate)) => WebhookReply::ok("duplicate"),
-        Ok(Err(e)) => {
+        Ok(Accepted::Duplicate) => WebhookReply::ok("duplicate"),
+        Err(e) => {
             tracing::warn!(channel = %m.bot.channel, "cannot accept a message: {e}");
-            WebhookReply::unavailable()
-        }
-        Err(_) => {
-            tracing::warn!(channel = %m.bot.channel, "accepting a message took longer than accept_deadline_ms");
             WebhookReply::unavailable()
         }
     }

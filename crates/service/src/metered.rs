@@ -37,9 +37,6 @@ pub struct MeteredStream {
     settled: Option<Settled>,
     /// The output filter (docs/guard.md), when the call's policy filters anything.
     output: Option<Box<OutputGuard>>,
-    /// The last chunk's id, model and time, for a chunk that carries what the filter
-    /// held back when the provider's stream ended without a finish reason.
-    last: Option<(String, String, u64)>,
 }
 
 /// What settling needs, taken once.
@@ -88,7 +85,6 @@ impl MeteredStream {
             streamed_bytes: 0,
             settled: None,
             output: output.map(Box::new),
-            last: None,
         }
     }
 
@@ -118,7 +114,7 @@ impl MeteredStream {
         if held.is_empty() {
             return Ok(None);
         }
-        let (id, model, created) = self.last.clone().unwrap_or_default();
+        let (id, model, created) = output.first.clone().unwrap_or_default();
         Ok(Some(ChatChunk {
             id,
             object: "chat.completion.chunk".into(),
@@ -220,8 +216,8 @@ impl Stream for MeteredStream {
                     }
                     this.streamed_bytes += streamed_bytes(&chunk);
                     if let Some(output) = this.output.as_mut() {
-                        if this.last.is_none() {
-                            this.last =
+                        if output.first.is_none() {
+                            output.first =
                                 Some((chunk.id.clone(), chunk.model.clone(), chunk.created));
                         }
                         if let Err(e) = output.chunk(&mut chunk) {
