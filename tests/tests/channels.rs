@@ -87,6 +87,17 @@ async fn settled(gw: &Gateway) {
     panic!("deliveries did not settle");
 }
 
+/// A SQLite file that outlives one gateway (for restarts): its directory, and the
+/// `[database]` section naming it.
+fn file_db() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!(
+        "[database]\nurl = \"sqlite://{}/sluice.db\"\n",
+        dir.path().display()
+    );
+    (dir, db)
+}
+
 fn slack_url(gw: &Gateway) -> String {
     gw.url("/channels/slack/events")
 }
@@ -660,11 +671,7 @@ async fn telegram_private_messages_and_group_mentions_are_answered_and_long_answ
 /// start on the same database delivers it, once, without running the agent again.
 #[tokio::test]
 async fn a_restart_between_answer_and_delivery_delivers_it_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!(
-        "[database]\nurl = \"sqlite://{}/sluice.db\"\n",
-        dir.path().display()
-    );
+    let (_dir, db) = file_db();
     let mock = MockProvider::start(Wire::OpenAi).await;
     mock.script("m-main", vec![Step::Text("Survives restarts.".into())]);
     let chat = MockChat::start().await;
@@ -725,11 +732,7 @@ async fn a_restart_between_answer_and_delivery_delivers_it_once() {
 /// stopped: after the restart there is at most one orphan placeholder, and one answer.
 #[tokio::test]
 async fn a_placeholder_lost_in_flight_never_becomes_a_second_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!(
-        "[database]\nurl = \"sqlite://{}/sluice.db\"\n",
-        dir.path().display()
-    );
+    let (_dir, db) = file_db();
     let mock = MockProvider::start(Wire::OpenAi).await;
     mock.script("m-main", vec![Step::Text("Only once.".into())]);
     let chat = MockChat::start().await;
@@ -1041,11 +1044,7 @@ async fn a_thread_continues_its_session_and_another_thread_starts_fresh() {
 /// `sent` status makes it sent; a `failed` one sends it again, once.
 #[tokio::test]
 async fn an_uncertain_whatsapp_send_is_settled_by_its_status() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!(
-        "[database]\nurl = \"sqlite://{}/sluice.db\"\n",
-        dir.path().display()
-    );
+    let (_dir, db) = file_db();
     let mock = MockProvider::start(Wire::OpenAi).await;
     mock.script(
         "m-main",
