@@ -5,6 +5,7 @@
 //! logs. On the way out, the answer is filtered (canary, secrets, PII) whole or as it
 //! streams, holding back at most the configured window.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use sluice_config::guard::{GuardAction, GuardConfig, GuardPolicy, OutputAction};
@@ -72,7 +73,7 @@ impl GuardSet {
                 Role::Tool if policy.tool_results => Source::ToolResult,
                 _ => continue,
             };
-            let text = m.text_content();
+            let text = text_of(m);
             if text.is_empty() {
                 continue;
             }
@@ -131,6 +132,15 @@ impl GuardSet {
             redacted: BTreeSet::new(),
             first: None,
         })
+    }
+}
+
+/// A message's text, borrowed when it is one string (most are: no copy of every turn of
+/// a long history at every call).
+fn text_of(m: &sluice_llm::Message) -> Cow<'_, str> {
+    match &m.content {
+        Some(Content::Text(s)) => Cow::Borrowed(s),
+        _ => Cow::Owned(m.text_content()),
     }
 }
 
@@ -201,18 +211,19 @@ impl OutputGuard {
 
     /// Notes what was found; `Err(OutputBlocked)` when a kind the policy blocks is among it.
     fn found(&mut self, findings: &[sluice_guard::OutputFinding]) -> Result<(), ServiceError> {
-        let mut blocked = Vec::new();
+        let mut blocked = BTreeSet::new();
         for f in findings {
             self.redacted.insert(f.kind.as_str());
             if self.action(f.kind) == OutputAction::Block {
-                blocked.push(f.kind.as_str());
+                blocked.insert(f.kind.as_str());
             }
         }
         if blocked.is_empty() {
             return Ok(());
         }
-        blocked.dedup();
-        Err(ServiceError::OutputBlocked { kinds: blocked })
+        Err(ServiceError::OutputBlocked {
+            kinds: blocked.into_iter().collect(),
+        })
     }
 
     /// Filters one streamed chunk in place: its text comes out redacted and up to the
