@@ -277,3 +277,109 @@ async fn a_canary_leaked_from_the_system_prompt_ends_the_answer() {
     assert!(!last.contains("sluice-canary-"), "{last}");
     gw.stop().await;
 }
+
+/// `name{labels} value` lines of a Prometheus text page: the value of the first series
+/// named `name` whose labels include every one of `labels`; 0 when there is none.
+fn counter(page: &str, name: &str, labels: &[&str]) -> f64 {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            series.split('{').next() == Some(name) && labels.iter().all(|l| series.contains(l))
+        })
+        .map(|(_, v)| v.parse::<f64>().unwrap())
+        .sum()
+}
+
+async fn metrics(gw: &Gateway) -> String {
+    let r = gw.client.get(gw.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    r.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn flagged_blocked_and_redacted_calls_are_counted_in_metrics() {
+    let (gw, _mock) = setup(
+        vec![Step::Text("Mail jane.doe@example.com.".into()); 3],
+        "[guard]\npii = \"redact\"\n[guard.models.m2]\naction = \"block\"\n",
+    )
+    .await;
+    // Counters are per process: other tests of this binary may run in it (cargo test),
+    // so only what this test adds is asserted.
+    let before = metrics(&gw).await;
+    let flagged = gw.chat(ask("m", ATTACK)).await;
+    assert_eq!(flagged.header("x-sluice-guard"), "flagged");
+    assert_eq!(gw.chat(ask("m2", ATTACK)).await.code(), "prompt_rejected");
+    let redacted = gw.chat(ask("m", BENIGN)).await;
+    assert_eq!(redacted.text(), "Mail [REDACTED:email].");
+    let after = metrics(&gw).await;
+    let delta = |name: &str, labels: &[&str]| {
+        counter(&after, name, labels) - counter(&before, name, labels)
+    };
+    assert_eq!(delta("sluice_guard_screened_total", &[]), 3.0, "{after}");
+    assert_eq!(
+        delta("sluice_guard_prompts_total", &["verdict=\"flagged\""]),
+        1.0
+    );
+    assert_eq!(
+        delta("sluice_guard_prompts_total", &["verdict=\"blocked\""]),
+        1.0
+    );
+    let detectors = flagged.header("x-sluice-guard-detectors");
+    let first = detectors.split(',').next().unwrap();
+    assert_eq!(
+        delta(
+            "sluice_guard_detections_total",
+            &[&format!("detector=\"{first}\""), "verdict=\"flagged\""]
+        ),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        delta(
+            "sluice_guard_output_findings_total",
+            &["kind=\"email\"", "action=\"redacted\""]
+        ),
+        2.0,
+        "the flagged call's answer and the benign one's"
+    );
+    assert!(
+        after.contains("# HELP sluice_guard_prompts_total"),
+        "{after}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_can_be_turned_off() {
+    let (gw, _mock) = setup(vec![], "[server]\nmetrics = false\n").await;
+    let r = gw.client.get(gw.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_secret_under_block_ends_a_stream_mid_way_with_output_blocked() {
+    let (gw, _mock) = setup(
+        vec![Step::Text(LEAKY.into())],
+        "[guard]\nsecrets = \"block\"\n",
+    )
+    .await;
+    let s = gw.chat_stream(ask("m", "details?")).await;
+    assert_eq!(s.status, 200, "the stream had started");
+    assert_eq!(
+        s.error().and_then(|e| e["code"].as_str()),
+        Some("output_blocked")
+    );
+    assert!(s.text().starts_with("Call "), "what came before was sent");
+    assert!(!s.text().contains("sk-proj-"), "{}", s.text());
+    assert_eq!(s.finish_reason(), None, "never a clean end");
+    assert_eq!(ledger_rows(&gw).await, 1, "the spent tokens are billed");
+    gw.stop().await;
+}

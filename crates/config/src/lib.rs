@@ -193,6 +193,8 @@ pub struct ServerConfig {
     pub worker_threads: Option<usize>,
     pub conn: ConnLimits,
     pub auth: AuthMode,
+    /// Serve `GET /metrics` (Prometheus text format, no key needed).
+    pub metrics: bool,
 }
 
 /// How clients are identified.

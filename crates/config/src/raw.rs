@@ -189,6 +189,8 @@ pub struct RawServer {
     pub trusted_proxies: Vec<String>,
     /// The header naming the user (`trusted_proxy` mode).
     pub user_header: String,
+    /// Serve `GET /metrics` (Prometheus text format) without a key.
+    pub metrics: bool,
 }
 
 impl Default for RawServer {
@@ -208,6 +210,7 @@ impl Default for RawServer {
             auth: "key".into(),
             trusted_proxies: Vec::new(),
             user_header: "x-forwarded-user".into(),
+            metrics: true,
         }
     }
 }

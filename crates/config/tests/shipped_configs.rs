@@ -19,6 +19,7 @@ fn reference_config_loads_with_its_variables_set() {
     };
     let cfg = Config::parse(&read("sluice.toml"), &env).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.server.listen.to_string(), "127.0.0.1:8080");
+    assert!(cfg.server.metrics, "GET /metrics is served");
     assert_eq!(
         cfg.providers["openai"].api_keys.len(),
         1,

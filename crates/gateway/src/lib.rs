@@ -16,6 +16,7 @@
 pub mod auth;
 mod conn;
 pub mod error;
+mod metrics;
 mod request_id;
 pub mod routes;
 pub mod server;

@@ -22,6 +22,8 @@ pub struct AppState {
     pub auth: sluice_config::AuthMode,
     /// SHA-256 of the admin token; `None`: the admin API is off.
     pub(crate) admin_token: Option<[u8; 32]>,
+    /// The Prometheus recorder `/metrics` renders; `None`: not served.
+    pub(crate) metrics: Option<&'static metrics_exporter_prometheus::PrometheusHandle>,
     /// Cancelled once shutdown starts.
     draining: CancellationToken,
 }
@@ -58,6 +60,11 @@ impl AppState {
                 .admin_token
                 .as_ref()
                 .map(|t| Sha256::digest(t.expose().as_bytes()).into()),
+            metrics: if cfg.server.metrics {
+                crate::metrics::handle()
+            } else {
+                None
+            },
             draining: CancellationToken::new(),
         })
     }

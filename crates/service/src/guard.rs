@@ -64,6 +64,7 @@ impl GuardSet {
         if policy.action == GuardAction::Off {
             return Ok(None);
         }
+        metrics::counter!("sluice_guard_screened_total").increment(1);
         let threshold = policy.threshold.unwrap_or(sluice_guard::DEFAULT_THRESHOLD);
         let mut score = 0f32;
         let mut detectors = BTreeSet::new();
@@ -93,6 +94,16 @@ impl GuardSet {
         }
         let detectors: Vec<&'static str> = detectors.into_iter().collect();
         let names = detectors.join(",");
+        let verdict = match policy.action {
+            GuardAction::Block => "blocked",
+            GuardAction::Flag => "flagged",
+            GuardAction::Log | GuardAction::Off => "logged",
+        };
+        metrics::counter!("sluice_guard_prompts_total", "verdict" => verdict).increment(1);
+        for d in &detectors {
+            metrics::counter!("sluice_guard_detections_total", "detector" => *d, "verdict" => verdict)
+                .increment(1);
+        }
         match policy.action {
             GuardAction::Block => {
                 tracing::warn!(request_id, score, detectors = %names, "prompt rejected by the guard");
@@ -214,9 +225,17 @@ impl OutputGuard {
         let mut blocked = BTreeSet::new();
         for f in findings {
             self.redacted.insert(f.kind.as_str());
-            if self.action(f.kind) == OutputAction::Block {
+            let action = self.action(f.kind);
+            if action == OutputAction::Block {
                 blocked.insert(f.kind.as_str());
             }
+            let action = if action == OutputAction::Block {
+                "blocked"
+            } else {
+                "redacted"
+            };
+            metrics::counter!("sluice_guard_output_findings_total", "kind" => f.kind.as_str(), "action" => action)
+                .increment(1);
         }
         if blocked.is_empty() {
             return Ok(());
@@ -296,5 +315,74 @@ impl OutputGuard {
     /// Kinds redacted so far.
     pub(crate) fn redacted(&self) -> Vec<&'static str> {
         self.redacted.iter().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_config::guard::GuardConfig;
+
+    fn output(secrets: OutputAction, pii: OutputAction) -> OutputGuard {
+        let set = GuardSet::build(&GuardConfig {
+            window_bytes: 64,
+            ..GuardConfig::default()
+        })
+        .unwrap();
+        let policy = GuardPolicy {
+            secrets,
+            pii,
+            ..GuardPolicy::default()
+        };
+        set.output(&policy, None).unwrap()
+    }
+
+    fn chunk(text: &str, finish: Option<&str>) -> ChatChunk {
+        serde_json::from_value(serde_json::json!({
+            "id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}],
+        }))
+        .unwrap()
+    }
+
+    fn content(c: &ChatChunk) -> &str {
+        c.choices[0].delta.content.as_deref().unwrap_or("")
+    }
+
+    #[test]
+    fn what_a_stream_without_a_finish_reason_held_back_comes_out_of_flush_redacted() {
+        let mut g = output(OutputAction::Off, OutputAction::Redact);
+        let mut out = String::new();
+        for piece in ["Write to jane.d", "oe@exam", "ple.com"] {
+            let mut c = chunk(piece, None);
+            g.chunk(&mut c).unwrap();
+            out.push_str(content(&c));
+        }
+        assert!(!out.contains("jane"), "the address is held back: {out}");
+        let held = g.flush().unwrap();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].0, 0);
+        out.push_str(&held[0].1);
+        assert_eq!(out, "Write to [REDACTED:email]");
+        assert_eq!(g.redacted(), vec!["email"]);
+        assert!(g.flush().unwrap().is_empty(), "nothing twice");
+    }
+
+    #[test]
+    fn a_blocked_secret_mid_stream_ends_it_and_a_redacted_one_does_not() {
+        let key = "sk-proj-Abcdefghijklmnopqrstuvwxyz0123456789ABCD";
+        let (a, b) = key.split_at(12);
+        let mut redact = output(OutputAction::Redact, OutputAction::Off);
+        let mut block = output(OutputAction::Block, OutputAction::Off);
+        let mut first = chunk(&format!("use {a}"), None);
+        redact.chunk(&mut first.clone()).unwrap();
+        block.chunk(&mut first).unwrap();
+        assert!(!content(&first).contains("sk-"), "{}", content(&first));
+        let mut last = chunk(&format!("{b} now"), Some("stop"));
+        redact.chunk(&mut last.clone()).unwrap();
+        match block.chunk(&mut last) {
+            Err(ServiceError::OutputBlocked { kinds }) => assert_eq!(kinds, vec!["api_key"]),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -18,11 +18,12 @@ use axum::routing::{get, post};
 use crate::AppState;
 
 /// Routes that answer without a gateway key in a header: liveness and readiness probes,
-/// and the WebSocket upgrade (its first frame carries the key).
+/// Prometheus metrics, and the WebSocket upgrade (its first frame carries the key).
 pub fn public() -> Router<Arc<AppState>> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(crate::metrics::render))
         // Authenticated by its first frame (`connect`), not by a header.
         .route("/ws", get(crate::ws::upgrade))
         // Authenticated by each platform's signature or secret token (sluice-channels).

@@ -307,13 +307,17 @@ impl OutputFilter {
             match &mut self.state {
                 State::Normal => {}
                 State::Run(class) => {
+                    // The rest of a redacted token that went on past a chunk's end. Its
+                    // trailing full stops are kept until what follows shows whether they
+                    // join another segment ("a.b") or end a sentence ("a. Next").
                     let class = *class;
-                    let run = self
-                        .pending
-                        .find(|c: char| !class(c))
-                        .unwrap_or(self.pending.len());
-                    self.consume(run);
-                    if self.pending.is_empty() {
+                    let len = self.pending.len();
+                    let run = self.pending.find(|c: char| !class(c)).unwrap_or(len);
+                    let open = run == len && !at_end;
+                    let dots =
+                        self.pending[..run].len() - self.pending[..run].trim_end_matches('.').len();
+                    self.consume(run - dots);
+                    if open {
                         break;
                     }
                     self.state = State::Normal;
@@ -374,7 +378,9 @@ impl OutputFilter {
             match tail {
                 Tail::Bounded => {}
                 Tail::Run(class) => {
-                    if self.pending.is_empty() && !at_end {
+                    // Only what a match never ends with ('.', '-') may be left: the token
+                    // may go on in the next chunk.
+                    if !at_end && self.pending.chars().all(|c| c == '.' || c == '-') {
                         self.state = State::Run(class);
                     }
                 }

@@ -61,7 +61,8 @@ pub(crate) const SECRETS: &[Spec] = &[
     },
     Spec {
         kind: OutputKind::Jwt,
-        pattern: r"(?-u:\b)eyJ[A-Za-z0-9_-]{10,44}\.eyJ[A-Za-z0-9_-]{4}[A-Za-z0-9_.-]*",
+        // Segments joined by single dots; a full stop after the token stays outside.
+        pattern: r"(?-u:\b)eyJ[A-Za-z0-9_-]{10,44}\.eyJ[A-Za-z0-9_-]{4}[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*",
         tail: Tail::Run(jwt_char),
         check: any,
     },
@@ -131,7 +132,9 @@ pub(crate) const PII: &[Spec] = &[
     },
     Spec {
         kind: OutputKind::Email,
-        pattern: r"[A-Za-z0-9._%+-]{1,24}@[A-Za-z0-9-]{1,30}\.[A-Za-z]{2}[A-Za-z0-9.-]*",
+        // A domain never ends in `.` or `-`: a sentence's full stop after an address
+        // stays outside the match.
+        pattern: r"[A-Za-z0-9._%+-]{1,24}@[A-Za-z0-9-]{1,30}\.[A-Za-z]{2}[A-Za-z0-9]*(?:[.-]+[A-Za-z0-9]+)*",
         tail: Tail::Run(domain_char),
         check: any,
     },

@@ -61,8 +61,9 @@ fn every_kind_is_redacted_in_context() {
         let text = format!("Sure — here it is: {secret}. Anything else, señor?");
         let out = redact(&text, &rules());
         assert!(
-            out.text.contains(&kind.redaction()),
-            "{name} not redacted: {}",
+            out.text
+                .contains(&format!("{}. Anything", kind.redaction())),
+            "{name} not redacted, or the full stop after it taken: {}",
             out.text
         );
         assert!(
@@ -190,4 +191,25 @@ fn canary_format() {
     let c = canary(u128::MAX);
     assert_eq!(c.len(), "sluice-canary-".len() + 26);
     assert_ne!(canary(1), canary(2));
+}
+
+#[test]
+fn a_full_stop_after_a_token_survives_every_split() {
+    let jwt = samples()
+        .into_iter()
+        .find(|(n, _, _)| *n == "jwt")
+        .unwrap()
+        .1;
+    for secret in [jwt.as_str(), "jane.doe@mail.example.com"] {
+        let text = format!("Send it to {secret}. Next line.");
+        let whole = redact(&text, &rules());
+        assert!(whole.text.ends_with("]. Next line."), "{}", whole.text);
+        for i in boundaries(&text) {
+            assert_eq!(
+                stream(&[&text[..i], &text[i..]], &rules()),
+                whole,
+                "split at {i}"
+            );
+        }
+    }
 }
