@@ -89,6 +89,21 @@ pub struct Analysis {
     numbers: Vec<String>,
     /// One entry per negation: the sorted content words of its clause.
     negations: Vec<Vec<String>>,
+    /// What is between `words[i]` and `words[i + 1]` in the text.
+    gaps: Vec<Gap>,
+    /// The question words that ask for a reason, time, place or person, sorted.
+    asks: Vec<&'static str>,
+}
+
+/// What separates two consecutive content words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gap {
+    /// Nothing, or only words without a relation (articles, auxiliaries, pronouns).
+    Plain,
+    /// "of" or "in", and otherwise nothing that relates: "capital of France".
+    OfIn,
+    /// A relation word (to, than, for, by, with, ...), a number, a negation, a break.
+    Other,
 }
 
 impl Analysis {
@@ -100,6 +115,10 @@ impl Analysis {
         let mut negations = Vec::new();
         let mut clause: Vec<String> = Vec::new();
         let mut clause_negs = 0usize;
+        let mut gaps = Vec::new();
+        let mut asks = Vec::new();
+        // The gap since the last content word.
+        let mut gap = Gap::Plain;
         let close = |clause: &mut Vec<String>, negs: &mut usize, out: &mut Vec<Vec<String>>| {
             if *negs > 0 {
                 let mut c = clause.clone();
@@ -116,14 +135,19 @@ impl Analysis {
         while i < tokens.len() {
             let tok = &tokens[i];
             match tok {
-                Tok::Break => close(&mut clause, &mut clause_negs, &mut negations),
+                Tok::Break => {
+                    close(&mut clause, &mut clause_negs, &mut negations);
+                    gap = Gap::Other;
+                }
                 Tok::Num(n) => {
                     numbers.push(n.clone());
                     clause.push(n.clone());
+                    gap = Gap::Other;
                 }
                 Tok::Sym(s) => {
-                    push_word(&mut words, s);
+                    push_word(&mut words, &mut gaps, gap, s);
                     clause.push(s.clone());
+                    gap = Gap::Plain;
                 }
                 Tok::Word(w) => {
                     // A run of number words is one number.
@@ -131,20 +155,33 @@ impl Analysis {
                         numbers.push(value.clone());
                         clause.push(value);
                         i += used;
+                        gap = Gap::Other;
                         continue;
                     }
                     let w = w.as_str();
                     if NEGATIONS.contains(&w) {
                         clause_negs += 1;
+                        gap = Gap::Other;
                     } else if CLAUSE_BREAKS.contains(&w) {
                         close(&mut clause, &mut clause_negs, &mut negations);
+                        gap = Gap::Other;
                     } else if let Some(n) = ordinal(w) {
                         numbers.push(n.clone());
                         clause.push(n);
+                        gap = Gap::Other;
+                    } else if let Some(q) = ASKS.iter().find(|(k, _)| *k == w) {
+                        asks.push(q.1);
+                    } else if w == "of" || w == "in" {
+                        if gap == Gap::Plain {
+                            gap = Gap::OfIn;
+                        }
+                    } else if RELATIONS.contains(&w) {
+                        gap = Gap::Other;
                     } else if !stopwords().contains_key(w) {
                         let c = canonical(w);
                         clause.push(c.clone());
-                        push_word(&mut words, &c);
+                        push_word(&mut words, &mut gaps, gap, &c);
+                        gap = Gap::Plain;
                     }
                 }
             }
@@ -152,10 +189,14 @@ impl Analysis {
         }
         close(&mut clause, &mut clause_negs, &mut negations);
         negations.sort();
+        asks.sort_unstable();
+        asks.dedup();
         Self {
             words,
             numbers,
             negations,
+            gaps,
+            asks,
         }
     }
 
@@ -172,21 +213,65 @@ impl Analysis {
         if self.negations != other.negations {
             return Verdict::Mismatch(Reason::Negation);
         }
+        if self.asks != other.asks {
+            return Verdict::Mismatch(Reason::Words);
+        }
         if self.words != other.words {
             let mut a = self.words.clone();
             let mut b = other.words.clone();
             a.sort();
             b.sort();
-            return Verdict::Mismatch(if a == b { Reason::Order } else { Reason::Words });
+            if a != b {
+                return Verdict::Mismatch(Reason::Words);
+            }
+            if !self.inverts_to(other) {
+                return Verdict::Mismatch(Reason::Order);
+            }
         }
         Verdict::Match
     }
+
+    /// Whether `other`'s words are these in the same order but for pairs written "X of Y"
+    /// or "X in Y" on one side and "Y X" (or "Y's X") on the other: "capital of France"
+    /// and "France's capital", "a list in Python" and "a Python list". Any other move is
+    /// refused: "USD to EUR" is not "EUR to USD", "my child adult syrup" is not "my adult
+    /// child syrup".
+    fn inverts_to(&self, other: &Analysis) -> bool {
+        let (a, b) = (&self.words, &other.words);
+        let gap = |x: &Analysis, i: usize| x.gaps.get(i).copied().unwrap_or(Gap::Other);
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] == b[i] {
+                i += 1;
+                continue;
+            }
+            let swapped = i + 1 < a.len() && a[i] == b[i + 1] && a[i + 1] == b[i];
+            let inverted = matches!(
+                (gap(self, i), gap(other, i)),
+                (Gap::OfIn, Gap::Plain) | (Gap::Plain, Gap::OfIn)
+            );
+            if !(swapped && inverted) {
+                return false;
+            }
+            i += 2;
+        }
+        true
+    }
 }
 
-fn push_word(words: &mut Vec<String>, w: &str) {
-    if !words.iter().any(|x| x == w) {
-        words.push(w.to_owned());
+/// Adds a content word (first occurrences only) and the gap before it. A repeated word
+/// makes the gap after the previous one unknown.
+fn push_word(words: &mut Vec<String>, gaps: &mut Vec<Gap>, gap: Gap, w: &str) {
+    if words.iter().any(|x| x == w) {
+        if let Some(last) = gaps.last_mut() {
+            *last = Gap::Other;
+        }
+        return;
     }
+    if !words.is_empty() {
+        gaps.push(gap);
+    }
+    words.push(w.to_owned());
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -464,6 +549,24 @@ fn ordinal(w: &str) -> Option<String> {
     Some(n.to_string())
 }
 
+/// Question words that ask for something other than a thing or a way, folded; they must
+/// agree, wherever they stand ("why was it declined" / "it was declined, why?").
+const ASKS: &[(&str, &str)] = &[
+    ("why", "why"),
+    ("when", "when"),
+    ("where", "where"),
+    ("who", "who"),
+    ("whom", "who"),
+    ("whose", "whose"),
+];
+
+/// Function words that relate the words around them (direction, comparison, purpose,
+/// means): dropped from the content but never let two words around them swap places.
+const RELATIONS: &[&str] = &[
+    "to", "than", "for", "by", "with", "vs", "versus", "into", "onto", "via", "between", "about",
+    "as", "at", "on", "upon", "through", "within",
+];
+
 /// Words that negate their clause.
 const NEGATIONS: &[&str] = &[
     "not", "no", "never", "none", "nothing", "nobody", "nowhere", "neither", "nor", "without",
@@ -480,178 +583,22 @@ const CLAUSE_BREAKS: &[&str] = &[
 /// before, after, since, until), quantifiers and degree (all, every, each, only, most,
 /// more, less, few, many, much, too), time (today, next, last, now), why/when/where/who,
 /// was/were, he/she/his/her.
+#[rustfmt::skip]
 const STOPWORDS: &[&str] = &[
-    // articles, determiners
-    "a",
-    "an",
-    "the",
-    "this",
-    "that",
-    "these",
-    "those",
-    "some",
-    "any",
-    "another",
-    "such",
-    // first and second person, it, they
-    "i",
-    "me",
-    "my",
-    "mine",
-    "myself",
-    "we",
-    "us",
-    "our",
-    "ours",
-    "you",
-    "your",
-    "yours",
-    "yourself",
-    "it",
-    "its",
-    "itself",
-    "they",
-    "them",
-    "their",
-    "theirs",
-    "one",
-    "someone",
-    "somebody",
-    "anyone",
-    "anybody",
-    "something",
-    "anything",
-    "there",
-    "here",
-    // auxiliaries and modals (present; past tense is content)
-    "be",
-    "is",
-    "are",
-    "am",
-    "being",
-    "been",
-    "do",
-    "does",
-    "did",
-    "doing",
-    "done",
-    "have",
-    "has",
-    "having",
-    "can",
-    "could",
-    "would",
-    "will",
-    "shall",
-    "should",
-    "might",
-    "must",
-    "let",
-    "lets",
-    "gonna",
-    "wanna",
-    // prepositions that rarely decide an answer
-    "to",
-    "of",
-    "in",
-    "on",
-    "at",
-    "for",
-    "with",
-    "by",
-    "about",
-    "as",
-    "into",
-    "onto",
-    "than",
-    "via",
-    "between",
-    "through",
-    "vs",
-    "versus",
-    "within",
-    "upon",
-    // question words that ask for a thing or a way (why/when/where/who are content)
-    "what",
-    "which",
-    "how",
-    "whats",
-    "hows",
-    // asking and politeness
-    "please",
-    "pls",
-    "plz",
-    "kindly",
-    "thanks",
-    "thank",
-    "thx",
-    "hi",
-    "hello",
-    "hey",
-    "dear",
-    "ok",
-    "okay",
-    "well",
-    "um",
-    "uh",
-    "just",
-    "really",
-    "actually",
-    "basically",
-    "exactly",
-    "also",
-    "even",
-    "still",
-    "anyway",
-    "quick",
-    "quickly",
-    "question",
-    "wondering",
-    "wonder",
-    "curious",
-    "know",
-    "tell",
-    "explain",
-    "describe",
-    "help",
-    "want",
-    "like",
-    "way",
-    "ways",
-    "possible",
-    "able",
-    "guys",
-    "folks",
-    "someone",
-    "idea",
-    "ideas",
-    "im",
-    "ive",
-    "youre",
-    "give",
-    "show",
-    "get",
-    "got",
-    "say",
-    "said",
-    "mean",
-    "means",
-    "meaning",
-    "definition",
-    "define",
-    "thing",
-    "things",
-    "kind",
-    "sure",
-    "correct",
-    "right",
-    "properly",
-    "exact",
-    "e",
-    "g",
-    "eg",
-    "ie",
-    "etc",
+    "a", "an", "the", "this", "that", "these", "those", "some", "any", "another", "such", "i",
+    "me", "my", "mine", "myself", "we", "us", "our", "ours", "you", "your", "yours", "yourself",
+    "it", "its", "itself", "they", "them", "their", "theirs", "one", "someone", "somebody",
+    "anyone", "anybody", "something", "anything", "there", "here", "be", "is", "are", "am",
+    "being", "been", "do", "does", "did", "doing", "done", "have", "has", "having", "can",
+    "could", "would", "will", "shall", "should", "might", "must", "let", "lets", "gonna",
+    "wanna", "what", "which", "how", "whats", "hows", "whether", "please", "pls", "plz",
+    "kindly", "thanks", "thank", "thx", "hi", "hello", "hey", "dear", "ok", "okay", "well",
+    "um", "uh", "just", "really", "actually", "basically", "exactly", "also", "even", "still",
+    "anyway", "quick", "quickly", "question", "wondering", "wonder", "curious", "know", "tell",
+    "explain", "describe", "help", "want", "like", "way", "ways", "possible", "able", "guys",
+    "folks", "someone", "idea", "ideas", "im", "ive", "youre", "give", "show", "get", "got",
+    "say", "said", "mean", "means", "meaning", "definition", "define", "thing", "things",
+    "kind", "sure", "correct", "right", "properly", "exact", "e", "g", "eg", "ie", "etc",
 ];
 
 fn stopwords() -> &'static HashMap<&'static str, ()> {
@@ -745,11 +692,38 @@ fn canonical(w: &str) -> String {
     if let Some(c) = synonyms().get(w) {
         return stem(c);
     }
-    let s = stem(w);
+    let s = stem(&american(w));
     if let Some(c) = synonyms().get(s.as_str()) {
         return stem(c);
     }
     s
+}
+
+/// British spellings folded to American by suffix (-ise, -isation, -our, -tre), so
+/// "caramelise" meets "caramelize" and "centre" meets "center". Both sides are folded
+/// alike; a fold only matters where it merges two different words, which these suffixes
+/// almost never do.
+fn american(w: &str) -> String {
+    if !w.is_ascii() || w.len() < 6 {
+        return w.to_owned();
+    }
+    for (gb, us) in [
+        ("isation", "ization"),
+        ("isations", "izations"),
+        ("ising", "izing"),
+        ("ised", "ized"),
+        ("ises", "izes"),
+        ("ise", "ize"),
+        ("our", "or"),
+        ("ours", "ors"),
+        ("tre", "ter"),
+        ("tres", "ters"),
+    ] {
+        if let Some(base) = w.strip_suffix(gb) {
+            return format!("{base}{us}");
+        }
+    }
+    w.to_owned()
 }
 
 /// Snowball (Porter 2) English stemming, so inflections of one word meet ("sorting",
