@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::embed::Query;
 use crate::key::{Context, Key};
-use crate::verify::verify;
+use crate::verify::Analysis;
 
 /// How large and how old the cache may grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,8 +90,9 @@ struct Entry<V> {
     expires: Instant,
     /// Unique per insert: tells a slot reused between two locks from the one first seen.
     id: u64,
-    /// The embedded text and its row in the context's bucket.
-    semantic: Option<(Arc<str>, u32)>,
+    /// The embedded text, its row in the context's bucket and its analysis for
+    /// verification (done once, at insert).
+    semantic: Option<(Arc<str>, u32, Box<Analysis>)>,
 }
 
 struct Slot<V> {
@@ -145,9 +146,10 @@ impl<V> Cache<V> {
     }
 
     /// The bytes an entry counts against `max_bytes`: the caller's `bytes` plus the
-    /// embedded text, its vector and a fixed bookkeeping share.
+    /// embedded text (counted three times: the text and its analysed words), its vector
+    /// and a fixed bookkeeping share.
     pub fn entry_cost(bytes: usize, semantic: Option<&Query>) -> usize {
-        let sem = semantic.map_or(0, |q| q.text().len() + 4 * q.vector().len());
+        let sem = semantic.map_or(0, |q| 3 * q.text().len() + 4 * q.vector().len() + 128);
         bytes
             .saturating_add(sem)
             .saturating_add(BOOKKEEPING + std::mem::size_of::<Slot<V>>())
@@ -194,13 +196,18 @@ impl<V> Cache<V> {
             candidates.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
             candidates.truncate(MAX_VERIFIED);
             let mut found = None;
+            let mut asked: Option<Analysis> = None;
             for (cosine, row) in candidates {
                 let idx = bucket.slots[row as usize];
                 let Some(e) = inner.entry(idx) else { continue };
-                let Some((text, _)) = &e.semantic else {
+                let Some((text, _, cached)) = &e.semantic else {
                     continue;
                 };
-                if e.expires <= now || !verify(query.text(), text).is_match() {
+                if e.expires <= now {
+                    continue;
+                }
+                let asked = asked.get_or_insert_with(|| Analysis::of(query.text()));
+                if !asked.compare(cached).is_match() {
                     continue;
                 }
                 found = Some((
@@ -285,7 +292,11 @@ impl<V> Cache<V> {
             let row = bucket.slots.len() as u32;
             bucket.vectors.extend_from_slice(q.vector());
             bucket.slots.push(idx);
-            Some((Arc::<str>::from(q.text()), row))
+            Some((
+                Arc::<str>::from(q.text()),
+                row,
+                Box::new(Analysis::of(q.text())),
+            ))
         });
         inner.slots[idx as usize].entry = Some(Entry {
             key,
@@ -441,7 +452,7 @@ impl<V> Inner<V> {
         self.by_key.remove(&entry.key);
         self.bytes -= entry.cost;
         self.free.push(idx);
-        let Some((_, row)) = entry.semantic else {
+        let Some((_, row, _)) = entry.semantic else {
             return;
         };
         let Some(bucket) = self.buckets.get_mut(&entry.ctx) else {
@@ -456,7 +467,7 @@ impl<V> Inner<V> {
                 .copy_within(last * dim..(last + 1) * dim, row * dim);
             let moved = bucket.slots[last];
             bucket.slots[row] = moved;
-            if let Some(Some((_, r))) = self.slots[moved as usize]
+            if let Some(Some((_, r, _))) = self.slots[moved as usize]
                 .entry
                 .as_mut()
                 .map(|e| e.semantic.as_mut())
