@@ -418,6 +418,7 @@ async fn a_run_in_flight_at_a_stop_is_interrupted_and_replayable_after_the_resta
             completion_tokens: 50,
             cached_tokens: 0,
             cost_nanos: 12_345,
+            saved_nanos: 0,
             estimated: false,
             status: "ok".into(),
             latency_ms: 5,

@@ -12,12 +12,14 @@
 //! nano-dollars) belongs to `sluice-limits`, which builds on these types.
 
 pub mod agents;
+pub mod cache;
 pub mod channels;
 pub mod guard;
 mod interpolate;
 mod kind;
 mod prices;
 pub mod raw;
+pub mod raw_cache;
 pub mod raw_channels;
 pub mod raw_guard;
 mod secret;
@@ -98,6 +100,8 @@ pub struct Config {
     pub channels: ChannelsConfig,
     /// `[guard]`: prompt screening and output filtering (docs/guard.md).
     pub guard: guard::GuardConfig,
+    /// `[cache]`: the exact and semantic response cache (docs/cache.md).
+    pub cache: cache::CacheConfig,
 }
 
 /// `[websocket]`: the `/ws` sessions (docs/protocol.md).

@@ -36,6 +36,8 @@ pub struct RawConfig {
     pub channels: crate::raw_channels::RawChannels,
     #[serde(default)]
     pub guard: crate::raw_guard::RawGuard,
+    #[serde(default)]
+    pub cache: crate::raw_cache::RawCache,
 }
 
 /// `[tools]`: settings of the built-in tools agents may use.

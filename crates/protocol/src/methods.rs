@@ -65,6 +65,11 @@ pub struct ChatStarted {
     /// `flag`): the same as HTTP's `x-sluice-guard: flagged` (docs/guard.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<GuardFlag>,
+    /// What the response cache did, when the model alias caches: `hit`, `semantic-hit`,
+    /// `miss` or `bypass`, as HTTP's `x-sluice-cache` (docs/cache.md). A hit streams the
+    /// cached answer as `chat.delta` events like any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<String>,
 }
 
 /// What the prompt guard found in a request it let through.

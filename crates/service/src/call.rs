@@ -15,11 +15,13 @@ use sluice_limits::run::RunBudget;
 use sluice_limits::tokens::{prompt_tokens, text_tokens};
 use sluice_llm::{ChatRequest, ChatResponse, EmbeddingsRequest};
 use sluice_providers::{ChatReply, EmbeddingsReply, Routed};
+use sluice_store::ledger::SpendRow;
 
 use sluice_config::guard::OutputAction;
 
 use crate::admission::Estimate;
-use crate::guard::{Flagged, place_canary};
+use crate::cache::{CacheControl, CacheStatus, Hit, Lookup};
+use crate::guard::{Flagged, has_system_prompt, place_canary};
 use crate::keys::Principal;
 use crate::metered::MeteredStream;
 use crate::settlement::Spend;
@@ -46,6 +48,8 @@ pub struct CallMeta {
     /// When the call arrived (before its body was read): its ledger rows' latency counts
     /// from here.
     pub started: Instant,
+    /// What the caller asks of the response cache (`Cache-Control`).
+    pub cache: CacheControl,
 }
 
 impl CallMeta {
@@ -57,6 +61,7 @@ impl CallMeta {
             session: None,
             channel: None,
             started: Instant::now(),
+            cache: CacheControl::default(),
         }
     }
 
@@ -170,6 +175,8 @@ pub struct Answer<T> {
     pub flagged: Option<Flagged>,
     /// What the output filter redacted from a whole answer (kind ids).
     pub redacted: Vec<&'static str>,
+    /// What the response cache did; `None` when the alias does not cache.
+    pub cache: Option<CacheStatus>,
 }
 
 /// A chat answer: whole (already settled), or a stream that settles itself.
@@ -204,10 +211,27 @@ impl Service {
             .guard
             .policy(&req.model, meta.agent.as_deref(), &who.key_name);
         let flagged = snapshot.guard.screen(&guard, &req, &meta.request_id)?;
-        let canary = (guard.canary != OutputAction::Off
-            && place_canary(&mut req, &self.inner.canary))
-        .then_some(self.inner.canary.as_str());
-        let output = snapshot.guard.output(&guard, canary);
+        let canary = guard.canary != OutputAction::Off && has_system_prompt(&req);
+        let output = snapshot
+            .guard
+            .output(&guard, canary.then_some(self.inner.canary.as_str()));
+        // The cache, before anything is reserved: a hit spends nothing. Keyed on the
+        // request as the client sent it (no canary, no output cap).
+        let cache = snapshot.cache.policy(&req.model);
+        let (cache, store) = match self.inner.cache.lookup(&cache, meta.cache, who, &req) {
+            Lookup::Off => (None, None),
+            Lookup::Hit(hit) => {
+                return self.from_cache(who, meta, &req, hit, output, flagged);
+            }
+            Lookup::Miss { status, store } => {
+                metrics::counter!("sluice_cache_lookups_total", "result" => status.as_str())
+                    .increment(1);
+                (Some(status), store)
+            }
+        };
+        if canary {
+            place_canary(&mut req, &self.inner.canary);
+        }
         // The reservation is for what the client asked for, or `output_reserve` when it
         // asked for nothing; the cap, sent upstream, is what bounds a stream's overshoot
         // of that reservation (docs/limits.md, "the bound").
@@ -254,7 +278,7 @@ impl Service {
                 mut raw,
             } => {
                 let request_id = output.as_ref().map(|_| spend.meta.request_id.clone());
-                let _ = spend.answered(seq, &target, response.usage.as_ref(), "ok", || {
+                let settled = spend.answered(seq, &target, response.usage.as_ref(), "ok", || {
                     let text = response
                         .choices
                         .iter()
@@ -274,16 +298,14 @@ impl Service {
                         raw = None;
                     }
                 }
+                if let Some(store) = store {
+                    store.put((*response).clone(), target.clone(), settled.cost_nanos);
+                }
                 Reply::Whole { response, raw }
             }
-            ChatReply::Stream(stream) => Reply::Stream(MeteredStream::new(
-                stream,
-                spend,
-                seq,
-                target.clone(),
-                req,
-                output,
-            )),
+            ChatReply::Stream(stream) => Reply::Stream(
+                MeteredStream::new(stream, spend, seq, target.clone(), req, output).storing(store),
+            ),
         };
         Ok(Answer {
             value,
@@ -292,6 +314,81 @@ impl Service {
             headroom,
             flagged,
             redacted,
+            cache,
+        })
+    }
+
+    /// A call answered from the cache: nothing reserved or sent; a ledger row at zero
+    /// cost that notes what the answer cost when it was made (the saving). The output
+    /// filter of today's policy still applies.
+    fn from_cache(
+        &self,
+        who: &Arc<Principal>,
+        meta: CallMeta,
+        req: &ChatRequest,
+        hit: Hit,
+        output: Option<crate::guard::OutputGuard>,
+        flagged: Option<Flagged>,
+    ) -> Result<Answer<Reply>, ServiceError> {
+        let Hit { entry, status } = hit;
+        metrics::counter!("sluice_cache_lookups_total", "result" => status.as_str()).increment(1);
+        let status_row = match status {
+            CacheStatus::SemanticHit => "cache_semantic_hit",
+            _ => "cache_hit",
+        };
+        let mut response = crate::cache::answer(&entry, &meta.request_id);
+        let mut redacted = Vec::new();
+        let value = if req.is_stream() {
+            let include_usage = req
+                .stream_options
+                .as_ref()
+                .and_then(|o| o.include_usage)
+                .unwrap_or(false);
+            Reply::Stream(MeteredStream::replay(
+                crate::cache::replay(&response, include_usage),
+                &self.inner.cut,
+                output,
+            ))
+        } else {
+            if let Some(output) = output {
+                // Stored under a laxer policy, today's may block it.
+                redacted = output.whole(&mut response)?;
+            }
+            Reply::Whole {
+                response: Box::new(response),
+                raw: None,
+            }
+        };
+        self.inner.ledger.record(SpendRow {
+            request_id: meta.request_id.clone(),
+            call_seq: 0,
+            key_id: Some(who.key_ref.to_string()),
+            user_id: who.user_id.clone(),
+            agent_id: meta.agent.clone(),
+            run_id: meta.run.as_ref().map(|r| r.id().to_owned()),
+            provider: "cache".into(),
+            model: entry.target.to_string(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cached_tokens: 0,
+            cost_nanos: 0,
+            saved_nanos: i64::try_from(entry.cost_nanos).unwrap_or(i64::MAX),
+            estimated: false,
+            status: status_row.into(),
+            latency_ms: i64::try_from(meta.started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            created_at_ms: crate::ids::now_ms(),
+            channel: meta.channel.as_ref().map(|c| c.channel.clone()),
+            channel_user: meta.channel.as_ref().map(|c| c.user.clone()),
+            session_id: meta.session.clone(),
+        });
+        Ok(Answer {
+            value,
+            target: entry.target.clone(),
+            attempts: 0,
+            headroom: None,
+            flagged,
+            redacted,
+            cache: Some(status),
         })
     }
 
@@ -347,6 +444,7 @@ impl Service {
             headroom,
             flagged: None,
             redacted: Vec::new(),
+            cache: None,
         })
     }
 

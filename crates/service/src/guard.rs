@@ -226,6 +226,13 @@ fn text_of(m: &sluice_llm::Message) -> Cow<'_, str> {
     }
 }
 
+/// Whether the request has a system (or developer) message a canary can go into.
+pub(crate) fn has_system_prompt(req: &ChatRequest) -> bool {
+    req.messages
+        .iter()
+        .any(|m| matches!(m.role, Role::System | Role::Developer) && m.content.is_some())
+}
+
 /// Places `canary` at the end of the request's first system (or developer) message, so
 /// that an answer repeating the system prompt carries it. A request with no system prompt
 /// has nothing to leak and gets none: `false`.

@@ -22,6 +22,7 @@
 //! [`error`], [`ids`].
 
 pub mod admission;
+pub mod cache;
 pub mod call;
 pub mod error;
 pub mod guard;
@@ -46,6 +47,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use admission::{Estimate, Gate};
+pub use cache::{CacheControl, CacheStatus, ResponseCache};
 pub use call::{Answer, CallMeta, ChannelUser, Reply, RunScope};
 pub use error::{Category, ErrorInfo, ServiceError};
 pub use guard::Flagged;
@@ -96,6 +98,8 @@ pub(crate) struct Inner {
     /// per process, so that a system prompt stays the same from call to call (providers'
     /// prompt caches key on it).
     canary: String,
+    /// The response cache (docs/cache.md); its policies are in the snapshot.
+    pub(crate) cache: Arc<cache::ResponseCache>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +154,7 @@ impl Service {
                 runtime: tokio::runtime::Handle::current(),
                 persister: Mutex::new(persister),
                 canary: sluice_guard::canary(uuid::Uuid::new_v4().as_u128()),
+                cache: cache::ResponseCache::build(&cfg.cache),
             }),
         };
         service.spawn_background(cfg);

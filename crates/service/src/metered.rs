@@ -16,11 +16,13 @@ use std::task::{Context, Poll};
 use futures_util::{FutureExt, Stream, StreamExt};
 use sluice_config::Target;
 use sluice_limits::tokens::{prompt_tokens, tokens_from_bytes};
-use sluice_llm::{ChatChunk, ChatRequest, ChunkChoice, Delta, Usage};
+use sluice_llm::assemble::Assembler;
+use sluice_llm::{ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta, Usage};
 use sluice_providers::ChunkStream;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::ServiceError;
+use crate::cache::Store;
 use crate::guard::OutputGuard;
 use crate::settlement::{Settled, Spend};
 
@@ -37,6 +39,19 @@ pub struct MeteredStream {
     settled: Option<Settled>,
     /// The output filter (docs/guard.md), when the call's policy filters anything.
     output: Option<Box<OutputGuard>>,
+    /// Where a complete answer goes in the response cache, and the answer so far.
+    store: Option<Box<Storing>>,
+    /// Ended, failed or settled: nothing more comes.
+    over: bool,
+}
+
+/// A stream on its way into the response cache.
+struct Storing {
+    store: Store,
+    asm: Assembler,
+    /// The answer's id, model and time, from its first chunk.
+    first: Option<(String, String, u64)>,
+    target: Target,
 }
 
 /// What settling needs, taken once.
@@ -85,7 +100,98 @@ impl MeteredStream {
             streamed_bytes: 0,
             settled: None,
             output: output.map(Box::new),
+            store: None,
+            over: false,
         }
+    }
+
+    /// A cached answer replayed as a stream (its chunks already carry the usage when the
+    /// client asked for it): nothing to settle; today's output filter still applies, and
+    /// the service's cut still ends it.
+    pub(crate) fn replay(
+        chunks: Vec<ChatChunk>,
+        cut: &tokio_util::sync::CancellationToken,
+        output: Option<OutputGuard>,
+    ) -> Self {
+        MeteredStream {
+            inner: Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok))),
+            include_usage: true,
+            cut: Box::pin(cut.clone().cancelled_owned()),
+            settle: None,
+            usage: None,
+            streamed_bytes: 0,
+            settled: None,
+            output: output.map(Box::new),
+            store: None,
+            over: false,
+        }
+    }
+
+    /// Stores the answer in the response cache if the stream ends complete (a single
+    /// choice: the assembler keeps choice 0 only).
+    pub(crate) fn storing(mut self, store: Option<Box<Store>>) -> Self {
+        let Some(settle) = &self.settle else {
+            return self;
+        };
+        let single = settle
+            .req
+            .rest
+            .get("n")
+            .is_none_or(|n| n.is_null() || n.as_u64() == Some(1));
+        if let Some(store) = store.filter(|_| single) {
+            let asm = Assembler::with_limit(store.max_answer_bytes());
+            self.store = Some(Box::new(Storing {
+                store: *store,
+                asm,
+                first: None,
+                target: settle.target.clone(),
+            }));
+        }
+        self
+    }
+
+    /// A chunk as the client gets it, into the answer to store.
+    fn keep(&mut self, chunk: &ChatChunk) {
+        if let Some(s) = self.store.as_mut() {
+            if s.first.is_none() {
+                s.first = Some((chunk.id.clone(), chunk.model.clone(), chunk.created));
+            }
+            s.asm.push(chunk);
+        }
+    }
+
+    /// At a clean end: the assembled answer into the cache, when it is complete.
+    fn store_answer(&mut self) {
+        let (Some(storing), Some(settled)) = (self.store.take(), self.settled) else {
+            return;
+        };
+        let Storing {
+            store,
+            asm,
+            first,
+            target,
+        } = *storing;
+        let done = asm.finish();
+        let Some((id, model, created)) = first.filter(|_| !done.truncated) else {
+            return;
+        };
+        let response = ChatResponse {
+            id,
+            object: "chat.completion".into(),
+            created,
+            model,
+            choices: vec![Choice {
+                index: 0,
+                message: done.message,
+                finish_reason: done.finish_reason,
+                logprobs: None,
+                rest: Default::default(),
+            }],
+            usage: self.usage.clone(),
+            system_fingerprint: None,
+            rest: Default::default(),
+        };
+        store.put(response, target, settled.cost_nanos);
     }
 
     /// What the output filter has redacted so far (kind ids).
@@ -148,6 +254,7 @@ impl MeteredStream {
 
     /// Settles (once; later calls do nothing) with how the stream ended.
     fn finish(&mut self, status: &str) {
+        self.over = true;
         let Some(settle) = self.settle.take() else {
             return;
         };
@@ -180,7 +287,7 @@ impl MeteredStream {
     }
 
     fn is_over(&self) -> bool {
-        self.settle.is_none()
+        self.over
     }
 }
 
@@ -207,7 +314,11 @@ impl Stream for MeteredStream {
                         Ok(held) => held,
                         Err(e) => return this.fail(e),
                     };
+                    if let Some(h) = &held {
+                        this.keep(h);
+                    }
                     this.finish("ok");
+                    this.store_answer();
                     return Poll::Ready(held.map(Ok));
                 }
                 Poll::Ready(Some(Ok(mut chunk))) => {
@@ -224,6 +335,7 @@ impl Stream for MeteredStream {
                             return this.fail(e);
                         }
                     }
+                    this.keep(&chunk);
                     if !this.include_usage {
                         // The usage chunk was asked for by Sluice, not by the client.
                         if chunk.choices.is_empty() && chunk.usage.is_some() {

@@ -151,6 +151,7 @@ impl Spend {
             cached_tokens: 0,
             // Set from the price table once usage is known; a failed call costs nothing.
             cost_nanos: 0,
+            saved_nanos: 0,
             estimated: false,
             status: status.to_owned(),
             latency_ms,

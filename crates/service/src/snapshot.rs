@@ -20,6 +20,8 @@ pub struct Snapshot {
     pub policy: Policy,
     /// The prompt guard and its policies.
     pub guard: GuardSet,
+    /// The response cache's policies (the cache itself outlives configs).
+    pub cache: sluice_config::cache::CacheConfig,
 }
 
 /// Why a config could not become a snapshot.
@@ -61,6 +63,7 @@ impl Snapshot {
             )),
             policy: Policy::new(&cfg.limits),
             guard: GuardSet::build(&cfg.guard)?,
+            cache: cfg.cache.clone(),
         })
     }
 }

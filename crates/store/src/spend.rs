@@ -72,6 +72,8 @@ pub struct SpendLine {
     pub completion_tokens: i64,
     pub cached_tokens: i64,
     pub cost_nanos: i64,
+    /// What calls answered from the response cache saved (their answers' first cost).
+    pub saved_nanos: i64,
     /// Calls whose tokens Sluice counted itself.
     pub estimated_calls: i64,
 }
@@ -92,6 +94,7 @@ impl Store {
              CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
              CAST(COALESCE(SUM(cached_tokens), 0) AS BIGINT) AS cached_tokens, \
              CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) AS cost_nanos, \
+             CAST(COALESCE(SUM(saved_nanos), 0) AS BIGINT) AS saved_nanos, \
              CAST(COALESCE(SUM(CASE WHEN estimated THEN 1 ELSE 0 END), 0) AS BIGINT) AS estimated_calls \
              FROM spend WHERE created_at_ms >= $1 AND created_at_ms < $2 \
              GROUP BY grp ORDER BY cost_nanos DESC, grp"
@@ -110,6 +113,7 @@ impl Store {
                     completion_tokens: r.try_get("completion_tokens")?,
                     cached_tokens: r.try_get("cached_tokens")?,
                     cost_nanos: r.try_get("cost_nanos")?,
+                    saved_nanos: r.try_get("saved_nanos")?,
                     estimated_calls: r.try_get("estimated_calls")?,
                 })
             })
@@ -135,7 +139,7 @@ impl Store {
             "SELECT request_id, call_seq, key_id, user_id, agent_id, run_id, provider, model, \
              prompt_tokens, completion_tokens, cached_tokens, cost_nanos, \
              CAST(CASE WHEN estimated THEN 1 ELSE 0 END AS BIGINT) AS estimated, status, \
-             latency_ms, created_at_ms, channel, channel_user, session_id FROM spend ORDER BY created_at_ms DESC, request_id, call_seq LIMIT $1",
+             latency_ms, created_at_ms, channel, channel_user, session_id, saved_nanos FROM spend ORDER BY created_at_ms DESC, request_id, call_seq LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&*self.pool())
@@ -162,6 +166,7 @@ impl Store {
                     channel: r.try_get("channel")?,
                     channel_user: r.try_get("channel_user")?,
                     session_id: r.try_get("session_id")?,
+                    saved_nanos: r.try_get("saved_nanos")?,
                 })
             })
             .collect()

@@ -47,6 +47,7 @@ fn row(request: usize, seq: i64, model: &str, day: i64) -> SpendRow {
         completion_tokens: 5,
         cached_tokens: 2,
         cost_nanos: 1_500,
+        saved_nanos: 0,
         estimated: request.is_multiple_of(5),
         status: "ok".into(),
         latency_ms: 12,

@@ -74,6 +74,7 @@ fn row(request: usize, seq: i64) -> SpendRow {
         completion_tokens: 20,
         cached_tokens: 0,
         cost_nanos: 1_000,
+        saved_nanos: 0,
         estimated: false,
         status: "ok".into(),
         latency_ms: 5,

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 mod agents;
+mod cache;
 mod channels;
 #[cfg(test)]
 mod channels_tests;
@@ -221,6 +222,7 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
     let agents = agents::agents(raw.agents, &models, http_fetch.is_some(), &names, &mut p);
     let channels = channels::channels(raw.channels, &agents, &names, &mut p);
     let guard = guard::guard(raw.guard, &models, &agents, &mut p);
+    let cache = cache::cache(raw.cache, &models, &mut p);
     let auth = auth_mode(&raw.server, &mut p);
 
     if !p.is_empty() {
@@ -253,6 +255,7 @@ pub(crate) fn validate(raw: RawConfig, dir: &std::path::Path) -> Result<Config, 
         http_fetch,
         channels,
         guard,
+        cache,
     })
 }
 

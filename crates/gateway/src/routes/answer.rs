@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use sluice_config::Target;
 use sluice_service::call::{PLAIN_NAME_RULE, is_plain_name};
-use sluice_service::{CallMeta, Headroom};
+use sluice_service::{CacheControl, CacheStatus, CallMeta, Headroom};
 
 use crate::ApiError;
 
@@ -24,6 +24,7 @@ pub(super) fn meta(
 ) -> Result<CallMeta, ApiError> {
     let mut meta = CallMeta::new(request_id);
     meta.started = started;
+    meta.cache = cache_control(headers);
     let Some(v) = headers.get("x-sluice-agent") else {
         return Ok(meta);
     };
@@ -36,6 +37,48 @@ pub(super) fn meta(
             "x-sluice-agent: {PLAIN_NAME_RULE}"
         ))),
     }
+}
+
+/// What the client asks of the response cache (docs/cache.md): `Cache-Control: no-cache`
+/// (or `max-age=0`) or `x-sluice-cache: bypass` is not served from the cache;
+/// `Cache-Control: no-store` (or `x-sluice-cache: no-store`) is neither served nor stored.
+pub(super) fn cache_control(headers: &HeaderMap) -> CacheControl {
+    let mut c = CacheControl::default();
+    for v in headers.get_all(http::header::CACHE_CONTROL) {
+        for d in v.to_str().unwrap_or_default().split(',') {
+            match d.trim().to_ascii_lowercase().as_str() {
+                "no-cache" | "max-age=0" => c.no_lookup = true,
+                "no-store" => {
+                    c.no_lookup = true;
+                    c.no_store = true;
+                }
+                _ => {}
+            }
+        }
+    }
+    match headers
+        .get("x-sluice-cache")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("bypass") => c.no_lookup = true,
+        Some("no-store") => {
+            c.no_lookup = true;
+            c.no_store = true;
+        }
+        _ => {}
+    }
+    c
+}
+
+/// `x-sluice-cache: hit | semantic-hit | miss | bypass` when the alias caches.
+pub(super) fn cached(mut resp: Response, status: Option<CacheStatus>) -> Response {
+    if let Some(s) = status {
+        resp.headers_mut()
+            .insert("x-sluice-cache", HeaderValue::from_static(s.as_str()));
+    }
+    resp
 }
 
 /// The provider's own bytes when it spoke the OpenAI format, else ours.

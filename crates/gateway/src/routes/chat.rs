@@ -11,7 +11,7 @@ use http::HeaderMap;
 use sluice_llm::ChatRequest;
 use sluice_service::{Principal, Reply};
 
-use super::answer::{encoded, guarded, json_response, meta, served};
+use super::answer::{cached, encoded, guarded, json_response, meta, served};
 use crate::request_id::RequestId;
 use crate::{ApiError, AppState, sse};
 
@@ -31,6 +31,7 @@ pub async fn completions(
         Reply::Stream(stream) => sse::response(stream),
     };
     let resp = guarded(resp, answer.flagged.as_ref(), &answer.redacted);
+    let resp = cached(resp, answer.cache);
     Ok(served(
         resp,
         &answer.target,

@@ -15,7 +15,7 @@ use sluice_llm::{ChatRequest, Message, Role};
 use sluice_protocol::methods::{self as m, events};
 use sluice_protocol::runs;
 use sluice_protocol::{ErrorBody, Request, Response, codes};
-use sluice_service::{CallMeta, MeteredStream, Reply, ServiceError};
+use sluice_service::{CacheControl, CallMeta, MeteredStream, Reply, ServiceError};
 use sluice_store::sessions::{MessageRow as SessionMessageRow, NewMessage, SessionRow};
 
 use super::connection::{Conn, error};
@@ -147,6 +147,8 @@ async fn chat(conn: &Arc<Conn>, req_id: &str, raw: Value) -> Result<Value, Error
             "params: an OpenAI chat-completions request object",
         ));
     }
+    let mut raw = raw;
+    let control = cache_control(&mut raw)?;
     let mut req: ChatRequest =
         serde_json::from_value(raw).map_err(|e| error(codes::INVALID_PARAMS, &e.to_string()))?;
     // A place among the session's streaming calls, held until its stream ends.
@@ -164,6 +166,7 @@ async fn chat(conn: &Arc<Conn>, req_id: &str, raw: Value) -> Result<Value, Error
     let turn = new_turn(&req);
     let mut meta = CallMeta::fresh();
     meta.session = Some(conn.session.id.clone());
+    meta.cache = control;
     let call_id = meta.request_id.clone();
     let answer = conn
         .state
@@ -172,6 +175,7 @@ async fn chat(conn: &Arc<Conn>, req_id: &str, raw: Value) -> Result<Value, Error
         .await
         .map_err(|e| service_error(&e))?;
     let served_by = answer.target.to_string();
+    let answer_cache = answer.cache;
     let guard = answer.flagged.as_ref().map(|f| m::GuardFlag {
         verdict: "flagged".into(),
         score: f.score,
@@ -209,7 +213,36 @@ async fn chat(conn: &Arc<Conn>, req_id: &str, raw: Value) -> Result<Value, Error
             tokio::spawn(store_turn(state, session, turn, answer));
         }
     }
-    Ok(serde_json::to_value(m::ChatStarted { call_id, guard }).unwrap_or(Value::Null))
+    let cache = answer_cache.map(|c| c.as_str().to_owned());
+    Ok(serde_json::to_value(m::ChatStarted {
+        call_id,
+        guard,
+        cache,
+    })
+    .unwrap_or(Value::Null))
+}
+
+/// The gateway's own `cache` param of `chat.completions` (taken out before the request is
+/// read): `"bypass"` is not served from the response cache, `"no-store"` is neither
+/// served nor stored (docs/cache.md).
+fn cache_control(raw: &mut Value) -> Result<CacheControl, ErrorBody> {
+    let Some(v) = raw.as_object_mut().and_then(|o| o.remove("cache")) else {
+        return Ok(CacheControl::default());
+    };
+    match v.as_str() {
+        Some("bypass") => Ok(CacheControl {
+            no_lookup: true,
+            no_store: false,
+        }),
+        Some("no-store") => Ok(CacheControl {
+            no_lookup: true,
+            no_store: true,
+        }),
+        _ => Err(error(
+            codes::INVALID_PARAMS,
+            "params.cache: \"bypass\" or \"no-store\"",
+        )),
+    }
 }
 
 /// One of a session's streaming calls: given back when dropped.

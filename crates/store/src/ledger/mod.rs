@@ -53,6 +53,9 @@ pub struct SpendRow {
     pub completion_tokens: i64,
     pub cached_tokens: i64,
     pub cost_nanos: i64,
+    /// A call answered from the response cache: what the answer cost when it was made.
+    #[serde(default)]
+    pub saved_nanos: i64,
     /// Tokens were counted by Sluice, not reported by the provider.
     pub estimated: bool,
     /// `ok`, or the failure class (`rate_limited`, `timeout`, `stream_cut`…).
@@ -70,7 +73,7 @@ pub struct SpendRow {
     pub session_id: Option<String>,
 }
 
-const COLUMNS: usize = 19;
+const COLUMNS: usize = 20;
 
 /// Rows per INSERT on SQLite (see [`Store::insert_spend`]).
 pub const SQLITE_ROWS_PER_STATEMENT: usize = 10;
@@ -303,7 +306,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO spend (request_id, call_seq, key_id, user_id, agent_id, run_id, provider, model, \
                  prompt_tokens, completion_tokens, cached_tokens, cost_nanos, estimated, status, latency_ms, \
-                 created_at_ms, channel, channel_user, session_id) VALUES {} ON CONFLICT (request_id, call_seq) DO NOTHING",
+                 created_at_ms, channel, channel_user, session_id, saved_nanos) VALUES {} ON CONFLICT (request_id, call_seq) DO NOTHING",
                 values_placeholders(self.backend(), chunk.len(), COLUMNS)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -327,7 +330,8 @@ impl Store {
                     .bind(r.created_at_ms)
                     .bind(&r.channel)
                     .bind(&r.channel_user)
-                    .bind(&r.session_id);
+                    .bind(&r.session_id)
+                    .bind(r.saved_nanos);
             }
             q.execute(&mut *tx).await?;
         }

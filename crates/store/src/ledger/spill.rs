@@ -152,6 +152,7 @@ mod tests {
             completion_tokens: 1,
             cached_tokens: 0,
             cost_nanos: 5,
+            saved_nanos: 0,
             estimated: true,
             status: "ok".into(),
             latency_ms: 1,

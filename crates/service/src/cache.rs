@@ -1,0 +1,402 @@
+//! The response cache on the one call path (docs/cache.md). After the guard and before
+//! admission, a chat call under an alias whose policy caches is looked up: first exactly
+//! (the canonical request in its scope), then, under `semantic`, by a near-repeat of its
+//! last user turn with everything else identical and the second check agreeing. A hit is
+//! answered from memory (replayed as a stream when one was asked for), reserves nothing
+//! and writes a ledger row at zero cost with the saving noted. A miss goes on, and only a
+//! complete, successful answer is stored: never an error, a blocked or cut answer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_cache::{Cache, Context, Embedder, Hasher, Key, Limits, Model2Vec, Query};
+use sluice_config::Target;
+use sluice_config::cache::{CacheConfig, CacheMode, CachePolicy, CacheScope};
+use sluice_llm::{
+    ChatChunk, ChatRequest, ChatResponse, ChunkChoice, Content, Delta, FunctionDelta, Role,
+    ToolCallDelta,
+};
+
+use crate::keys::Principal;
+
+/// What the cache did for a call: `x-sluice-cache` and the WebSocket results say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    Hit,
+    SemanticHit,
+    Miss,
+    /// The caller asked not to be served from the cache (`Cache-Control: no-cache`).
+    Bypass,
+}
+
+impl CacheStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::SemanticHit => "semantic-hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Bypass => "bypass",
+        }
+    }
+}
+
+/// What a caller asks of the cache for one call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheControl {
+    /// Not served from the cache (`Cache-Control: no-cache`, `x-sluice-cache: bypass`).
+    pub no_lookup: bool,
+    /// Its answer not stored either (`Cache-Control: no-store`).
+    pub no_store: bool,
+}
+
+/// A stored answer.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    /// As the client got it (after the output filter), choice by choice.
+    pub response: ChatResponse,
+    /// The chain entry that answered it.
+    pub target: Target,
+    /// What the call that produced it cost: what each hit saves.
+    pub cost_nanos: u64,
+    /// Under its alias's TTL (the index's own is the longest of all aliases').
+    pub expires: Instant,
+}
+
+/// The process's cache: the index, and the embedder when the semantic cache can run.
+pub struct ResponseCache {
+    index: Cache<Entry>,
+    embedder: Option<Box<dyn Embedder>>,
+    max_answer_bytes: usize,
+}
+
+impl std::fmt::Debug for ResponseCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseCache")
+            .field("entries", &self.index.len())
+            .field("semantic", &self.embedder.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A hit: the answer, and how it was found.
+pub(crate) struct Hit {
+    pub entry: Arc<Entry>,
+    pub status: CacheStatus,
+}
+
+/// A miss that may store its answer: where it goes.
+#[derive(Debug)]
+pub(crate) struct Store {
+    cache: Arc<ResponseCache>,
+    key: Key,
+    context: Context,
+    query: Option<Query>,
+    ttl: Duration,
+}
+
+/// What the lookup decided.
+pub(crate) enum Lookup {
+    /// The alias does not cache (or the cache is not built): no header.
+    Off,
+    Hit(Hit),
+    /// Not found or not looked up; the answer is stored when it may be.
+    Miss {
+        status: CacheStatus,
+        store: Option<Box<Store>>,
+    },
+}
+
+impl ResponseCache {
+    /// The cache `cfg` sizes (empty until an alias caches: a reload may turn one on).
+    /// The model is loaded when an alias asks for the semantic cache at start; when it
+    /// cannot be, the semantic cache is off (those aliases get exact lookups) and the log
+    /// says why. `model_dir` is relative to the working directory.
+    pub fn build(cfg: &CacheConfig) -> Arc<ResponseCache> {
+        let embedder: Option<Box<dyn Embedder>> = if cfg.any_semantic() {
+            let dir = &cfg.model_dir;
+            match Model2Vec::load(dir) {
+                Ok(m) => {
+                    tracing::info!(dir = %dir.display(), "semantic cache on");
+                    Some(Box::new(m))
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "semantic cache off: {e} (scripts/fetch-model fetches the model); \
+                         aliases with mode = \"semantic\" get exact lookups"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Arc::new(ResponseCache {
+            index: Cache::new(Limits {
+                max_entries: cfg.max_entries,
+                max_bytes: cfg.max_bytes,
+                // Each entry also carries its alias's own expiry; this bound is the
+                // longest TTL at start (a reload that raises one is held to it).
+                ttl: cfg.max_ttl(),
+            }),
+            embedder,
+            max_answer_bytes: cfg.max_answer_bytes,
+        })
+    }
+
+    /// Whether semantic lookups run.
+    pub fn semantic(&self) -> bool {
+        self.embedder.is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Looks `req` up under `policy` for `who`. `req` is the request as the client sent
+    /// it (before the canary and the output cap are added).
+    pub(crate) fn lookup(
+        self: &Arc<Self>,
+        policy: &CachePolicy,
+        control: CacheControl,
+        who: &Principal,
+        req: &ChatRequest,
+    ) -> Lookup {
+        if policy.mode == CacheMode::Off {
+            return Lookup::Off;
+        }
+        let scope = scope_of(policy.scope, who);
+        let key = Hasher::new("sluice/cache/exact/v1")
+            .part(scope.as_bytes())
+            .part(&canonical(req, req.messages.len()))
+            .key();
+        let turn = (policy.mode == CacheMode::Semantic)
+            .then(|| last_user_text(req))
+            .flatten();
+        let semantic = match (&self.embedder, turn) {
+            (Some(embedder), Some(text)) => {
+                let context = Hasher::new("sluice/cache/context/v1")
+                    .part(scope.as_bytes())
+                    .part(&canonical(req, req.messages.len() - 1))
+                    .context();
+                Some((context, Query::new(embedder.as_ref(), text)))
+            }
+            // Exact entries still need a context: one of their own, never searched.
+            _ => None,
+        };
+        let now = Instant::now();
+        if !control.no_lookup {
+            if let Some(entry) = self.index.get(&key, now).filter(|e| e.expires > now) {
+                return Lookup::Hit(Hit {
+                    entry,
+                    status: CacheStatus::Hit,
+                });
+            }
+            if let Some((context, query)) = &semantic {
+                let found = self
+                    .index
+                    .search(context, query, policy.min_similarity, now)
+                    .filter(|h| h.value.expires > now);
+                if let Some(h) = found {
+                    return Lookup::Hit(Hit {
+                        entry: h.value,
+                        status: CacheStatus::SemanticHit,
+                    });
+                }
+            }
+        }
+        let status = if control.no_lookup {
+            CacheStatus::Bypass
+        } else {
+            CacheStatus::Miss
+        };
+        // `n > 1` answers are stored whole only (a stream's other choices are not kept).
+        let store = (!control.no_store).then(|| {
+            let (context, query) = match semantic {
+                Some((c, q)) => (c, Some(q)),
+                None => (Context(key.0), None),
+            };
+            Box::new(Store {
+                cache: self.clone(),
+                key,
+                context,
+                query,
+                ttl: policy.ttl,
+            })
+        });
+        Lookup::Miss { status, store }
+    }
+}
+
+impl Store {
+    /// The largest answer stored.
+    pub(crate) fn max_answer_bytes(&self) -> usize {
+        self.cache.max_answer_bytes
+    }
+
+    /// Stores a whole answer if it is complete: every choice finished for a reason that
+    /// is an answer (`stop`, `length`, `tool_calls`), and it is within the size bound.
+    pub(crate) fn put(self, response: ChatResponse, target: Target, cost_nanos: u64) {
+        let complete = !response.choices.is_empty()
+            && response.choices.iter().all(|c| {
+                matches!(
+                    c.finish_reason.as_deref(),
+                    Some("stop" | "length" | "tool_calls" | "function_call")
+                )
+            });
+        if !complete {
+            return;
+        }
+        let bytes = serde_json::to_vec(&response).map_or(usize::MAX, |b| b.len());
+        if bytes > self.cache.max_answer_bytes {
+            return;
+        }
+        let now = Instant::now();
+        let entry = Entry {
+            response,
+            target,
+            cost_nanos,
+            expires: now + self.ttl,
+        };
+        self.cache
+            .index
+            .insert(self.key, self.context, self.query, entry, bytes, now);
+        metrics::gauge!("sluice_cache_entries").set(self.cache.index.len() as f64);
+    }
+}
+
+/// The scope's name: part of every key, so one tenant never gets another's answer.
+fn scope_of(scope: CacheScope, who: &Principal) -> String {
+    match (scope, &who.user_id) {
+        (CacheScope::Global, _) => "global".to_owned(),
+        (CacheScope::User, Some(user)) => format!("user:{user}"),
+        (CacheScope::User | CacheScope::Key, _) => format!("key:{}", who.key_ref),
+    }
+}
+
+/// The request's first `upto` messages and everything else that changes the answer, as
+/// bytes: the stream flag and options (a stream and a whole answer are the same answer)
+/// and `user` (an end-user id for the provider's abuse tracking) left out.
+fn canonical(req: &ChatRequest, upto: usize) -> Vec<u8> {
+    let mut c = req.clone();
+    c.messages.truncate(upto);
+    c.stream = None;
+    c.stream_options = None;
+    c.user = None;
+    serde_json::to_vec(&c).unwrap_or_default()
+}
+
+/// The last message's text when it is a user turn: what the semantic cache embeds.
+fn last_user_text(req: &ChatRequest) -> Option<String> {
+    let last = req.messages.last()?;
+    if last.role != Role::User {
+        return None;
+    }
+    let text = match &last.content {
+        Some(Content::Text(s)) => s.clone(),
+        Some(Content::Parts(parts)) if parts.iter().all(|p| p.text.is_some()) => {
+            last.text_content()
+        }
+        // Images and other parts: exact lookups only.
+        _ => return None,
+    };
+    (!text.trim().is_empty()).then_some(text)
+}
+
+/// A cached answer as this call's answer: a fresh id and time, the cached choices and
+/// usage (what the answer is; nothing was spent for it).
+pub(crate) fn answer(entry: &Entry, request_id: &str) -> ChatResponse {
+    let mut r = entry.response.clone();
+    r.id = format!("chatcmpl-{request_id}");
+    r.created = u64::try_from(crate::ids::now_ms() / 1000).unwrap_or(0);
+    r
+}
+
+/// Bytes of text per replayed chunk, at most (cut at a character boundary).
+const REPLAY_PIECE: usize = 64;
+
+/// A whole answer as the chunks of a stream, as OpenAI streams it: a role chunk, the text
+/// in pieces, each tool call opened with its id and name and then its arguments, the
+/// finish reason, and the usage when the client asked for it.
+pub(crate) fn replay(response: &ChatResponse, include_usage: bool) -> Vec<ChatChunk> {
+    let chunk = |choices: Vec<ChunkChoice>| ChatChunk {
+        id: response.id.clone(),
+        object: "chat.completion.chunk".into(),
+        created: response.created,
+        model: response.model.clone(),
+        choices,
+        usage: None,
+        system_fingerprint: response.system_fingerprint.clone(),
+        rest: Default::default(),
+    };
+    let choice = |index: u32, delta: Delta, finish: Option<String>| ChunkChoice {
+        index,
+        delta,
+        finish_reason: finish,
+        logprobs: None,
+        rest: Default::default(),
+    };
+    let mut out = Vec::new();
+    for c in &response.choices {
+        out.push(chunk(vec![choice(
+            c.index,
+            Delta {
+                role: Some(Role::Assistant),
+                content: Some(String::new()),
+                ..Delta::default()
+            },
+            None,
+        )]));
+        let text = c.message.text_content();
+        let mut rest = text.as_str();
+        while !rest.is_empty() {
+            let mut cut = rest.len().min(REPLAY_PIECE);
+            while !rest.is_char_boundary(cut) {
+                cut += 1;
+            }
+            let (piece, tail) = rest.split_at(cut);
+            out.push(chunk(vec![choice(
+                c.index,
+                Delta {
+                    content: Some(piece.to_owned()),
+                    ..Delta::default()
+                },
+                None,
+            )]));
+            rest = tail;
+        }
+        for (i, call) in c.message.tool_calls.iter().flatten().enumerate() {
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            out.push(chunk(vec![choice(
+                c.index,
+                Delta {
+                    tool_calls: Some(vec![ToolCallDelta {
+                        index,
+                        id: Some(call.id.clone()),
+                        kind: Some(call.kind.clone()),
+                        function: Some(FunctionDelta {
+                            name: Some(call.function.name.clone()),
+                            arguments: Some(call.function.arguments.clone()),
+                        }),
+                    }]),
+                    ..Delta::default()
+                },
+                None,
+            )]));
+        }
+        out.push(chunk(vec![choice(
+            c.index,
+            Delta::default(),
+            c.finish_reason.clone(),
+        )]));
+    }
+    if include_usage {
+        let mut last = chunk(Vec::new());
+        last.usage = response.usage.clone();
+        out.push(last);
+    }
+    out
+}

@@ -1,0 +1,452 @@
+//! The response cache end to end (docs/cache.md): a repeated request is answered from
+//! memory at zero cost with the saving in the ledger; keys never share unless the operator
+//! says so; a changed parameter misses; `Cache-Control` bypasses; a stream is stored and
+//! replayed as a stream; errors and cut streams are never stored; TTL and eviction; the
+//! semantic cache on the real model; WebSocket results say what the cache did.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test helper that fails is a failed test"
+)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use sluice_e2e::{Gateway, KEY, MockProvider, Step, Wire, ask, provider};
+use tokio_tungstenite::tungstenite::Message;
+
+const OTHER_KEY: &str = "sk-other-0123456789";
+
+/// Keys `test` and `other`; alias `m` on the mock (priced), `g` the same model with a
+/// global scope; `cache` is the `[cache]` section.
+fn config(mock: &MockProvider, cache: &str) -> String {
+    format!(
+        "[[keys]]\nname = \"test\"\nkey = \"{KEY}\"\n\
+         [[keys]]\nname = \"other\"\nkey = \"{OTHER_KEY}\"\n\
+         {}{}\n[models.m]\nchain = [\"a:m-main\"]\n[models.g]\nchain = [\"a:m-main\"]\n\
+         [prices.models.\"m-main\"]\ninput = 1.0\noutput = 2.0\n{cache}\n",
+        sluice_e2e::FAST_ROUTING,
+        provider("a", mock, &["sk-a"], ""),
+    )
+}
+
+const EXACT: &str = "[cache]\nmode = \"exact\"\n[cache.models.g]\nscope = \"global\"\n";
+
+async fn setup(steps: Vec<Step>, cache: &str) -> (Gateway, MockProvider) {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    mock.script("m-main", steps);
+    let gw = Gateway::start(&config(&mock, cache)).await;
+    (gw, mock)
+}
+
+async fn rows(gw: &Gateway) -> Vec<sluice_store::ledger::SpendRow> {
+    gw.service.ledger().flush().await.unwrap();
+    let mut rows = gw.service.store().recent_spend(100).await.unwrap();
+    rows.reverse();
+    rows
+}
+
+async fn chat_as(gw: &Gateway, key: &str, body: &Value, headers: &[(&str, &str)]) -> Value {
+    let mut req = gw
+        .client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let cache = r
+        .headers()
+        .get("x-sluice-cache")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let mut v: Value = r.json().await.unwrap();
+    v["cache"] = json!(cache);
+    v
+}
+
+fn text(v: &Value) -> &str {
+    v["choices"][0]["message"]["content"].as_str().unwrap()
+}
+
+#[tokio::test]
+async fn a_repeated_request_is_answered_from_the_cache_at_zero_cost_with_the_saving_noted() {
+    let (gw, mock) = setup(vec![Step::Text("Paris is the capital.".into())], EXACT).await;
+    let q = ask("m", "What is the capital of France?");
+    let first = gw.chat(q.clone()).await;
+    assert_eq!(
+        (first.status, first.header("x-sluice-cache")),
+        (200, "miss")
+    );
+    let second = gw.chat(q).await;
+    assert_eq!(second.status, 200);
+    assert_eq!(second.header("x-sluice-cache"), "hit");
+    assert_eq!(second.text(), "Paris is the capital.");
+    assert_ne!(
+        second.json["id"], first.json["id"],
+        "each answer has its own id"
+    );
+    assert_eq!(second.json["usage"], first.json["usage"]);
+    assert_eq!(
+        second.header("x-sluice-model"),
+        first.header("x-sluice-model")
+    );
+    assert_eq!(mock.calls(), 1, "the provider was asked once");
+    let rows = rows(&gw).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let (paid, hit) = (&rows[0], &rows[1]);
+    assert!(paid.cost_nanos > 0 && paid.status == "ok");
+    assert_eq!(
+        (hit.provider.as_str(), hit.status.as_str(), hit.cost_nanos),
+        ("cache", "cache_hit", 0)
+    );
+    assert_eq!(
+        hit.saved_nanos, paid.cost_nanos,
+        "the saving is the first answer's cost"
+    );
+    assert_eq!(hit.model, "a:m-main");
+    assert_eq!((hit.prompt_tokens, hit.completion_tokens), (0, 0));
+    // The spend report totals the saving.
+    let report = gw
+        .service
+        .store()
+        .spend_report(sluice_store::spend::GroupBy::Provider, 0, i64::MAX)
+        .await
+        .unwrap();
+    let cache = report.iter().find(|l| l.group == "cache").unwrap();
+    assert_eq!((cache.calls, cache.cost_nanos), (1, 0));
+    assert_eq!(cache.saved_nanos, paid.cost_nanos);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn keys_never_share_answers_unless_the_scope_is_global_and_parameters_count() {
+    let (gw, mock) = setup(
+        (0..6).map(|i| Step::Text(format!("answer {i}"))).collect(),
+        EXACT,
+    )
+    .await;
+    let q = ask("m", "hello");
+    assert_eq!(chat_as(&gw, KEY, &q, &[]).await["cache"], "miss");
+    let other = chat_as(&gw, OTHER_KEY, &q, &[]).await;
+    assert_eq!(
+        (other["cache"].as_str(), text(&other)),
+        (Some("miss"), "answer 1"),
+        "another key never gets the first key's answer"
+    );
+    // A parameter that changes the answer is another request.
+    let mut warm = q.clone();
+    warm["temperature"] = json!(1.5);
+    assert_eq!(chat_as(&gw, KEY, &warm, &[]).await["cache"], "miss");
+    let mut tools = q.clone();
+    tools["tools"] =
+        json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);
+    assert_eq!(chat_as(&gw, KEY, &tools, &[]).await["cache"], "miss");
+    // The same request, whatever `user` and `stream_options` say, is the same request.
+    let mut same = q.clone();
+    same["user"] = json!("end-user-7");
+    let hit = chat_as(&gw, KEY, &same, &[]).await;
+    assert_eq!(
+        (hit["cache"].as_str(), text(&hit)),
+        (Some("hit"), "answer 0")
+    );
+    // Alias g's scope is global: the other key gets the first key's answer.
+    let g = ask("g", "hello");
+    assert_eq!(chat_as(&gw, KEY, &g, &[]).await["cache"], "miss");
+    let shared = chat_as(&gw, OTHER_KEY, &g, &[]).await;
+    assert_eq!(shared["cache"], "hit");
+    assert_eq!(text(&shared), "answer 4");
+    assert_eq!(mock.calls(), 5);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn cache_control_bypasses_and_no_store_keeps_the_answer_out() {
+    let (gw, mock) = setup(
+        (0..4).map(|i| Step::Text(format!("answer {i}"))).collect(),
+        EXACT,
+    )
+    .await;
+    let q = ask("m", "hello");
+    chat_as(&gw, KEY, &q, &[]).await;
+    let fresh = chat_as(&gw, KEY, &q, &[("cache-control", "no-cache")]).await;
+    assert_eq!(
+        (fresh["cache"].as_str(), text(&fresh)),
+        (Some("bypass"), "answer 1")
+    );
+    // no-cache stored its answer: the next plain call gets it.
+    let next = chat_as(&gw, KEY, &q, &[]).await;
+    assert_eq!(
+        (next["cache"].as_str(), text(&next)),
+        (Some("hit"), "answer 1")
+    );
+    let q2 = ask("m", "another question");
+    let private = chat_as(&gw, KEY, &q2, &[("cache-control", "private, no-store")]).await;
+    assert_eq!(private["cache"], "bypass");
+    let after = chat_as(&gw, KEY, &q2, &[("x-sluice-cache", "bypass")]).await;
+    assert_eq!(
+        (after["cache"].as_str(), text(&after)),
+        (Some("bypass"), "answer 3")
+    );
+    assert_eq!(mock.calls(), 4);
+    // An alias that does not cache says nothing.
+    let (plain, _mock) = setup(vec![Step::Text("x".into())], "").await;
+    assert_eq!(
+        plain.chat(ask("m", "hi")).await.header("x-sluice-cache"),
+        ""
+    );
+    plain.stop().await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_is_stored_and_a_hit_replays_as_a_stream() {
+    let answer = "One two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty.";
+    let (gw, mock) = setup(vec![Step::Text(answer.into())], EXACT).await;
+    let q = ask("m", "count to twenty");
+    let first = gw.chat_stream(q.clone()).await;
+    assert_eq!(first.header("x-sluice-cache"), "miss");
+    assert_eq!(first.text(), answer);
+    let mut with_usage = q.clone();
+    with_usage["stream_options"] = json!({"include_usage": true});
+    let replay = gw.chat_stream(with_usage).await;
+    assert_eq!(replay.status, 200);
+    assert_eq!(replay.header("x-sluice-cache"), "hit");
+    assert!(
+        replay
+            .header("content-type")
+            .starts_with("text/event-stream"),
+        "a proper SSE stream"
+    );
+    assert!(replay.done && replay.error().is_none());
+    assert_eq!(replay.text(), answer);
+    assert_eq!(replay.finish_reason(), Some("stop"));
+    assert_eq!(replay.events[0]["choices"][0]["delta"]["role"], "assistant");
+    let pieces = replay
+        .events
+        .iter()
+        .filter(|e| {
+            e["choices"][0]["delta"]["content"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty())
+        })
+        .count();
+    assert!(pieces > 1, "replayed in pieces, not one blob");
+    let usage = replay.usage().unwrap();
+    assert!(usage["completion_tokens"].as_u64().unwrap() > 0, "{usage}");
+    // A stream's answer serves a whole request too, and the other way round.
+    let whole = gw.chat(q).await;
+    assert_eq!(
+        (whole.header("x-sluice-cache"), whole.text()),
+        ("hit", answer)
+    );
+    assert_eq!(mock.calls(), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn errors_and_cut_streams_are_never_stored() {
+    let (gw, mock) = setup(
+        vec![
+            // The first call's attempts (its retries included) all fail.
+            Step::ServerError(500),
+            Step::ServerError(500),
+            Step::ServerError(500),
+            Step::Text("fine".into()),
+            Step::CutAfter(2),
+            Step::Text("whole now".into()),
+        ],
+        EXACT,
+    )
+    .await;
+    let q = ask("m", "first");
+    let failed = gw.chat(q.clone()).await;
+    assert!(failed.status >= 500, "{}", failed.json);
+    let ok = gw.chat(q).await;
+    assert_eq!((ok.header("x-sluice-cache"), ok.text()), ("miss", "fine"));
+    let q2 = ask("m", "one two three four five");
+    let cut = gw.chat_stream(q2.clone()).await;
+    assert!(cut.error().is_some(), "the stream broke");
+    let again = gw.chat_stream(q2).await;
+    assert_eq!(
+        again.header("x-sluice-cache"),
+        "miss",
+        "a cut stream was not stored"
+    );
+    assert_eq!(again.text(), "whole now");
+    assert_eq!(mock.calls(), 6);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn answers_expire_after_their_ttl_and_the_least_recently_used_is_evicted() {
+    let (gw, mock) = setup(
+        (0..8).map(|i| Step::Text(format!("answer {i}"))).collect(),
+        "[cache]\nmode = \"exact\"\nmax_entries = 2\n[cache.models.g]\nttl_s = 1\n",
+    )
+    .await;
+    let g = ask("g", "short-lived");
+    gw.chat(g.clone()).await;
+    assert_eq!(gw.chat(g.clone()).await.header("x-sluice-cache"), "hit");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(
+        gw.chat(g).await.header("x-sluice-cache"),
+        "miss",
+        "expired after ttl_s"
+    );
+    // Two entries at most: a, b, (a used), c evicts b.
+    let (a, b, c) = (ask("m", "a"), ask("m", "b"), ask("m", "c"));
+    gw.chat(a.clone()).await;
+    gw.chat(b.clone()).await;
+    assert_eq!(gw.chat(a.clone()).await.header("x-sluice-cache"), "hit");
+    gw.chat(c).await;
+    assert_eq!(
+        gw.chat(a).await.header("x-sluice-cache"),
+        "hit",
+        "used lately"
+    );
+    assert_eq!(gw.chat(b).await.header("x-sluice-cache"), "miss", "evicted");
+    assert_eq!(mock.calls(), 6);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn websocket_results_say_what_the_cache_did_and_a_hit_streams() {
+    let (gw, mock) = setup(vec![Step::Text("Hello there.".into()); 2], EXACT).await;
+    let (mut s, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", gw.addr))
+        .await
+        .unwrap();
+    let send = |v: Value| Message::Text(v.to_string().into());
+    s.send(send(json!({"type": "connect", "min_protocol": 1, "max_protocol": 1, "auth": {"token": KEY}, "role": "client"})))
+        .await
+        .unwrap();
+    let mut results = Vec::new();
+    for (id, params) in [
+        ("c1", ask("m", "hi")),
+        ("c2", ask("m", "hi")),
+        ("c3", {
+            let mut p = ask("m", "hi");
+            p["cache"] = json!("bypass");
+            p
+        }),
+        ("c4", {
+            let mut p = ask("m", "hi");
+            p["cache"] = json!("sometimes");
+            p
+        }),
+    ] {
+        s.send(send(
+            json!({"type": "req", "id": id, "method": "chat.completions", "params": params}),
+        ))
+        .await
+        .unwrap();
+        let mut text = String::new();
+        let res = loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), s.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            let Message::Text(t) = frame else { continue };
+            let f: Value = serde_json::from_str(t.as_str()).unwrap();
+            if f["type"] == "res" && f["ok"] == false {
+                break f;
+            }
+            match f["event"].as_str() {
+                Some("chat.delta") => text.push_str(
+                    f["data"]["chunk"]["choices"][0]["delta"]["content"]
+                        .as_str()
+                        .unwrap_or(""),
+                ),
+                Some("chat.completed") => break f,
+                _ if f["type"] == "res" => results.push(f["result"]["cache"].clone()),
+                _ => {}
+            }
+        };
+        if id != "c4" {
+            assert_eq!(text, "Hello there.", "{id}");
+        } else {
+            assert_eq!(res["error"]["code"], "invalid_params", "{res}");
+        }
+    }
+    assert_eq!(results, vec![json!("miss"), json!("hit"), json!("bypass")]);
+    assert_eq!(mock.calls(), 2);
+    gw.stop().await;
+}
+
+/// The model's directory, when its files are here (`scripts/fetch-model`); CI sets
+/// `SLUICE_REQUIRE_MODEL=1` so that a missing model fails instead of skipping.
+fn model_dir() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("SLUICE_MODEL_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/potion-base-8M")
+        });
+    if dir.join("model.safetensors").exists() {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var("SLUICE_REQUIRE_MODEL").as_deref() != Ok("1"),
+        "SLUICE_REQUIRE_MODEL=1 but no model at {}",
+        dir.display()
+    );
+    eprintln!(
+        "skipped: no model at {} (scripts/fetch-model)",
+        dir.display()
+    );
+    None
+}
+
+#[tokio::test]
+async fn the_semantic_cache_serves_a_near_repeat_and_refuses_a_near_miss() {
+    let Some(dir) = model_dir() else { return };
+    let cache = format!(
+        "[cache]\nmode = \"exact\"\nmodel_dir = \"{}\"\n[cache.models.m]\nmode = \"semantic\"\n",
+        dir.display()
+    );
+    let (gw, mock) = setup(
+        (0..8).map(|i| Step::Text(format!("answer {i}"))).collect(),
+        &cache,
+    )
+    .await;
+    let with_history = |q: &str| {
+        json!({"model": "m", "messages": [
+            {"role": "system", "content": "You are a travel assistant."},
+            {"role": "user", "content": q},
+        ]})
+    };
+    let first = gw
+        .chat(with_history("What is the capital city of France?"))
+        .await;
+    assert_eq!(first.header("x-sluice-cache"), "miss");
+    let near = gw
+        .chat(with_history("what's the capital city of france"))
+        .await;
+    assert_eq!(
+        (near.header("x-sluice-cache"), near.text()),
+        ("semantic-hit", "answer 0")
+    );
+    // Another country, and the same words about money in another order, are misses.
+    let other = gw
+        .chat(with_history("What is the capital city of Germany?"))
+        .await;
+    assert_eq!(other.header("x-sluice-cache"), "miss");
+    gw.chat(with_history("Convert 100 USD to EUR")).await;
+    let swapped = gw.chat(with_history("Convert 100 EUR to USD")).await;
+    assert_eq!(swapped.header("x-sluice-cache"), "miss");
+    // Everything but the last turn must match: another system prompt misses.
+    let mut other_system = with_history("what's the capital city of france");
+    other_system["messages"][0]["content"] = json!("You are a pirate.");
+    assert_eq!(gw.chat(other_system).await.header("x-sluice-cache"), "miss");
+    // Alias g caches exactly only.
+    gw.chat(ask("g", "What is the capital city of France?"))
+        .await;
+    let g = gw.chat(ask("g", "what's the capital city of france")).await;
+    assert_eq!(g.header("x-sluice-cache"), "miss");
+    let rows = rows(&gw).await;
+    assert!(rows.iter().any(|r| r.status == "cache_semantic_hit"));
+    assert_eq!(mock.calls(), 7, "every call but the near repeat reached the provider");
+    gw.stop().await;
+}
