@@ -447,6 +447,65 @@ async fn the_semantic_cache_serves_a_near_repeat_and_refuses_a_near_miss() {
     assert_eq!(g.header("x-sluice-cache"), "miss");
     let rows = rows(&gw).await;
     assert!(rows.iter().any(|r| r.status == "cache_semantic_hit"));
-    assert_eq!(mock.calls(), 7, "every call but the near repeat reached the provider");
+    assert_eq!(
+        mock.calls(),
+        7,
+        "every call but the near repeat reached the provider"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_run_s_steps_use_the_cache_of_their_alias() {
+    let mock = MockProvider::start(Wire::OpenAi).await;
+    mock.script("m-main", vec![Step::Text("Done once.".into()); 2]);
+    let gw = Gateway::start(&format!(
+        "{}\n[agents.helper]\nmodel = \"m\"\nsystem = \"You help.\"\n",
+        config(&mock, EXACT)
+    ))
+    .await;
+    let mut outputs = Vec::new();
+    for _ in 0..2 {
+        let resp = gw
+            .client
+            .post(gw.url("/v1/runs"))
+            .bearer_auth(KEY)
+            .json(&json!({"agent": "helper", "input": "Summarise the plan."}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        let id = resp.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut run = Value::Null;
+        let ended = sluice_e2e::eventually(15, async || {
+            run = gw
+                .client
+                .get(gw.url(&format!("/v1/runs/{id}")))
+                .bearer_auth(KEY)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            !matches!(run["status"].as_str(), Some("queued" | "running"))
+        })
+        .await;
+        assert!(ended && run["status"] == "completed", "{run}");
+        outputs.push(run["output"].clone());
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    assert_eq!(mock.calls(), 1, "the second run's step was a hit");
+    let rows = rows(&gw).await;
+    let last = rows.last().unwrap();
+    assert_eq!(
+        (last.provider.as_str(), last.status.as_str()),
+        ("cache", "cache_hit")
+    );
+    assert_eq!(last.agent_id.as_deref(), Some("helper"));
+    assert!(last.run_id.is_some(), "the hit is the run's step");
     gw.stop().await;
 }

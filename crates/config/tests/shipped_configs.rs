@@ -20,6 +20,15 @@ fn reference_config_loads_with_its_variables_set() {
     let cfg = Config::parse(&read("sluice.toml"), &env).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.server.listen.to_string(), "127.0.0.1:8080");
     assert!(cfg.server.metrics, "GET /metrics is served");
+    {
+        use sluice_config::cache::{CacheMode, CacheScope};
+        assert_eq!(cfg.cache.policy("smart").mode, CacheMode::Off);
+        let fast = cfg.cache.policy("fast");
+        assert_eq!(fast.mode, CacheMode::Semantic);
+        assert_eq!((fast.scope, fast.ttl.as_secs()), (CacheScope::Key, 600));
+        assert_eq!(cfg.cache.policy("gpt4o").mode, CacheMode::Exact);
+        assert_eq!(cfg.cache.max_entries, 10_000);
+    }
     assert_eq!(
         cfg.providers["openai"].api_keys.len(),
         1,

@@ -44,6 +44,14 @@ fn describe() {
         "Detectors that fired on calls at or over the guard's threshold, by detector and verdict"
     );
     metrics::describe_counter!(
+        "sluice_cache_lookups_total",
+        "Chat calls under an alias that caches, by result (hit, semantic-hit, miss, bypass)"
+    );
+    metrics::describe_gauge!(
+        "sluice_cache_entries",
+        "Answers in the response cache after the last store"
+    );
+    metrics::describe_counter!(
         "sluice_guard_output_findings_total",
         "Canary leaks, secrets and PII found in answers, by kind and action (redacted, blocked)"
     );

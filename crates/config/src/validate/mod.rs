@@ -6,6 +6,8 @@ use std::time::Duration;
 
 mod agents;
 mod cache;
+#[cfg(test)]
+mod cache_tests;
 mod channels;
 #[cfg(test)]
 mod channels_tests;
