@@ -221,7 +221,7 @@ impl Service {
         let (cache, store) = match self.inner.cache.lookup(&cache, meta.cache, who, &req) {
             Lookup::Off => (None, None),
             Lookup::Hit(hit) => {
-                return self.from_cache(who, meta, &req, hit, output, flagged);
+                return self.answer_cached(who, meta, &req, hit, output, flagged);
             }
             Lookup::Miss { status, store } => {
                 metrics::counter!("sluice_cache_lookups_total", "result" => status.as_str())
@@ -321,7 +321,7 @@ impl Service {
     /// A call answered from the cache: nothing reserved or sent; a ledger row at zero
     /// cost that notes what the answer cost when it was made (the saving). The output
     /// filter of today's policy still applies.
-    fn from_cache(
+    fn answer_cached(
         &self,
         who: &Arc<Principal>,
         meta: CallMeta,

@@ -202,7 +202,7 @@ async fn spend(
 /// The report as CSV (RFC 4180: fields with a comma, quote or newline are quoted).
 pub fn csv(by: &str, rows: &[SpendLine]) -> String {
     let mut out = format!(
-        "{by},calls,prompt_tokens,completion_tokens,cached_tokens,cost_usd,estimated_calls\r\n"
+        "{by},calls,prompt_tokens,completion_tokens,cached_tokens,cost_usd,estimated_calls,saved_usd\r\n"
     );
     for r in rows {
         let group = if r.group.contains([',', '"', '\n', '\r']) {
@@ -211,13 +211,14 @@ pub fn csv(by: &str, rows: &[SpendLine]) -> String {
             r.group.clone()
         };
         out.push_str(&format!(
-            "{group},{},{},{},{},{},{}\r\n",
+            "{group},{},{},{},{},{},{},{}\r\n",
             r.calls,
             r.prompt_tokens,
             r.completion_tokens,
             r.cached_tokens,
             usd(r.cost_nanos),
-            r.estimated_calls
+            r.estimated_calls,
+            usd(r.saved_nanos)
         ));
     }
     out
@@ -384,11 +385,12 @@ mod tests {
             completion_tokens: 3,
             cached_tokens: 0,
             cost_nanos: 0,
+            saved_nanos: 2_000,
             estimated_calls: 0,
         };
         let out = csv("key", &[line]);
         assert!(
-            out.contains("\"a,\"\"b\"\"\",1,2,3,0,0.000000000,0\r\n"),
+            out.contains("\"a,\"\"b\"\"\",1,2,3,0,0.000000000,0,0.000002000\r\n"),
             "{out}"
         );
     }
