@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use sluice_cache::{DEFAULT_MIN_COSINE, Model2Vec, Query, verify};
+use sluice_cache::{DEFAULT_MIN_COSINE, Model2Vec, Query, verify_with};
 
 const SHARE: [&str; 2] = ["paraphrase", "near_repeat"];
 const KINDS: [&str; 7] = [
@@ -84,7 +84,7 @@ fn main() {
         let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
         let (a, b) = (s("a"), s("b"));
         let cosine = Query::new(&model, a.as_str()).cosine(&Query::new(&model, b.as_str()));
-        let verdict = verify(&b, &a);
+        let verdict = verify_with(&model, &b, &a);
         pairs.push(Pair {
             kind: s("kind"),
             split: s("split"),
