@@ -400,5 +400,5 @@ const DROPPABLE: &[&str] = &[
     "commonly", "simply", "basically", "roughly", "approximately", "precisely", "exactly",
     "process", "procedure", "method", "step", "steps", "command", "instructions",
     "tip", "tips", "advice", "guide", "tutorial", "suggestions", "recommendations",
-    "recommended", "overview", "briefly", "find", "figure",
+    "recommended", "overview", "briefly", "find", "figure", "advance",
 ];

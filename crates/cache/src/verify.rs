@@ -742,13 +742,24 @@ const SYNONYMS: &[&[&str]] = &[
     &["difference", "differ", "different"],
 ];
 
-fn synonyms() -> &'static HashMap<&'static str, &'static str> {
-    static S: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
+fn synonyms() -> &'static HashMap<String, &'static str> {
+    static S: OnceLock<HashMap<String, &'static str>> = OnceLock::new();
     S.get_or_init(|| {
         let mut m = HashMap::new();
         for group in SYNONYMS {
             for w in group.iter() {
-                m.insert(*w, group[0]);
+                m.insert((*w).to_owned(), group[0]);
+            }
+        }
+        // Their stems too, so an inflected synonym meets its group ("required" is
+        // stemmed to "requir" before the look-up, and must still meet "need").
+        for group in SYNONYMS {
+            for w in group.iter() {
+                // Short stems are ambiguous ("util" is also "utility"): exact words only.
+                let s = stem(&american(w));
+                if s.len() >= 5 {
+                    m.entry(s).or_insert(group[0]);
+                }
             }
         }
         m
@@ -762,7 +773,7 @@ fn canonical(w: &str) -> String {
         return stem(c);
     }
     let s = stem(&american(w));
-    if let Some(c) = synonyms().get(s.as_str()) {
+    if let Some(c) = synonyms().get(&s) {
         return stem(c);
     }
     s
