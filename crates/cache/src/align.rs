@@ -402,3 +402,33 @@ const DROPPABLE: &[&str] = &[
     "tip", "tips", "advice", "guide", "tutorial", "suggestions", "recommendations",
     "recommended", "overview", "briefly", "find", "figure", "advance",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_edit_is_one_change_or_one_swap() {
+        assert!(one_edit("pasword", "password"), "a letter dropped");
+        assert!(one_edit("pyhton", "python"), "two neighbours swapped");
+        assert!(one_edit("vissa", "visa"), "a letter added");
+        assert!(!one_edit("revert", "reverse"), "two edits");
+        assert!(!one_edit("same", "same"), "no edit");
+    }
+
+    #[test]
+    fn prefix_and_listed_opposites_are_antonyms() {
+        for (a, b) in [
+            ("lock", "unlock"),
+            ("increase", "decrease"),
+            ("upload", "download"),
+            ("import", "export"),
+            ("buys", "selling"),
+        ] {
+            assert!(antonyms(a, b), "{a} / {b}");
+        }
+        assert!(!antonyms("purchase", "buy"), "synonyms are not opposites");
+        assert!(fixed("cheapest") && fixed("tuesday") && fixed("tenants"));
+        assert!(!fixed("purchase"));
+    }
+}
