@@ -1,9 +1,13 @@
 //! Sentence embeddings: the [`Embedder`] trait, the local [`Model2Vec`] model and the
 //! [`Query`] a semantic lookup or insert carries.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use model2vec_rs::model::StaticModel;
+
+use crate::verify::Analysis;
 
 /// Turns a text into a vector. Implementations must be deterministic (the same text gives
 /// the same vector) and return `dim()` floats; [`Query`] normalises them.
@@ -12,6 +16,24 @@ pub trait Embedder: Send + Sync {
     fn embed(&self, text: &str) -> Vec<f32>;
     /// The length of every vector [`Embedder::embed`] returns.
     fn dim(&self) -> usize;
+
+    /// The model's vector for one lower-cased word, and whether its vocabulary has the
+    /// word whole. Verification uses it to let a word stand for a close synonym or a
+    /// typo stand for the word (see `docs/cache.md`). `None` (the default) when the
+    /// embedder has no meaningful word vectors: verification is then word for word.
+    fn word(&self, word: &str) -> Option<WordVector> {
+        let _ = word;
+        None
+    }
+}
+
+/// One word as the model sees it ([`Embedder::word`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WordVector {
+    /// The word's embedding (for a static model, the mean of its tokens' vectors).
+    pub vector: Vec<f32>,
+    /// Whether the vocabulary holds the word as one token (an unknown word may be a typo).
+    pub known: bool,
 }
 
 /// Why the local model could not be loaded. The semantic cache is then off; the exact
@@ -42,6 +64,8 @@ pub enum LoadError {
 #[derive(Clone)]
 pub struct Model2Vec {
     model: StaticModel,
+    /// The whole words of the tokenizer's vocabulary (no `##` pieces, no specials).
+    vocabulary: Arc<HashSet<Box<str>>>,
 }
 
 impl std::fmt::Debug for Model2Vec {
@@ -70,11 +94,12 @@ impl Model2Vec {
                 Err(source) => return Err(LoadError::Read { path, source }),
             }
         }
-        let [config, tokenizer, weights] =
+        let [config, tokenizer, weights]: [Vec<u8>; 3] =
             <[Vec<u8>; 3]>::try_from(bytes).map_err(|_| LoadError::Invalid {
                 dir: dir.to_owned(),
                 reason: "internal: file count".into(),
             })?;
+        let vocabulary = Arc::new(vocabulary(&tokenizer));
         let model =
             StaticModel::from_bytes(tokenizer, weights, config, Some(true)).map_err(|e| {
                 LoadError::Invalid {
@@ -82,7 +107,7 @@ impl Model2Vec {
                     reason: format!("{e:#}"),
                 }
             })?;
-        let me = Self { model };
+        let me = Self { model, vocabulary };
         // A model that loads but embeds nothing usable would silently turn every lookup
         // into a miss; say so now instead.
         let probe = me.embed("How do I reset my password?");
@@ -109,6 +134,30 @@ impl Embedder for Model2Vec {
     fn dim(&self) -> usize {
         self.model.dim()
     }
+
+    fn word(&self, word: &str) -> Option<WordVector> {
+        Some(WordVector {
+            vector: self.model.encode_single(word),
+            known: self.vocabulary.contains(word),
+        })
+    }
+}
+
+/// The whole words of a WordPiece `tokenizer.json` (`model.vocab`'s keys but `##` pieces
+/// and `[SPECIAL]` tokens). Empty for another tokenizer: then no word counts as known,
+/// and no typo is ever aligned.
+fn vocabulary(tokenizer_json: &[u8]) -> HashSet<Box<str>> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(tokenizer_json) else {
+        return HashSet::new();
+    };
+    let Some(vocab) = v.pointer("/model/vocab").and_then(|x| x.as_object()) else {
+        return HashSet::new();
+    };
+    vocab
+        .keys()
+        .filter(|k| !k.starts_with("##") && !k.starts_with('['))
+        .map(|k| k.as_str().into())
+        .collect()
 }
 
 /// The varying part of a request (the last user turn) with its normalised embedding.
@@ -117,6 +166,9 @@ impl Embedder for Model2Vec {
 pub struct Query {
     text: String,
     vector: Vec<f32>,
+    /// The text analysed for verification, with word vectors when the embedder has
+    /// them; `None` from [`Query::from_vector`] (analysed word for word when needed).
+    analysis: Option<Arc<Analysis>>,
 }
 
 impl Query {
@@ -124,7 +176,10 @@ impl Query {
     pub fn new(embedder: &dyn Embedder, text: impl Into<String>) -> Self {
         let text = text.into();
         let vector = embedder.embed(&text);
-        Self::from_vector(text, vector)
+        let analysis = Arc::new(Analysis::with_words(&text, embedder));
+        let mut q = Self::from_vector(text, vector);
+        q.analysis = Some(analysis);
+        q
     }
 
     /// A query from a vector computed elsewhere; the vector is normalised to length 1
@@ -139,7 +194,22 @@ impl Query {
         Self {
             text: text.into(),
             vector,
+            analysis: None,
         }
+    }
+
+    /// The analysis verification compares: made by [`Query::new`] (with the embedder's
+    /// word vectors), else word for word from the text.
+    pub fn analysis(&self) -> Arc<Analysis> {
+        match &self.analysis {
+            Some(a) => Arc::clone(a),
+            None => Arc::new(Analysis::of(&self.text)),
+        }
+    }
+
+    /// The analysis if [`Query::new`] made one.
+    pub(crate) fn analysed(&self) -> Option<&Arc<Analysis>> {
+        self.analysis.as_ref()
     }
 
     /// The embedded text, as verification sees it.

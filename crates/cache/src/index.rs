@@ -92,7 +92,7 @@ struct Entry<V> {
     id: u64,
     /// The embedded text, its row in the context's bucket and its analysis for
     /// verification (done once, at insert).
-    semantic: Option<(Arc<str>, u32, Box<Analysis>)>,
+    semantic: Option<(Arc<str>, u32, Arc<Analysis>)>,
 }
 
 struct Slot<V> {
@@ -149,7 +149,12 @@ impl<V> Cache<V> {
     /// embedded text (counted three times: the text and its analysed words), its vector
     /// and a fixed bookkeeping share.
     pub fn entry_cost(bytes: usize, semantic: Option<&Query>) -> usize {
-        let sem = semantic.map_or(0, |q| 3 * q.text().len() + 4 * q.vector().len() + 128);
+        let sem = semantic.map_or(0, |q| {
+            3 * q.text().len()
+                + 4 * q.vector().len()
+                + 128
+                + q.analysed().map_or(0, |a| a.word_vector_bytes())
+        });
         bytes
             .saturating_add(sem)
             .saturating_add(BOOKKEEPING + std::mem::size_of::<Slot<V>>())
@@ -196,7 +201,7 @@ impl<V> Cache<V> {
             candidates.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
             candidates.truncate(MAX_VERIFIED);
             let mut found = None;
-            let mut asked: Option<Analysis> = None;
+            let mut asked: Option<Arc<Analysis>> = None;
             for (cosine, row) in candidates {
                 let idx = bucket.slots[row as usize];
                 let Some(e) = inner.entry(idx) else { continue };
@@ -206,7 +211,7 @@ impl<V> Cache<V> {
                 if e.expires <= now {
                     continue;
                 }
-                let asked = asked.get_or_insert_with(|| Analysis::of(query.text()));
+                let asked = asked.get_or_insert_with(|| query.analysis());
                 if !asked.compare(cached).is_match() {
                     continue;
                 }
@@ -292,11 +297,7 @@ impl<V> Cache<V> {
             let row = bucket.slots.len() as u32;
             bucket.vectors.extend_from_slice(q.vector());
             bucket.slots.push(idx);
-            Some((
-                Arc::<str>::from(q.text()),
-                row,
-                Box::new(Analysis::of(q.text())),
-            ))
+            Some((Arc::<str>::from(q.text()), row, q.analysis()))
         });
         inner.slots[idx as usize].entry = Some(Entry {
             key,

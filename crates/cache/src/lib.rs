@@ -19,12 +19,14 @@
 //! `docs/cache.md` says how to build keys and contexts, how the threshold was chosen, the
 //! evaluation per kind of pair and where the semantic cache is blind.
 
+mod align;
 pub mod embed;
 mod index;
 pub mod key;
 pub mod verify;
 
-pub use embed::{Embedder, LoadError, MODEL_FILES, Model2Vec, Query};
+pub use align::{ALIGN_MIN, MAX_DROPPED};
+pub use embed::{Embedder, LoadError, MODEL_FILES, Model2Vec, Query, WordVector};
 pub use index::{Cache, DEFAULT_MIN_COSINE, Inserted, Limits, MAX_VERIFIED, SemanticHit};
 pub use key::{Context, Hasher, Key};
-pub use verify::{Analysis, Reason, Verdict, verify};
+pub use verify::{Analysis, Reason, Verdict, verify, verify_with};

@@ -72,10 +72,20 @@ impl Reason {
     }
 }
 
-/// Whether `query` may be answered with the answer cached for `cached`. Symmetric.
+/// Whether `query` may be answered with the answer cached for `cached`, word for word
+/// (no model). Symmetric.
 pub fn verify(query: &str, cached: &str) -> Verdict {
     let a = Analysis::of(query);
     let b = Analysis::of(cached);
+    a.compare(&b)
+}
+
+/// [`verify`], and where it refuses, a second try with content words aligned by
+/// `embedder`'s word vectors (what [`crate::Cache::search`] does for a [`crate::Query`]
+/// built with [`crate::Query::new`]). Symmetric.
+pub fn verify_with(embedder: &dyn crate::Embedder, query: &str, cached: &str) -> Verdict {
+    let a = Analysis::with_words(query, embedder);
+    let b = Analysis::with_words(cached, embedder);
     a.compare(&b)
 }
 
@@ -84,20 +94,25 @@ pub fn verify(query: &str, cached: &str) -> Verdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Analysis {
     /// Content words (stemmed, synonyms folded), first occurrences, in order.
-    words: Vec<String>,
+    pub(crate) words: Vec<String>,
+    /// Each content word as written (lower-cased), parallel to `words`.
+    pub(crate) surface: Vec<String>,
     /// Numbers in order, canonical spelling.
-    numbers: Vec<String>,
+    pub(crate) numbers: Vec<String>,
     /// One entry per negation: the sorted content words of its clause.
-    negations: Vec<Vec<String>>,
+    pub(crate) negations: Vec<Vec<String>>,
     /// What is between `words[i]` and `words[i + 1]` in the text.
-    gaps: Vec<Gap>,
+    pub(crate) gaps: Vec<Gap>,
     /// The question words that ask for a reason, time, place or person, sorted.
-    asks: Vec<&'static str>,
+    pub(crate) asks: Vec<&'static str>,
+    /// The model's vector of each content word, parallel to `words`, when the analysis
+    /// was made with an embedder that has word vectors ([`Analysis::with_words`]).
+    pub(crate) lexicon: Option<Vec<crate::align::Lex>>,
 }
 
 /// What separates two consecutive content words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Gap {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Gap {
     /// Nothing, or only words without a relation (articles, auxiliaries, pronouns).
     Plain,
     /// "of" or "in", and otherwise nothing that relates: "capital of France".
@@ -111,6 +126,7 @@ impl Analysis {
     pub fn of(text: &str) -> Self {
         let tokens = tokenize(text);
         let mut words: Vec<String> = Vec::new();
+        let mut surface: Vec<String> = Vec::new();
         let mut numbers = Vec::new();
         let mut negations = Vec::new();
         let mut clause: Vec<String> = Vec::new();
@@ -145,7 +161,7 @@ impl Analysis {
                     gap = Gap::Other;
                 }
                 Tok::Sym(s) => {
-                    push_word(&mut words, &mut gaps, gap, s);
+                    push_word(&mut words, &mut surface, &mut gaps, gap, s, s);
                     clause.push(s.clone());
                     gap = Gap::Plain;
                 }
@@ -177,10 +193,10 @@ impl Analysis {
                         }
                     } else if RELATIONS.contains(&w) {
                         gap = Gap::Other;
-                    } else if !stopwords().contains_key(w) {
+                    } else if !stopwords().contains_key(w) || partitive(w, tokens.get(i + 1)) {
                         let c = canonical(w);
                         clause.push(c.clone());
-                        push_word(&mut words, &mut gaps, gap, &c);
+                        push_word(&mut words, &mut surface, &mut gaps, gap, &c, w);
                         gap = Gap::Plain;
                     }
                 }
@@ -193,15 +209,54 @@ impl Analysis {
         asks.dedup();
         Self {
             words,
+            surface,
             numbers,
             negations,
             gaps,
             asks,
+            lexicon: None,
         }
     }
 
-    /// [`verify`] on two analyses.
+    /// Analyses a text and looks up each content word's vector in `embedder`'s model
+    /// ([`Embedder::word`](crate::Embedder::word)), so that [`Analysis::compare`] may let
+    /// two different words stand for each other when the model puts them close enough
+    /// (`verify_with`). With an embedder without word vectors this is [`Analysis::of`].
+    pub fn with_words(text: &str, embedder: &dyn crate::Embedder) -> Self {
+        let mut a = Self::of(text);
+        a.lexicon = a
+            .surface
+            .iter()
+            .map(|w| embedder.word(w).map(|v| crate::align::Lex::new(&v)))
+            .collect();
+        a
+    }
+
+    /// [`verify`] on two analyses. When both carry word vectors
+    /// ([`Analysis::with_words`]), a pair that fails the word-for-word rule gets a second
+    /// chance with words aligned by the model (`crate::align`); everything else (numbers,
+    /// negations, question words, order) must still agree.
     pub fn compare(&self, other: &Analysis) -> Verdict {
+        let strict = self.compare_strict(other);
+        if strict.is_match() {
+            return strict;
+        }
+        if let Some((a, b)) = crate::align::rewrite(self, other)
+            && a.compare_strict(&b).is_match()
+        {
+            return Verdict::Match;
+        }
+        strict
+    }
+
+    /// Heap bytes held by the word vectors (counted in [`crate::Cache::entry_cost`]).
+    pub(crate) fn word_vector_bytes(&self) -> usize {
+        self.lexicon
+            .as_ref()
+            .map_or(0, |l| l.iter().map(|x| x.heap_bytes() + 32).sum())
+    }
+
+    fn compare_strict(&self, other: &Analysis) -> Verdict {
         if (self.words.is_empty() && self.numbers.is_empty())
             || (other.words.is_empty() && other.numbers.is_empty())
         {
@@ -261,7 +316,14 @@ impl Analysis {
 
 /// Adds a content word (first occurrences only) and the gap before it. A repeated word
 /// makes the gap after the previous one unknown.
-fn push_word(words: &mut Vec<String>, gaps: &mut Vec<Gap>, gap: Gap, w: &str) {
+fn push_word(
+    words: &mut Vec<String>,
+    surface: &mut Vec<String>,
+    gaps: &mut Vec<Gap>,
+    gap: Gap,
+    w: &str,
+    written: &str,
+) {
     if words.iter().any(|x| x == w) {
         if let Some(last) = gaps.last_mut() {
             *last = Gap::Other;
@@ -272,10 +334,17 @@ fn push_word(words: &mut Vec<String>, gaps: &mut Vec<Gap>, gap: Gap, w: &str) {
         gaps.push(gap);
     }
     words.push(w.to_owned());
+    surface.push(written.to_owned());
+}
+
+/// "some of" (and "any of", "one of") take a part of a whole: "export some of my
+/// contacts" is not "export my contacts", so there the word is content.
+fn partitive(w: &str, next: Option<&Tok>) -> bool {
+    matches!(w, "some" | "any" | "one") && matches!(next, Some(Tok::Word(n)) if n == "of")
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum Tok {
+pub(crate) enum Tok {
     Word(String),
     Num(String),
     Sym(String),
@@ -673,13 +742,24 @@ const SYNONYMS: &[&[&str]] = &[
     &["difference", "differ", "different"],
 ];
 
-fn synonyms() -> &'static HashMap<&'static str, &'static str> {
-    static S: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
+fn synonyms() -> &'static HashMap<String, &'static str> {
+    static S: OnceLock<HashMap<String, &'static str>> = OnceLock::new();
     S.get_or_init(|| {
         let mut m = HashMap::new();
         for group in SYNONYMS {
             for w in group.iter() {
-                m.insert(*w, group[0]);
+                m.insert((*w).to_owned(), group[0]);
+            }
+        }
+        // Their stems too, so an inflected synonym meets its group ("required" is
+        // stemmed to "requir" before the look-up, and must still meet "need").
+        for group in SYNONYMS {
+            for w in group.iter() {
+                // Short stems are ambiguous ("util" is also "utility"): exact words only.
+                let s = stem(&american(w));
+                if s.len() >= 5 {
+                    m.entry(s).or_insert(group[0]);
+                }
             }
         }
         m
@@ -693,7 +773,7 @@ fn canonical(w: &str) -> String {
         return stem(c);
     }
     let s = stem(&american(w));
-    if let Some(c) = synonyms().get(s.as_str()) {
+    if let Some(c) = synonyms().get(&s) {
         return stem(c);
     }
     s

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use sluice_cache::{
-    Cache, DEFAULT_MIN_COSINE, Embedder, Hasher, Key, Limits, LoadError, Model2Vec, Query,
+    Cache, DEFAULT_MIN_COSINE, Embedder, Hasher, Key, Limits, LoadError, Model2Vec, Query, verify,
+    verify_with,
 };
 
 fn model() -> Option<Model2Vec> {
@@ -123,4 +124,73 @@ fn a_corrupt_file_is_invalid() {
     let r = Model2Vec::load(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     assert!(matches!(r, Err(LoadError::Invalid { .. })), "{r:?}");
+}
+
+#[test]
+fn close_words_align_but_co_hyponyms_antonyms_and_fixed_words_do_not() {
+    let Some(m) = model() else { return };
+    let shares = |a: &str, b: &str| verify_with(&m, a, b).is_match();
+    for (a, b) in [
+        (
+            "Where can I purchase a fridge?",
+            "Where can I purchase a refrigerator?",
+        ),
+        (
+            "What are the benefits of TypeScript?",
+            "What are the advantages of TypeScript?",
+        ),
+        ("How do I reset my pasword?", "How do I reset my password?"),
+        (
+            "How long does the flu last?",
+            "How long does the flu usually last?",
+        ),
+    ] {
+        assert!(
+            !verify(a, b).is_match(),
+            "word for word refuses {a:?} / {b:?}"
+        );
+        assert!(shares(a, b), "aligned by the model: {a:?} / {b:?}");
+    }
+    for (a, b) in [
+        ("Gifts for my husband", "Gifts for my wife"),
+        (
+            "Is the museum open on Monday?",
+            "Is the museum open on Tuesday?",
+        ),
+        ("Rights of tenants in Ohio", "Rights of landlords in Ohio"),
+        ("How do I lock my screen?", "How do I unlock my screen?"),
+        (
+            "How do I increase the heap size?",
+            "How do I decrease the heap size?",
+        ),
+        ("Should I buy Tesla stock?", "Should I sell Tesla stock?"),
+        ("Cheapest flights to Rome", "Fastest flights to Rome"),
+        ("Is 16 GB of RAM enough?", "Is 16 MB of RAM enough?"),
+        (
+            "How do I export my contacts?",
+            "How do I export some of my contacts?",
+        ),
+        (
+            "Convert a list to a set in Python",
+            "Convert a set to a list in Python",
+        ),
+    ] {
+        assert!(!shares(a, b), "must not share: {a:?} / {b:?}");
+    }
+}
+
+#[test]
+fn a_query_from_the_model_aligns_in_search() {
+    let Some(m) = model() else { return };
+    let cache = Cache::new(Limits::default());
+    let now = Instant::now();
+    let ctx = Hasher::new("test").part(b"tenant").context();
+    let cached = Query::new(&m, "What are the benefits of TypeScript?");
+    cache.insert(Key::of(b"k"), ctx, Some(cached), "answer", 6, now);
+    let asked = Query::new(&m, "What are the advantages of TypeScript?");
+    let hit = cache.search(&ctx, &asked, DEFAULT_MIN_COSINE, now);
+    assert_eq!(hit.map(|h| *h.value), Some("answer"), "synonyms aligned");
+    // Without word vectors (a vector computed elsewhere) the rule is word for word.
+    let bare = Query::from_vector(asked.text(), asked.vector().to_vec());
+    assert!(cache.search(&ctx, &bare, DEFAULT_MIN_COSINE, now).is_none());
 }
