@@ -323,7 +323,9 @@ async fn every_provider_call_of_concurrent_requests_is_in_the_ledger_once() {
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("model,calls,prompt_tokens,completion_tokens,cached_tokens,cost_usd,estimated_calls,saved_usd")
+        Some(
+            "model,calls,prompt_tokens,completion_tokens,cached_tokens,cost_usd,estimated_calls,saved_usd"
+        )
     );
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();

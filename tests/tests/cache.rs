@@ -509,3 +509,36 @@ async fn an_agent_run_s_steps_use_the_cache_of_their_alias() {
     assert!(last.run_id.is_some(), "the hit is the run's step");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn the_openai_python_sdk_reads_hits_whole_and_streamed() {
+    let (gw, mock) = setup(
+        vec![
+            Step::Text("Paris is the capital of France.".into()),
+            Step::Text("Still Paris.".into()),
+        ],
+        EXACT,
+    )
+    .await;
+    let stdout = sluice_e2e::run_python(
+        "sdk_cache.py",
+        &[
+            ("SLUICE_BASE_URL", gw.url("/v1")),
+            ("SLUICE_KEY", KEY.to_owned()),
+        ],
+    )
+    .await;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "first miss Paris is the capital of France.",
+            "second hit",
+            "stream hit stop",
+            "bypass bypass Still Paris.",
+        ],
+        "{stdout}"
+    );
+    assert_eq!(mock.calls(), 2);
+    gw.stop().await;
+}
