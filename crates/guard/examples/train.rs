@@ -4,8 +4,10 @@
 //! cargo run --release -p sluice-guard --example train -- [--extra FILE.jsonl]... [--holdout FILE.jsonl]...
 //! ```
 //!
-//! Reads `train/data.jsonl` (committed) and any `--extra` training files (one JSON object
-//! per line: `text`, `label` 0/1). Before training, every example whose normalised text
+//! Reads `train/data.jsonl` and `train/synthetic.jsonl` (committed) and any `--extra`
+//! training files (one JSON object per line: `text`, `label` 0/1, optionally `weight`, how
+//! many times the example counts, and `group`, what the validation split hashes instead of
+//! the text, so a poisoned document and its clean twin fall on the same side). Before training, every example whose normalised text
 //! equals or near-duplicates an evaluation item (`eval/corpus.jsonl`, `eval/external_*.jsonl`
 //! and every `--holdout` file) is dropped, so the eval figures stay held out. Featurisation is
 //! the crate's own ([`sluice_guard::classifier::featurize`]), so training and inference see
@@ -18,7 +20,18 @@ use std::path::{Path, PathBuf};
 use sluice_guard::classifier::{DIM, Model, featurize};
 use sluice_guard::normalize::normalize;
 
-fn read_jsonl(path: &Path) -> Vec<(String, u8)> {
+/// One training example.
+struct Example {
+    text: String,
+    label: u8,
+    /// Counts the example this many times (default 1).
+    weight: f32,
+    /// What the validation split hashes: `group` if given (a poisoned text names its clean
+    /// twin, so the two fall on the same side), else the text.
+    group: Option<String>,
+}
+
+fn read_jsonl(path: &Path) -> Vec<Example> {
     let Ok(body) = std::fs::read_to_string(path) else {
         eprintln!("skipping {} (unreadable)", path.display());
         return Vec::new();
@@ -26,10 +39,12 @@ fn read_jsonl(path: &Path) -> Vec<(String, u8)> {
     body.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| {
-            Some((
-                v.get("text")?.as_str()?.to_owned(),
-                v.get("label")?.as_u64()? as u8,
-            ))
+            Some(Example {
+                text: v.get("text")?.as_str()?.to_owned(),
+                label: v.get("label")?.as_u64()? as u8,
+                weight: v.get("weight").and_then(|w| w.as_f64()).unwrap_or(1.0) as f32,
+                group: v.get("group").and_then(|g| g.as_str()).map(str::to_owned),
+            })
         })
         .collect()
 }
@@ -88,7 +103,7 @@ fn main() {
     let held: Vec<HashSet<u64>> = holdout
         .iter()
         .flat_map(|p| read_jsonl(p))
-        .map(|(t, _)| shingles(&t))
+        .map(|e| shingles(&e.text))
         .collect();
     let mut index: HashMap<u64, Vec<u32>> = HashMap::new();
     for (i, s) in held.iter().enumerate() {
@@ -97,13 +112,14 @@ fn main() {
         }
     }
     let mut data = read_jsonl(&crate_dir.join("train/data.jsonl"));
+    data.extend(read_jsonl(&crate_dir.join("train/synthetic.jsonl")));
     for p in &extra {
         data.extend(read_jsonl(p));
     }
     let before = data.len();
     let mut seen = HashSet::new();
-    data.retain(|(text, _)| {
-        let s = shingles(text);
+    data.retain(|e| {
+        let s = shingles(&e.text);
         if !seen.insert(
             s.iter()
                 .fold(0u64, |a, h| a ^ h.rotate_left(7))
@@ -139,13 +155,17 @@ fn main() {
             == 0
     };
     let mut feats: Vec<(Vec<u32>, f32)> = Vec::new();
+    let mut weights: Vec<f32> = Vec::new();
     let mut valid: Vec<(Vec<u32>, f32)> = Vec::new();
-    for (t, y) in &data {
-        let f = (featurize(t), *y as f32);
-        if is_validation(t) {
-            valid.push(f)
+    let mut valid_text: Vec<&str> = Vec::new();
+    for e in &data {
+        let f = (featurize(&e.text), e.label as f32);
+        if is_validation(e.group.as_deref().unwrap_or(&e.text)) {
+            valid.push(f);
+            valid_text.push(&e.text);
         } else {
-            feats.push(f)
+            feats.push(f);
+            weights.push(e.weight);
         }
     }
     let pos = feats.iter().filter(|f| f.1 > 0.5).count().max(1) as f32;
@@ -180,7 +200,7 @@ fn main() {
             let scale = 1.0 / (f.len() as f32).sqrt();
             let z = b + f.iter().map(|&j| w[j as usize]).sum::<f32>() * scale;
             let p = 1.0 / (1.0 + (-z).exp());
-            let cw = if *y > 0.5 { w_pos } else { w_neg };
+            let cw = weights[i] * if *y > 0.5 { w_pos } else { w_neg };
             loss -= cw as f64
                 * if *y > 0.5 {
                     (p.max(1e-7) as f64).ln()
@@ -202,12 +222,19 @@ fn main() {
     // Calibrate: lower the bias until at most 1 % of the validation benign texts score
     // above 0.5 on the classifier alone.
     let model = Model::new(w.clone(), b);
-    let mut benign: Vec<f32> = valid
+    let mut ranked: Vec<(f32, &str)> = valid
         .iter()
-        .filter(|v| v.1 < 0.5)
-        .map(|v| model.logit(&v.0))
+        .zip(&valid_text)
+        .filter(|(v, _)| v.1 < 0.5)
+        .map(|(v, t)| (model.logit(&v.0), *t))
         .collect();
-    benign.sort_by(|a, b| b.total_cmp(a));
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+    // The benign texts that set the bias: worth reading when the shift is large.
+    for (z, t) in ranked.iter().take(5) {
+        let t: String = t.chars().take(100).collect();
+        eprintln!("  benign logit {z:.2}: {}", t.replace('\n', " "));
+    }
+    let benign: Vec<f32> = ranked.iter().map(|r| r.0).collect();
     let allowed = benign.len() / 100;
     let shift = benign.get(allowed).map_or(0.0, |z| z.max(0.0) + 0.05);
     b -= shift;
