@@ -235,7 +235,7 @@ fn main() {
         eprintln!("  benign logit {z:.2}: {}", t.replace('\n', " "));
     }
     let benign: Vec<f32> = ranked.iter().map(|r| r.0).collect();
-    let allowed = benign.len() / 100;
+    let allowed = benign.len() * 3 / 400;
     let shift = benign.get(allowed).map_or(0.0, |z| z.max(0.0) + 0.05);
     b -= shift;
     let model = Model::new(w, b);

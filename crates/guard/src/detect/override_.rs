@@ -95,7 +95,38 @@ pub(crate) const PATTERNS: &[(&str, f32)] = &[
         r"(?:^|\n|\s)(?:instruction|order|command|befehl|anweisung|auftrag)\s?:\s?(?:blame|forget|ignore|say|write|print|schreib\S*|sag\S*|vergiss|ignorier\S*)",
         0.5,
     ),
+    // Topic flips after a question (shapes from deepset's training split): "but then,
+    // forget about everything and tell me …", "do not look in the documents, just output …",
+    // "attention - stop - …".
+    (
+        r"(?:forget|ignore|disregard)\s(?:about\s)?(?:everything|all of it|all that|it all)(?:\s(?:else|above|before))?[\s,.;:!]+(?:and\s)?(?:now\s|just\s|instead\s)?(?:tell|say|write|print|output|answer|respond|give|explain|state|repeat|translate)\b",
+        0.7,
+    ),
+    (
+        r"(?:do not|don'?t|dont|don'nt|never)\s(?:look (?:in|at|into)|use|read|consult|rely on|check|search)\s(?:the\s|any\s)?(?:provided\s|given\s)?(?:documents?|context|sources?|texts?|articles?)\s%G4%(?:just|only|instead|but|and)\s(?:output|say|write|print|tell|answer|respond|return)",
+        0.7,
+    ),
+    (
+        r"(?:do not|don'?t|dont|don'nt)\s(?:answer|respond to|reply to)\s%G2%(?:question|request|query)\s%G7%(?:but|instead)\s(?:tell|say|write|print|output|give|show|reveal)",
+        0.6,
+    ),
+    (
+        r"(?:attention|achtung|warning|urgent)\s?[-:!]+\s?(?:stop|stopp|halt)\b",
+        0.5,
+    ),
     // German.
+    (
+        r"(?:nun|jetzt)\s(?:folgen|kommen|kommt)\s(?:noch\s)?(?:ein paar\s|einige\s)?(?:weitere|neue|andere|zusatzliche)\s(?:aufgaben?|anweisungen|auftrage|befehle)",
+        0.6,
+    ),
+    (
+        r"(?:lass|lasse|lassen sie)\s(?:alle\s)?(?:die\s)?(?:vorherigen|bisherigen|fruheren|obigen)\s(?:informationen|anweisungen|aufgaben|auftrage|vorgaben)\s(?:hinter (?:dir|sich)|weg|beiseite|fallen)",
+        0.8,
+    ),
+    (
+        r"(?:du hast|sie haben|you(?:'ve| have))\s(?:den|the)\s(?:ersten|first)\s(?:test|teil|part)\s(?:bestanden|passed)",
+        0.45,
+    ),
     (
         r"(?:beachte|befolge|beachten sie|befolgen sie|folge|folgen sie)\s%G3%(?:vorherig|bisherig|obig|alle|deine|ihre)\S*\s%G2%(?:regeln|anweisung\S*|vorgaben|instruktion\S*|befehle)\s(?:nicht|nicht mehr)",
         0.85,
