@@ -29,6 +29,8 @@ struct Example {
     /// What the validation split hashes: `group` if given (a poisoned text names its clean
     /// twin, so the two fall on the same side), else the text.
     group: Option<String>,
+    /// Where it came from, for the per-source validation figures and source balancing.
+    source: String,
 }
 
 fn read_jsonl(path: &Path) -> Vec<Example> {
@@ -44,6 +46,11 @@ fn read_jsonl(path: &Path) -> Vec<Example> {
                 label: v.get("label")?.as_u64()? as u8,
                 weight: v.get("weight").and_then(|w| w.as_f64()).unwrap_or(1.0) as f32,
                 group: v.get("group").and_then(|g| g.as_str()).map(str::to_owned),
+                source: v
+                    .get("source")
+                    .and_then(|s| s.as_str())
+                    .unwrap_or("?")
+                    .to_owned(),
             })
         })
         .collect()
@@ -74,6 +81,9 @@ fn shingles(text: &str) -> HashSet<u64> {
     }
     out
 }
+
+/// Exponent of the source balancing (0: every example weighs the same).
+const BALANCE: f32 = 0.5;
 
 fn main() {
     let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -154,18 +164,34 @@ fn main() {
         }) % 10
             == 0
     };
+    // Each source's examples weigh (median source size / its size)^BALANCE, so that one big
+    // set does not decide what an injection looks like.
+    let mut per_source: HashMap<&str, usize> = HashMap::new();
+    for e in &data {
+        *per_source.entry(&e.source).or_default() += 1;
+    }
+    let mut sizes: Vec<usize> = per_source.values().copied().collect();
+    sizes.sort_unstable();
+    let median = sizes.get(sizes.len() / 2).copied().unwrap_or(1) as f32;
+    let balance = |s: &str| {
+        (median / per_source.get(s).copied().unwrap_or(1) as f32)
+            .powf(BALANCE)
+            .clamp(0.25, 4.0)
+    };
     let mut feats: Vec<(Vec<u32>, f32)> = Vec::new();
     let mut weights: Vec<f32> = Vec::new();
     let mut valid: Vec<(Vec<u32>, f32)> = Vec::new();
     let mut valid_text: Vec<&str> = Vec::new();
+    let mut valid_source: Vec<&str> = Vec::new();
     for e in &data {
         let f = (featurize(&e.text), e.label as f32);
         if is_validation(e.group.as_deref().unwrap_or(&e.text)) {
             valid.push(f);
             valid_text.push(&e.text);
+            valid_source.push(&e.source);
         } else {
             feats.push(f);
-            weights.push(e.weight);
+            weights.push(e.weight * balance(&e.source));
         }
     }
     let pos = feats.iter().filter(|f| f.1 > 0.5).count().max(1) as f32;
@@ -222,11 +248,16 @@ fn main() {
     // Calibrate: lower the bias until at most 1 % of the validation benign texts score
     // above 0.5 on the classifier alone.
     let model = Model::new(w.clone(), b);
-    let mut ranked: Vec<(f32, &str)> = valid
-        .iter()
-        .zip(&valid_text)
-        .filter(|(v, _)| v.1 < 0.5)
-        .map(|(v, t)| (model.logit(&v.0), *t))
+    // Validation texts are scored as the guard scores them (windows and all).
+    let mut scratch = Vec::new();
+    let valid_norm: Vec<String> = valid_text.iter().map(|t| normalize(t).text).collect();
+    let mut logit = |m: &Model, i: usize| {
+        let (p, _) = m.score(&valid_norm[i], &mut scratch);
+        (p / (1.0 - p).max(1e-9)).ln()
+    };
+    let mut ranked: Vec<(f32, &str)> = (0..valid.len())
+        .filter(|&i| valid[i].1 < 0.5)
+        .map(|i| (logit(&model, i), valid_text[i]))
         .collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
     // The benign texts that set the bias: worth reading when the shift is large.
@@ -239,20 +270,42 @@ fn main() {
     let shift = benign.get(allowed).map_or(0.0, |z| z.max(0.0) + 0.05);
     b -= shift;
     let model = Model::new(w, b);
-    let tp = valid
-        .iter()
-        .filter(|v| v.1 > 0.5 && model.logit(&v.0) >= 0.0)
+    let tp = (0..valid.len())
+        .filter(|&i| valid[i].1 > 0.5 && logit(&model, i) >= 0.0)
         .count();
     let p_all = valid.iter().filter(|v| v.1 > 0.5).count().max(1);
-    let fp = valid
-        .iter()
-        .filter(|v| v.1 < 0.5 && model.logit(&v.0) >= 0.0)
+    let fp = (0..valid.len())
+        .filter(|&i| valid[i].1 < 0.5 && logit(&model, i) >= 0.0)
         .count();
     eprintln!(
         "bias shifted by {shift:.3}; validation: classifier recall {:.3}, FPR {:.3} ({} benign)",
         tp as f32 / p_all as f32,
         fp as f32 / benign.len().max(1) as f32,
         benign.len()
+    );
+    // Per source: attacks caught / benign flagged, and the mean recall over sources with
+    // attacks (what source balancing is judged by).
+    let mut by_source: std::collections::BTreeMap<&str, [usize; 4]> = Default::default();
+    for i in 0..valid.len() {
+        let hit = logit(&model, i) >= 0.0;
+        let t = by_source.entry(valid_source[i]).or_default();
+        let k = if valid[i].1 > 0.5 { 0 } else { 2 };
+        t[k] += hit as usize;
+        t[k + 1] += 1;
+    }
+    let mut recalls = Vec::new();
+    for (s, t) in &by_source {
+        eprintln!(
+            "  {s:<40} attacks {}/{}  benign flagged {}/{}",
+            t[0], t[1], t[2], t[3]
+        );
+        if t[1] >= 10 {
+            recalls.push(t[0] as f32 / t[1] as f32);
+        }
+    }
+    eprintln!(
+        "  mean recall over sources: {:.3}",
+        recalls.iter().sum::<f32>() / recalls.len().max(1) as f32
     );
     let out = crate_dir.join("model/guard.bin");
     if let Err(e) = std::fs::write(&out, model.to_bytes()) {
