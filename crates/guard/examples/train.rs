@@ -6,13 +6,14 @@
 //!
 //! Reads `train/data.jsonl` and `train/synthetic.jsonl` (committed) and any `--extra`
 //! training files (one JSON object per line: `text`, `label` 0/1, optionally `weight`, how
-//! many times the example counts, and `group`, what the validation split hashes instead of
-//! the text, so a poisoned document and its clean twin fall on the same side). Before training, every example whose normalised text
-//! equals or near-duplicates an evaluation item (`eval/corpus.jsonl`, `eval/external_*.jsonl`
-//! and every `--holdout` file) is dropped, so the eval figures stay held out. Featurisation is
-//! the crate's own ([`sluice_guard::classifier::featurize`]), so training and inference see
-//! the same features. Logistic regression, AdaGrad, class-balanced, a fixed shuffle seed:
-//! the same data gives the same weights.
+//! many times the example counts, `group`, what the validation split hashes instead of the
+//! text, so a poisoned document and its clean twin fall on the same side, and `source`).
+//! Before training, every example whose normalised text equals or near-duplicates an
+//! evaluation item (`eval/corpus.jsonl`, `eval/external_*.jsonl` and every `--holdout`
+//! file) is dropped, so the eval figures stay held out. Featurisation is the crate's own
+//! ([`sluice_guard::classifier::featurize`]), so training and inference see the same
+//! features. Logistic regression, AdaGrad, class- and source-balanced, a fixed shuffle
+//! seed: the same data gives the same weights.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
