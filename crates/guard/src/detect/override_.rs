@@ -1,6 +1,7 @@
 //! Instruction override: "ignore previous instructions" and its paraphrases, in English,
 //! German, French, Spanish, Italian, Portuguese, Dutch, Russian, Chinese, Japanese and
-//! Korean. Patterns run on the normalised text (lowercase, diacritics stripped); `%Gn%`
+//! Korean, and its core form in Polish, Turkish, Indonesian, Vietnamese, Ukrainian, Arabic
+//! and Hindi. Patterns run on the normalised text (lowercase, diacritics stripped); `%Gn%`
 //! stands for "up to n words".
 
 /// `(pattern, weight)`; the weight is the probability-like score one match contributes.
@@ -277,6 +278,41 @@ pub(crate) const PATTERNS: &[(&str, f32)] = &[
     (
         r"(?:新しい|本当の)(?:指示|任務|タスク|役割)(?:は|：|:)",
         0.45,
+    ),
+    // Polish, Turkish, Indonesian, Vietnamese, Ukrainian, Arabic, Hindi: the core
+    // "ignore/forget the (previous) instructions" (diacritics are stripped, Turkish ı
+    // folds to i inside Latin words).
+    (
+        r"(?:zignoruj|ignoruj|zapomnij|pomin|nie stosuj sie do|nie przestrzegaj|nie wykonuj)\S*\s%G4%(?:instrukcj|polecen|zasad|regul|wytycz|wskazow)\S*",
+        0.85,
+    ),
+    (
+        r"(?:onceki|yukaridaki|tum|butun|verilen|sistem|ilk)\S*\s%G3%(?:talimat|komut|kural|yonerge|yonlendirme)\S*\s%G2%(?:gormezden gel|unut|yok say|dikkate alma|uygulama|takma|iptal et)",
+        0.85,
+    ),
+    (
+        r"(?:unut|gormezden gel|yok say)\S*\s%G3%(?:onceki|tum|butun|verilen)\S*\s%G2%(?:talimat|komut|kural|yonerge)",
+        0.85,
+    ),
+    (
+        r"(?:abaikan|lupakan|hiraukan|jangan ikuti|jangan patuhi|acuhkan)\s%G4%(?:instruksi|perintah|petunjuk|aturan|arahan|pedoman)",
+        0.85,
+    ),
+    (
+        r"(?:bo qua|quen|phot lo|khong (?:can )?(?:lam theo|tuan theo))\s%G4%(?:huong dan|chi dan|lenh|quy tac|chi thi|yeu cau)",
+        0.85,
+    ),
+    (
+        r"(?:ігнору|проігнору|забудь|забудьте|не виконуи|не дотримуися)\S*\s%G5%(?:інструкц|вказівк|правил|команд|настанов)\S*",
+        0.85,
+    ),
+    (
+        r"(?:تجاهل|تجاهلي|تجاهلوا|انس|انسى|انسي|لا تتبع|لا تلتزم)[^.\n]{0,24}(?:التعليمات|الأوامر|الاوامر|التوجيهات|القواعد|تعليمات)",
+        0.85,
+    ),
+    (
+        r"(?:निर्देश|आदेश|नियम|हिदायत)[^।\n]{0,24}(?:अनदेखा|नजरअंदाज|नज़रअंदाज|भूल जा|मत मान|ध्यान मत|न मान)",
+        0.85,
     ),
     // Korean.
     (
