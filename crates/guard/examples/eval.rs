@@ -66,9 +66,11 @@ fn main() {
                 .or_else(|| v.get("source").and_then(|s| s.as_str()))
                 .unwrap_or("attack")
                 .to_owned();
-            let source = if v.get("role").and_then(|r| r.as_str()) == Some("system") {
+            let role = v.get("role").and_then(|r| r.as_str());
+            let source = if role == Some("system") {
                 Source::System
-            } else if family == "indirect"
+            } else if role == Some("tool")
+                || family == "indirect"
                 || v.get("source").and_then(|s| s.as_str()) == Some("microsoft/BIPIA")
             {
                 Source::ToolResult

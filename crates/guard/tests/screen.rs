@@ -148,13 +148,14 @@ fn detector_ids_are_stable() {
 }
 
 /// Recall and false-positive rate of the default guard over a JSONL eval file; attacks of
-/// the `indirect` family are screened as tool results, as the eval example does.
+/// the `indirect` family and documents (`"role": "tool"`) are screened as tool results, as
+/// the eval example does.
 fn rates(body: &str) -> (usize, f64, usize, f64) {
     let g = Guard::default();
     let (mut tp, mut pos, mut fp, mut neg) = (0, 0, 0, 0);
     for line in body.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("eval lines are JSON");
-        let source = if v["family"] == "indirect" {
+        let source = if v["family"] == "indirect" || v["role"] == "tool" {
             Source::ToolResult
         } else {
             Source::User

@@ -256,6 +256,8 @@ def splice(carrier, ins, pos, rng):
 
 def rec(text, label, kind, lang="en"):
     r = {"text": text.strip(), "label": label, "source": "sluice/synthetic", "kind": kind, "lang": lang}
+    if kind in ("carrier", "email", "page", "python_code"):
+        r["role"] = "tool"  # documents: the eval screens them as tool results, like indirect attacks
     if label == 1:
         r["family"] = kind  # the eval groups attacks by family; "indirect" is screened as a tool result
     return r
