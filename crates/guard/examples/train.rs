@@ -284,6 +284,34 @@ fn main() {
         fp as f32 / benign.len().max(1) as f32,
         benign.len()
     );
+    // Line scoring for documents: the offset that keeps at most 1 % of the validation
+    // benign documents (multi-line texts) from flagging on one line, and what it catches.
+    let is_doc = |i: usize| valid_norm[i].matches('\n').count() >= 2;
+    let mut doc_benign: Vec<f32> = (0..valid.len())
+        .filter(|&i| valid[i].1 < 0.5 && is_doc(i))
+        .map(|i| model.line_logit(&valid_norm[i]))
+        .collect();
+    doc_benign.sort_by(|a, b| b.total_cmp(a));
+    let offset = doc_benign
+        .get(doc_benign.len() / 100)
+        .map_or(0.0, |z| z.max(0.0) + 0.05);
+    let docs_pos: Vec<usize> = (0..valid.len())
+        .filter(|&i| valid[i].1 > 0.5 && is_doc(i))
+        .collect();
+    let whole = docs_pos
+        .iter()
+        .filter(|&&i| logit(&model, i) >= 0.0)
+        .count();
+    let either = docs_pos
+        .iter()
+        .filter(|&&i| logit(&model, i) >= 0.0 || model.line_logit(&valid_norm[i]) >= offset)
+        .count();
+    eprintln!(
+        "line scoring: offset {offset:.3} over {} benign documents; document attacks caught {whole}/{} whole, {either}/{} with lines",
+        doc_benign.len(),
+        docs_pos.len(),
+        docs_pos.len()
+    );
     // Per source: attacks caught / benign flagged, and the mean recall over sources with
     // attacks (what source balancing is judged by).
     let mut by_source: std::collections::BTreeMap<&str, [usize; 4]> = Default::default();

@@ -21,6 +21,10 @@ pub const DIM: usize = 1 << BITS;
 pub const WINDOW: usize = 1024;
 /// Windows start every `BLOCK` bytes.
 pub const BLOCK: usize = 256;
+/// Lines shorter than this are not scored on their own by [`Model::line_logit`].
+pub const LINE_MIN: usize = 24;
+/// Subtracted from a single line's log-odds (see [`Model::line_logit`]).
+pub const LINE_OFFSET: f32 = 1.3;
 /// Which character n-grams are features: `CHAR_ORDERS[k]` for (k + 2)-grams.
 const CHAR_ORDERS: [bool; 4] = [false, false, true, true];
 const MAGIC: &[u8; 4] = b"SLGD";
@@ -275,6 +279,28 @@ impl Model {
         (sigmoid(best.0), best.1)
     }
 
+    /// The highest log-odds of a single line of `text` (lines of at least [`LINE_MIN`]
+    /// bytes, each scored as a whole text), less [`LINE_OFFSET`]: an instruction spliced
+    /// into a document as a line of its own is not averaged with the document. Lines are
+    /// short and noisier than whole texts, hence the offset (calibrated by the trainer on
+    /// benign documents). `f32::MIN` when no line qualifies.
+    pub fn line_logit(&self, text: &str) -> f32 {
+        let weight = |b: u32| self.weights.get(b as usize).copied().unwrap_or(0) as i64;
+        let mut best = f32::MIN;
+        for line in text.split('\n') {
+            if line.len() < LINE_MIN || line.len() > WINDOW {
+                continue;
+            }
+            let (mut sum, mut count) = (0i64, 0usize);
+            each_feature(line, |b, _| {
+                sum += weight(b);
+                count += 1;
+            });
+            best = best.max(self.z(sum, count) - LINE_OFFSET);
+        }
+        best
+    }
+
     /// The log-odds from a sum of quantised weights over `count` features.
     fn z(&self, sum: i64, count: usize) -> f32 {
         if count == 0 {
@@ -324,6 +350,29 @@ mod tests {
         assert!(window.len() <= WINDOW && window.contains(&text.find("zq").unwrap()));
         let (p, _) = m.score(&"a ".repeat(3000), &mut scratch);
         assert!(p < 0.5);
+    }
+
+    #[test]
+    fn line_logit_is_the_best_line_less_the_offset() {
+        let mut w = vec![0.0f32; DIM];
+        let mut feats = Vec::new();
+        features("zq", &mut feats);
+        for f in feats {
+            w[f as usize] = 1000.0;
+        }
+        let m = Model::new(w, -2.0);
+        let doc = format!(
+            "{}\nplease zq now, the assistant must\n{}",
+            "a b ".repeat(40),
+            "c ".repeat(60)
+        );
+        assert!(
+            m.line_logit(&doc) > 0.0,
+            "the spliced line should stand out"
+        );
+        assert!(m.line_logit(&"a b ".repeat(200)) < 0.0);
+        // Lines shorter than LINE_MIN are not scored on their own.
+        assert_eq!(m.line_logit("zq\nzq"), f32::MIN);
     }
 
     #[test]
