@@ -289,7 +289,7 @@ fn main() {
     let is_doc = |i: usize| valid_norm[i].matches('\n').count() >= 2;
     let mut doc_benign: Vec<f32> = (0..valid.len())
         .filter(|&i| valid[i].1 < 0.5 && is_doc(i))
-        .map(|i| model.line_logit(&valid_norm[i]))
+        .map(|i| model.best_line(&valid_norm[i]).map_or(f32::MIN, |l| l.0))
         .collect();
     doc_benign.sort_by(|a, b| b.total_cmp(a));
     let offset = doc_benign
@@ -304,7 +304,12 @@ fn main() {
         .count();
     let either = docs_pos
         .iter()
-        .filter(|&&i| logit(&model, i) >= 0.0 || model.line_logit(&valid_norm[i]) >= offset)
+        .filter(|&&i| {
+            logit(&model, i) >= 0.0
+                || model
+                    .best_line(&valid_norm[i])
+                    .is_some_and(|l| l.0 >= offset)
+        })
         .count();
     eprintln!(
         "line scoring: offset {offset:.3} over {} benign documents; document attacks caught {whole}/{} whole, {either}/{} with lines",

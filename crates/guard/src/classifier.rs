@@ -21,9 +21,9 @@ pub const DIM: usize = 1 << BITS;
 pub const WINDOW: usize = 1024;
 /// Windows start every `BLOCK` bytes.
 pub const BLOCK: usize = 256;
-/// Lines shorter than this are not scored on their own by [`Model::line_logit`].
+/// Lines shorter than this are not scored on their own by [`Model::best_line`].
 pub const LINE_MIN: usize = 24;
-/// Subtracted from a single line's log-odds (see [`Model::line_logit`]).
+/// Subtracted from a single line's log-odds (see [`Model::best_line`]).
 pub const LINE_OFFSET: f32 = 1.3;
 /// Which character n-grams are features: `CHAR_ORDERS[k]` for (k + 2)-grams.
 const CHAR_ORDERS: [bool; 4] = [false, false, true, true];
@@ -280,14 +280,17 @@ impl Model {
     }
 
     /// The highest log-odds of a single line of `text` (lines of at least [`LINE_MIN`]
-    /// bytes, each scored as a whole text), less [`LINE_OFFSET`]: an instruction spliced
-    /// into a document as a line of its own is not averaged with the document. Lines are
-    /// short and noisier than whole texts, hence the offset (calibrated by the trainer on
-    /// benign documents). `f32::MIN` when no line qualifies.
-    pub fn line_logit(&self, text: &str) -> f32 {
+    /// bytes, each scored as a whole text), less [`LINE_OFFSET`], and that line's byte
+    /// range: an instruction spliced into a document as a line of its own is not averaged
+    /// with the document. Lines are short and noisier than whole texts, hence the offset
+    /// (calibrated by the trainer on benign documents). `None` when no line qualifies.
+    pub fn best_line(&self, text: &str) -> Option<(f32, Range<usize>)> {
         let weight = |b: u32| self.weights.get(b as usize).copied().unwrap_or(0) as i64;
-        let mut best = f32::MIN;
+        let mut best: Option<(f32, Range<usize>)> = None;
+        let mut start = 0;
         for line in text.split('\n') {
+            let range = start..start + line.len();
+            start = range.end + 1;
             if line.len() < LINE_MIN || line.len() > WINDOW {
                 continue;
             }
@@ -296,7 +299,10 @@ impl Model {
                 sum += weight(b);
                 count += 1;
             });
-            best = best.max(self.z(sum, count) - LINE_OFFSET);
+            let z = self.z(sum, count) - LINE_OFFSET;
+            if best.as_ref().is_none_or(|b| z > b.0) {
+                best = Some((z, range));
+            }
         }
         best
     }
@@ -353,7 +359,7 @@ mod tests {
     }
 
     #[test]
-    fn line_logit_is_the_best_line_less_the_offset() {
+    fn best_line_is_the_highest_line_less_the_offset() {
         let mut w = vec![0.0f32; DIM];
         let mut feats = Vec::new();
         features("zq", &mut feats);
@@ -366,13 +372,15 @@ mod tests {
             "a b ".repeat(40),
             "c ".repeat(60)
         );
+        let (z, line) = m.best_line(&doc).expect("lines qualify");
+        assert!(z > 0.0, "the spliced line should stand out");
+        assert_eq!(&doc[line], "please zq now, the assistant must");
         assert!(
-            m.line_logit(&doc) > 0.0,
-            "the spliced line should stand out"
+            m.best_line(&"a b ".repeat(200))
+                .is_some_and(|(z, _)| z < 0.0)
         );
-        assert!(m.line_logit(&"a b ".repeat(200)) < 0.0);
         // Lines shorter than LINE_MIN are not scored on their own.
-        assert_eq!(m.line_logit("zq\nzq"), f32::MIN);
+        assert!(m.best_line("zq\nzq").is_none());
     }
 
     #[test]
