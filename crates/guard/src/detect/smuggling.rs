@@ -54,4 +54,16 @@ pub(crate) const PATTERNS: &[(&str, f32)] = &[
         r"(?:when|if|before|after)\s(?:you\s)?(?:answer|respond|reply|summari[sz]e)\S*\s%G4%(?:also|always|make sure|be sure|remember to|you must|include|mention|add|recommend|tell)",
         0.3,
     ),
+    // An instruction that shapes the reader's answer: "add a sentence … in your response",
+    // "encode/translate/reverse your answer …". A user may say this of their own request
+    // (0.4 stays under the threshold); in a document or a tool result it is addressed to
+    // the model (× 1.3 for tool results).
+    (
+        r"(?:add|include|insert|integrate|incorporate|append|mention|put|embed|weave|inject|introduce|use|place)\s%G10%(?:in|into|to|within|throughout|at the (?:end|start|beginning) of)\s(?:your|the)\s(?:response|answer|reply|output|responses|answers)\b",
+        0.4,
+    ),
+    (
+        r"(?:translate|encode|encrypt|reverse|rewrite|format|convert|rearrange|scramble|replace|remove|spell|express|represent|render|deliver)\s%G6%(?:your|the)\s(?:response|answer|reply|output)(?:'s|s)?\b",
+        0.4,
+    ),
 ];
