@@ -2,6 +2,8 @@
 //! in-process on 127.0.0.1:0 from a config text, and talk to it over real sockets.
 //! Mock providers come from `sluice-mock`.
 
+pub mod ws;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

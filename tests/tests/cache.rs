@@ -11,10 +11,9 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use sluice_e2e::ws::{next, send, session};
 use sluice_e2e::{Gateway, KEY, MockProvider, Step, Wire, ask, provider};
-use tokio_tungstenite::tungstenite::Message;
 
 const OTHER_KEY: &str = "sk-other-0123456789";
 
@@ -315,13 +314,7 @@ async fn answers_expire_after_their_ttl_and_the_least_recently_used_is_evicted()
 #[tokio::test]
 async fn websocket_results_say_what_the_cache_did_and_a_hit_streams() {
     let (gw, mock) = setup(vec![Step::Text("Hello there.".into()); 2], EXACT).await;
-    let (mut s, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", gw.addr))
-        .await
-        .unwrap();
-    let send = |v: Value| Message::Text(v.to_string().into());
-    s.send(send(json!({"type": "connect", "min_protocol": 1, "max_protocol": 1, "auth": {"token": KEY}, "role": "client"})))
-        .await
-        .unwrap();
+    let (mut s, _) = session(&gw, json!({})).await;
     let mut results = Vec::new();
     for (id, params) in [
         ("c1", ask("m", "hi")),
@@ -337,20 +330,14 @@ async fn websocket_results_say_what_the_cache_did_and_a_hit_streams() {
             p
         }),
     ] {
-        s.send(send(
+        send(
+            &mut s,
             json!({"type": "req", "id": id, "method": "chat.completions", "params": params}),
-        ))
-        .await
-        .unwrap();
+        )
+        .await;
         let mut text = String::new();
         let res = loop {
-            let frame = tokio::time::timeout(Duration::from_secs(10), s.next())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            let Message::Text(t) = frame else { continue };
-            let f: Value = serde_json::from_str(t.as_str()).unwrap();
+            let f = next(&mut s).await;
             if f["type"] == "res" && f["ok"] == false {
                 break f;
             }

@@ -13,42 +13,14 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use sluice_e2e::ws::{Socket, connect, next, open, send, session};
 use sluice_e2e::{Gateway, KEY};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 fn config(extra_ws: &str) -> String {
     sluice_e2e::ws_config(extra_ws)
-}
-
-async fn open(gw: &Gateway) -> Socket {
-    let url = format!("ws://{}/ws", gw.addr);
-    let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    socket
-}
-
-async fn send(s: &mut Socket, v: Value) {
-    s.send(Message::Text(v.to_string().into())).await.unwrap();
-}
-
-/// The next text frame as JSON (pings and pongs skipped); panics on a close.
-async fn next(s: &mut Socket) -> Value {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), s.next())
-            .await
-            .expect("a frame in time")
-            .expect("the socket is open")
-            .unwrap();
-        match msg {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
-            Message::Close(c) => panic!("closed: {c:?}"),
-            _ => continue,
-        }
-    }
 }
 
 /// Reads until the gateway closes; returns the close code and reason.
@@ -64,23 +36,6 @@ async fn closed(s: &mut Socket) -> (u16, String) {
             Some(Err(e)) => panic!("no close frame: {e}"),
         }
     }
-}
-
-fn connect(extra: Value) -> Value {
-    let mut c = json!({"type": "connect", "min_protocol": 1, "max_protocol": 1, "auth": {"token": KEY}, "role": "client"});
-    for (k, v) in extra.as_object().unwrap() {
-        c[k] = v.clone();
-    }
-    c
-}
-
-/// Connected and greeted: the socket and the `hello`.
-async fn session(gw: &Gateway, extra: Value) -> (Socket, Value) {
-    let mut s = open(gw).await;
-    send(&mut s, connect(extra)).await;
-    let hello = next(&mut s).await;
-    assert_eq!(hello["type"], "hello", "{hello}");
-    (s, hello)
 }
 
 async fn call(s: &mut Socket, id: &str, method: &str, params: Value) -> Value {
