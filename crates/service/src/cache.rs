@@ -17,6 +17,7 @@ use sluice_llm::{
     ToolCallDelta,
 };
 
+use crate::call::CallMeta;
 use crate::keys::Principal;
 
 /// What the cache did for a call: `x-sluice-cache` and the WebSocket results say it.
@@ -161,14 +162,15 @@ impl ResponseCache {
     pub(crate) fn lookup(
         self: &Arc<Self>,
         policy: &CachePolicy,
-        control: CacheControl,
+        meta: &CallMeta,
         who: &Principal,
         req: &ChatRequest,
     ) -> Lookup {
+        let control = meta.cache;
         if policy.mode == CacheMode::Off {
             return Lookup::Off;
         }
-        let scope = scope_of(policy.scope, who);
+        let scope = scope_of(policy.scope, who, meta);
         let key = Hasher::new("sluice/cache/exact/v1")
             .part(scope.as_bytes())
             .part(&canonical(req, req.messages.len()))
@@ -268,13 +270,20 @@ impl Store {
     }
 }
 
-/// The scope's name: part of every key, so one tenant never gets another's answer.
-fn scope_of(scope: CacheScope, who: &Principal) -> String {
-    match (scope, &who.user_id) {
-        (CacheScope::Global, _) => "global".to_owned(),
+/// The scope's name: part of every key, so one tenant never gets another's answer. A
+/// chat channel's platform users share their channel's key; under `key` and `user` each
+/// of them is a scope of their own.
+fn scope_of(scope: CacheScope, who: &Principal, meta: &CallMeta) -> String {
+    let mut name = match (scope, &who.user_id) {
+        (CacheScope::Global, _) => return "global".to_owned(),
         (CacheScope::User, Some(user)) => format!("user:{user}"),
         (CacheScope::User | CacheScope::Key, _) => format!("key:{}", who.key_ref),
+    };
+    if let Some(c) = &meta.channel {
+        name.push('/');
+        name.push_str(&c.scope);
     }
+    name
 }
 
 /// The request's first `upto` messages and everything else that changes the answer, as
@@ -399,4 +408,61 @@ pub(crate) fn replay(response: &ChatResponse, include_usage: bool) -> Vec<ChatCh
         out.push(last);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::ChannelUser;
+
+    fn meta(channel_user: Option<&str>) -> CallMeta {
+        let mut m = CallMeta::fresh();
+        m.channel = channel_user.map(|u| {
+            Arc::new(ChannelUser::new("slack", u, sluice_config::Limits::default()).unwrap())
+        });
+        m
+    }
+
+    #[test]
+    fn a_channel_s_users_are_scopes_of_their_own_unless_global() {
+        let who = Principal::proxied_user("alice");
+        let (a, b) = (meta(Some("slack:T1:U1")), meta(Some("slack:T1:U2")));
+        for scope in [CacheScope::Key, CacheScope::User] {
+            assert_ne!(scope_of(scope, &who, &a), scope_of(scope, &who, &b));
+            assert_ne!(
+                scope_of(scope, &who, &a),
+                scope_of(scope, &who, &meta(None))
+            );
+        }
+        assert_eq!(
+            scope_of(CacheScope::Global, &who, &a),
+            scope_of(CacheScope::Global, &who, &b)
+        );
+    }
+
+    #[test]
+    fn the_canonical_request_leaves_out_only_what_does_not_change_the_answer() {
+        let req = |v: serde_json::Value| -> ChatRequest { serde_json::from_value(v).unwrap() };
+        let base =
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        let mut streamed = base.clone();
+        streamed["stream"] = true.into();
+        streamed["stream_options"] = serde_json::json!({"include_usage": true});
+        streamed["user"] = "u-1".into();
+        let (a, b) = (req(base.clone()), req(streamed));
+        assert_eq!(canonical(&a, 1), canonical(&b, 1));
+        for (field, value) in [
+            ("temperature", serde_json::json!(0.2)),
+            ("seed", serde_json::json!(7)),
+            (
+                "response_format",
+                serde_json::json!({"type": "json_object"}),
+            ),
+            ("model", serde_json::json!("m2")),
+        ] {
+            let mut changed = base.clone();
+            changed[field] = value;
+            assert_ne!(canonical(&a, 1), canonical(&req(changed), 1), "{field}");
+        }
+    }
 }

@@ -218,7 +218,7 @@ impl Service {
         // The cache, before anything is reserved: a hit spends nothing. Keyed on the
         // request as the client sent it (no canary, no output cap).
         let cache = snapshot.cache.policy(&req.model);
-        let (cache, store) = match self.inner.cache.lookup(&cache, meta.cache, who, &req) {
+        let (cache, store) = match self.inner.cache.lookup(&cache, &meta, who, &req) {
             Lookup::Off => (None, None),
             Lookup::Hit(hit) => {
                 return self.answer_cached(who, meta, &req, hit, output, flagged);
