@@ -133,6 +133,10 @@ fn embedding(c: &mut Criterion) {
                 where should it go so that uploads of up to fifty megabytes work?";
     g.bench_function("short_prompt", |b| b.iter(|| model.embed(short)));
     g.bench_function("paragraph_prompt", |b| b.iter(|| model.embed(long)));
+    // What the gateway builds per semantic lookup: the vector and the analysis the
+    // second check compares (with the content words' vectors for alignment).
+    g.bench_function("query_short", |b| b.iter(|| Query::new(&model, short)));
+    g.bench_function("query_paragraph", |b| b.iter(|| Query::new(&model, long)));
     g.bench_function("load_model", |b| {
         b.iter(|| Model2Vec::load(&dir).map(|m| m.dim()))
     });
