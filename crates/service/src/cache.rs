@@ -175,9 +175,18 @@ impl ResponseCache {
             .part(scope.as_bytes())
             .part(&canonical(req, req.messages.len()))
             .key();
-        let turn = (policy.mode == CacheMode::Semantic)
-            .then(|| last_user_text(req))
-            .flatten();
+        let now = Instant::now();
+        if !control.no_lookup
+            && let Some(entry) = self.index.get(&key, now).filter(|e| e.expires > now)
+        {
+            return Lookup::Hit(Hit {
+                entry,
+                status: CacheStatus::Hit,
+            });
+        }
+        // Embedded only past an exact miss: an exact hit costs no model time.
+        let wanted = policy.mode == CacheMode::Semantic && !(control.no_lookup && control.no_store);
+        let turn = wanted.then(|| last_user_text(req)).flatten();
         let semantic = match (&self.embedder, turn) {
             (Some(embedder), Some(text)) => {
                 let context = Hasher::new("sluice/cache/context/v1")
@@ -189,25 +198,18 @@ impl ResponseCache {
             // Exact entries still need a context: one of their own, never searched.
             _ => None,
         };
-        let now = Instant::now();
-        if !control.no_lookup {
-            if let Some(entry) = self.index.get(&key, now).filter(|e| e.expires > now) {
+        if !control.no_lookup
+            && let Some((context, query)) = &semantic
+        {
+            let found = self
+                .index
+                .search(context, query, policy.min_similarity, now)
+                .filter(|h| h.value.expires > now);
+            if let Some(h) = found {
                 return Lookup::Hit(Hit {
-                    entry,
-                    status: CacheStatus::Hit,
+                    entry: h.value,
+                    status: CacheStatus::SemanticHit,
                 });
-            }
-            if let Some((context, query)) = &semantic {
-                let found = self
-                    .index
-                    .search(context, query, policy.min_similarity, now)
-                    .filter(|h| h.value.expires > now);
-                if let Some(h) = found {
-                    return Lookup::Hit(Hit {
-                        entry: h.value,
-                        status: CacheStatus::SemanticHit,
-                    });
-                }
             }
         }
         let status = if control.no_lookup {
