@@ -340,15 +340,20 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn long_text_scores_its_worst_window() {
+    /// A model that scores any text with "zq" in it high and everything else low.
+    fn zq_model() -> Model {
         let mut w = vec![0.0f32; DIM];
         let mut feats = Vec::new();
         features("zq", &mut feats);
         for f in feats {
             w[f as usize] = 1000.0;
         }
-        let m = Model::new(w, -2.0);
+        Model::new(w, -2.0)
+    }
+
+    #[test]
+    fn long_text_scores_its_worst_window() {
+        let m = zq_model();
         let mut scratch = Vec::new();
         let text = format!("{} zq {}", "a ".repeat(1500), "b ".repeat(1500));
         let (p, window) = m.score(&text, &mut scratch);
@@ -360,13 +365,7 @@ mod tests {
 
     #[test]
     fn best_line_is_the_highest_line_less_the_offset() {
-        let mut w = vec![0.0f32; DIM];
-        let mut feats = Vec::new();
-        features("zq", &mut feats);
-        for f in feats {
-            w[f as usize] = 1000.0;
-        }
-        let m = Model::new(w, -2.0);
+        let m = zq_model();
         let doc = format!(
             "{}\nplease zq now, the assistant must\n{}",
             "a b ".repeat(40),
