@@ -529,3 +529,52 @@ async fn the_openai_python_sdk_reads_hits_whole_and_streamed() {
     assert_eq!(mock.calls(), 2);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn operators_see_and_empty_the_cache_through_the_admin_api() {
+    const ADMIN: &str = "admin-token-0123456789";
+    let (gw, mock) = setup(
+        vec![Step::Text("one".into()), Step::Text("two".into())],
+        &format!("{EXACT}[server]\nadmin_token = \"{ADMIN}\"\n"),
+    )
+    .await;
+    let admin = |method: reqwest::Method| {
+        gw.client
+            .request(method, gw.url("/admin/cache"))
+            .bearer_auth(ADMIN)
+    };
+    gw.chat(ask("m", "hello")).await;
+    let state: Value = admin(reqwest::Method::GET)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["entries"], 1, "{state}");
+    assert!(state["bytes"].as_u64().unwrap() > 0);
+    assert_eq!(state["semantic"], false, "no alias asks for it");
+    let plain = gw
+        .client
+        .delete(gw.url("/admin/cache"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 401, "a gateway key is not the admin token");
+    let cleared: Value = admin(reqwest::Method::DELETE)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cleared["removed"], 1);
+    let again = gw.chat(ask("m", "hello")).await;
+    assert_eq!(
+        (again.header("x-sluice-cache"), again.text()),
+        ("miss", "two")
+    );
+    assert_eq!(mock.calls(), 2);
+    gw.stop().await;
+}

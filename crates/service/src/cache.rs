@@ -157,6 +157,19 @@ impl ResponseCache {
         self.index.is_empty()
     }
 
+    /// Bytes the index counts (answers, texts and vectors).
+    pub fn bytes(&self) -> usize {
+        self.index.bytes()
+    }
+
+    /// Empties the cache; returns how many answers it held.
+    pub fn clear(&self) -> usize {
+        let n = self.index.len();
+        self.index.clear();
+        metrics::gauge!("sluice_cache_entries").set(0.0);
+        n
+    }
+
     /// Looks `req` up under `policy` for `who`. `req` is the request as the client sent
     /// it (before the canary and the output cap are added).
     pub(crate) fn lookup(

@@ -214,6 +214,11 @@ impl Service {
         &self.inner.store
     }
 
+    /// The response cache (docs/cache.md).
+    pub fn cache(&self) -> &cache::ResponseCache {
+        &self.inner.cache
+    }
+
     pub fn ledger(&self) -> &Ledger {
         &self.inner.ledger
     }

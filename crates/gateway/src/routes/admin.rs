@@ -31,6 +31,7 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
         .route("/admin/spend", get(spend))
         .route("/admin/spend-breakers", get(spend_breakers))
         .route("/admin/groups", get(groups))
+        .route("/admin/cache", get(cache_state).delete(cache_clear))
         .route(
             "/admin/spend-breakers/{key}/reset",
             axum::routing::post(reset_spend_breaker),
@@ -267,6 +268,19 @@ async fn reset_profiles(
 /// breaker state (this instance's view).
 async fn groups(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({"data": state.service.snapshot().router.groups()}))
+}
+
+/// The response cache of this instance: entries, bytes, whether semantic lookups run.
+async fn cache_state(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let c = state.service.cache();
+    Json(json!({"entries": c.len(), "bytes": c.bytes(), "semantic": c.semantic()}))
+}
+
+/// Empties this instance's response cache (after a model or prompt change, say).
+async fn cache_clear(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let removed = state.service.cache().clear();
+    tracing::info!(removed, "response cache cleared by the admin API");
+    Json(json!({"removed": removed}))
 }
 
 /// Keys stopped by the spend-velocity breaker (this instance's view, refreshed from the
