@@ -7,6 +7,7 @@
 //! complete, successful answer is stored: never an error, a blocked or cut answer.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sluice_cache::{Cache, Context, Embedder, Hasher, Key, Limits, Model2Vec, Query};
@@ -66,6 +67,9 @@ pub(crate) struct Entry {
 /// The process's cache: the index, and the embedder when the semantic cache can run.
 pub struct ResponseCache {
     index: Cache<Entry>,
+    /// Bumped by [`ResponseCache::clear`]: an answer whose lookup came before a purge is
+    /// not stored after it.
+    generation: AtomicU64,
     embedder: Option<Box<dyn Embedder>>,
     max_answer_bytes: usize,
 }
@@ -93,6 +97,8 @@ pub(crate) struct Store {
     context: Context,
     query: Option<Query>,
     ttl: Duration,
+    /// The cache's generation at the lookup.
+    generation: u64,
 }
 
 /// What the lookup decided.
@@ -141,6 +147,7 @@ impl ResponseCache {
             }),
             embedder,
             max_answer_bytes: cfg.max_answer_bytes,
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -164,6 +171,7 @@ impl ResponseCache {
 
     /// Empties the cache; returns how many answers it held.
     pub fn clear(&self) -> usize {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         let n = self.index.len();
         self.index.clear();
         metrics::gauge!("sluice_cache_entries").set(0.0);
@@ -180,13 +188,18 @@ impl ResponseCache {
         req: &ChatRequest,
     ) -> Lookup {
         let control = meta.cache;
-        if policy.mode == CacheMode::Off {
+        // Log probabilities are not kept through a stored answer: such calls always go
+        // upstream.
+        if policy.mode == CacheMode::Off || asks_logprobs(req) {
             return Lookup::Off;
         }
+        let generation = self.generation.load(Ordering::Acquire);
         let scope = scope_of(policy.scope, who, meta);
-        let key = Hasher::new("sluice/cache/exact/v1")
-            .part(scope.as_bytes())
-            .part(&canonical(req, req.messages.len()))
+        let Some(whole) = canonical(req, req.messages.len()) else {
+            return Lookup::Off;
+        };
+        let key = scoped(Hasher::new("sluice/cache/exact/v1"), &scope)
+            .part(&whole)
             .key();
         let now = Instant::now();
         if !control.no_lookup
@@ -200,11 +213,14 @@ impl ResponseCache {
         // Embedded only past an exact miss: an exact hit costs no model time.
         let wanted = policy.mode == CacheMode::Semantic && !(control.no_lookup && control.no_store);
         let turn = wanted.then(|| last_user_text(req)).flatten();
-        let semantic = match (&self.embedder, turn) {
-            (Some(embedder), Some(text)) => {
-                let context = Hasher::new("sluice/cache/context/v1")
-                    .part(scope.as_bytes())
-                    .part(&canonical(req, req.messages.len() - 1))
+        let before_turn = turn
+            .is_some()
+            .then(|| canonical(req, req.messages.len() - 1))
+            .flatten();
+        let semantic = match (&self.embedder, turn, before_turn) {
+            (Some(embedder), Some(text), Some(before)) => {
+                let context = scoped(Hasher::new("sluice/cache/context/v1"), &scope)
+                    .part(&before)
                     .context();
                 Some((context, Query::new(embedder.as_ref(), text)))
             }
@@ -242,6 +258,7 @@ impl ResponseCache {
                 context,
                 query,
                 ttl: policy.ttl,
+                generation,
             })
         });
         Lookup::Miss { status, store }
@@ -264,7 +281,8 @@ impl Store {
                     Some("stop" | "length" | "tool_calls" | "function_call")
                 )
             });
-        if !complete {
+        // An answer asked before a purge stays out of the cache after it.
+        if !complete || self.generation != self.cache.generation.load(Ordering::Acquire) {
             return;
         }
         let bytes = serde_json::to_vec(&response).map_or(usize::MAX, |b| b.len());
@@ -285,32 +303,63 @@ impl Store {
     }
 }
 
-/// The scope's name: part of every key, so one tenant never gets another's answer. A
-/// chat channel's platform users share their channel's key; under `key` and `user` each
-/// of them is a scope of their own.
-fn scope_of(scope: CacheScope, who: &Principal, meta: &CallMeta) -> String {
-    let mut name = match (scope, &who.user_id) {
-        (CacheScope::Global, _) => return "global".to_owned(),
-        (CacheScope::User, Some(user)) => format!("user:{user}"),
-        (CacheScope::User | CacheScope::Key, _) => format!("key:{}", who.key_ref),
-    };
-    if let Some(c) = &meta.channel {
-        name.push('/');
-        name.push_str(&c.scope);
+/// The scope: part of every key, so one tenant never gets another's answer. A chat
+/// channel's platform users share their channel's key; under `key` and `user` each of
+/// them is a scope of their own. Its parts are hashed apart (length-prefixed), so no
+/// name can pass for another.
+#[derive(Debug, PartialEq, Eq)]
+struct Scope {
+    kind: &'static str,
+    id: String,
+    channel: Option<Arc<str>>,
+}
+
+fn scope_of(scope: CacheScope, who: &Principal, meta: &CallMeta) -> Scope {
+    let channel = meta.channel.as_ref().map(|c| c.scope.clone());
+    match (scope, &who.user_id) {
+        (CacheScope::Global, _) => Scope {
+            kind: "global",
+            id: String::new(),
+            channel: None,
+        },
+        (CacheScope::User, Some(user)) => Scope {
+            kind: "user",
+            id: user.clone(),
+            channel,
+        },
+        (CacheScope::User | CacheScope::Key, _) => Scope {
+            kind: "key",
+            id: who.key_ref.to_string(),
+            channel,
+        },
     }
-    name
+}
+
+/// `h` with the scope's parts.
+fn scoped(h: Hasher, scope: &Scope) -> Hasher {
+    h.part(scope.kind.as_bytes())
+        .part(scope.id.as_bytes())
+        .part(scope.channel.as_deref().unwrap_or("").as_bytes())
+}
+
+/// Whether the call asks for log probabilities (not kept through a stored answer).
+fn asks_logprobs(req: &ChatRequest) -> bool {
+    req.rest
+        .get("logprobs")
+        .is_some_and(|v| v.as_bool() == Some(true))
+        || req.rest.get("top_logprobs").is_some_and(|v| !v.is_null())
 }
 
 /// The request's first `upto` messages and everything else that changes the answer, as
 /// bytes: the stream flag and options (a stream and a whole answer are the same answer)
 /// and `user` (an end-user id for the provider's abuse tracking) left out.
-fn canonical(req: &ChatRequest, upto: usize) -> Vec<u8> {
+fn canonical(req: &ChatRequest, upto: usize) -> Option<Vec<u8>> {
     let mut c = req.clone();
     c.messages.truncate(upto);
     c.stream = None;
     c.stream_options = None;
     c.user = None;
-    serde_json::to_vec(&c).unwrap_or_default()
+    serde_json::to_vec(&c).ok()
 }
 
 /// The last message's text when it is a user turn: what the semantic cache embeds.
@@ -374,6 +423,16 @@ pub(crate) fn replay(response: &ChatResponse, include_usage: bool) -> Vec<ChatCh
             },
             None,
         )]));
+        if let Some(refusal) = &c.message.refusal {
+            out.push(chunk(vec![choice(
+                c.index,
+                Delta {
+                    refusal: Some(refusal.clone()),
+                    ..Delta::default()
+                },
+                None,
+            )]));
+        }
         let text = c.message.text_content();
         let mut rest = text.as_str();
         while !rest.is_empty() {
@@ -417,7 +476,7 @@ pub(crate) fn replay(response: &ChatResponse, include_usage: bool) -> Vec<ChatCh
             c.finish_reason.clone(),
         )]));
     }
-    if include_usage {
+    if include_usage && response.usage.is_some() {
         let mut last = chunk(Vec::new());
         last.usage = response.usage.clone();
         out.push(last);
@@ -466,6 +525,7 @@ mod tests {
         streamed["user"] = "u-1".into();
         let (a, b) = (req(base.clone()), req(streamed));
         assert_eq!(canonical(&a, 1), canonical(&b, 1));
+        assert!(canonical(&a, 1).is_some());
         for (field, value) in [
             ("temperature", serde_json::json!(0.2)),
             ("seed", serde_json::json!(7)),
@@ -479,5 +539,110 @@ mod tests {
             changed[field] = value;
             assert_ne!(canonical(&a, 1), canonical(&req(changed), 1), "{field}");
         }
+    }
+
+    fn exact_cache() -> (Arc<ResponseCache>, CachePolicy) {
+        let cfg = CacheConfig {
+            default: CachePolicy {
+                mode: CacheMode::Exact,
+                ..CachePolicy::default()
+            },
+            ..CacheConfig::default()
+        };
+        (ResponseCache::build(&cfg), cfg.default)
+    }
+
+    fn answer(text: &str) -> ChatResponse {
+        serde_json::from_value(serde_json::json!({
+            "id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        }))
+        .unwrap()
+    }
+
+    fn target() -> Target {
+        Target {
+            provider: "a".into(),
+            model: "m".into(),
+        }
+    }
+
+    fn hi() -> ChatRequest {
+        serde_json::from_value(
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn an_answer_asked_before_a_purge_is_not_stored_after_it() {
+        let (cache, policy) = exact_cache();
+        let who = Principal::proxied_user("alice");
+        let Lookup::Miss {
+            store: Some(store), ..
+        } = cache.lookup(&policy, &meta(None), &who, &hi())
+        else {
+            panic!("a miss that stores");
+        };
+        assert_eq!(cache.clear(), 0);
+        store.put(answer("old"), target(), 5);
+        assert!(cache.is_empty(), "the purge came after the lookup");
+        let Lookup::Miss {
+            store: Some(store), ..
+        } = cache.lookup(&policy, &meta(None), &who, &hi())
+        else {
+            panic!("a miss that stores");
+        };
+        store.put(answer("new"), target(), 5);
+        assert!(matches!(
+            cache.lookup(&policy, &meta(None), &who, &hi()),
+            Lookup::Hit(_)
+        ));
+    }
+
+    #[test]
+    fn calls_asking_for_logprobs_are_not_cached() {
+        let (cache, policy) = exact_cache();
+        let who = Principal::proxied_user("alice");
+        let mut req = hi();
+        req.rest.insert("logprobs".into(), true.into());
+        assert!(matches!(
+            cache.lookup(&policy, &meta(None), &who, &req),
+            Lookup::Off
+        ));
+        let mut req = hi();
+        req.rest.insert("top_logprobs".into(), 2.into());
+        assert!(matches!(
+            cache.lookup(&policy, &meta(None), &who, &req),
+            Lookup::Off
+        ));
+    }
+
+    #[test]
+    fn a_replayed_refusal_is_a_refusal_and_usage_comes_only_when_stored() {
+        let mut r = answer("");
+        r.choices[0].message.content = None;
+        r.choices[0].message.refusal = Some("I can't help with that.".into());
+        let chunks = replay(&r, true);
+        let refusal: String = chunks
+            .iter()
+            .filter_map(|c| c.choices.first().and_then(|ch| ch.delta.refusal.clone()))
+            .collect();
+        assert_eq!(refusal, "I can't help with that.");
+        assert!(
+            chunks.iter().all(|c| !c.choices.is_empty()),
+            "no usage chunk without usage"
+        );
+    }
+
+    #[test]
+    fn no_name_passes_for_a_channel_user_s_scope() {
+        let proxied = Principal::proxied_user("alice/chan:slack:T1:U1");
+        let plain = Principal::proxied_user("alice");
+        let channel = meta(Some("slack:T1:U1"));
+        assert_ne!(
+            scope_of(CacheScope::User, &proxied, &meta(None)),
+            scope_of(CacheScope::User, &plain, &channel)
+        );
     }
 }

@@ -215,8 +215,22 @@ impl Service {
         let output = snapshot
             .guard
             .output(&guard, canary.then_some(self.inner.canary.as_str()));
+        // The reservation is for what the client asked for, or `output_reserve` when it
+        // asked for nothing; the cap, sent upstream, is what bounds a stream's overshoot
+        // of that reservation (docs/limits.md, "the bound").
+        let asked = req.max_output_tokens();
+        if let Some(cap) = snapshot.policy.max_output_tokens {
+            match asked {
+                Some(asked) if asked > cap => {
+                    return Err(ServiceError::MaxTokensTooLarge { asked, cap });
+                }
+                Some(_) => {}
+                None => req.max_tokens = Some(cap),
+            }
+        }
         // The cache, before anything is reserved: a hit spends nothing. Keyed on the
-        // request as the client sent it (no canary, no output cap).
+        // request with its output cap (a cap changed since is another request), before
+        // the canary.
         let cache = snapshot.cache.policy(&req.model);
         let (cache, store) = match self.inner.cache.lookup(&cache, &meta, who, &req) {
             Lookup::Off => (None, None),
@@ -231,19 +245,6 @@ impl Service {
         };
         if canary {
             place_canary(&mut req, &self.inner.canary);
-        }
-        // The reservation is for what the client asked for, or `output_reserve` when it
-        // asked for nothing; the cap, sent upstream, is what bounds a stream's overshoot
-        // of that reservation (docs/limits.md, "the bound").
-        let asked = req.max_output_tokens();
-        if let Some(cap) = snapshot.policy.max_output_tokens {
-            match asked {
-                Some(asked) if asked > cap => {
-                    return Err(ServiceError::MaxTokensTooLarge { asked, cap });
-                }
-                Some(_) => {}
-                None => req.max_tokens = Some(cap),
-            }
         }
         let output_reserve = snapshot.policy.output_reserve;
         let req = Arc::new(req);

@@ -313,9 +313,11 @@ impl OutputFilter {
                     let class = *class;
                     let len = self.pending.len();
                     let run = self.pending.find(|c: char| !class(c)).unwrap_or(len);
-                    let open = run == len && !at_end;
                     let dots =
                         self.pending[..run].len() - self.pending[..run].trim_end_matches('.').len();
+                    // More dots than the window: not a segment separator; the window's
+                    // bound on what is held back wins.
+                    let open = run == len && !at_end && dots <= self.window;
                     self.consume(run - dots);
                     if open {
                         break;

@@ -213,3 +213,19 @@ fn a_full_stop_after_a_token_survives_every_split() {
         }
     }
 }
+
+#[test]
+fn a_run_of_dots_after_a_token_is_not_held_past_the_window() {
+    let r = OutputRules {
+        pii: true,
+        ..rules()
+    };
+    let mut f = OutputFilter::new(&r);
+    let mut out = f.push("mail jane@example.com").text;
+    for _ in 0..500 {
+        out.push_str(&f.push(".").text);
+        assert!(f.pending.len() <= f.window(), "held {}", f.pending.len());
+    }
+    out.push_str(&f.finish().text);
+    assert_eq!(out, format!("mail [REDACTED:email]{}", ".".repeat(500)));
+}
