@@ -32,6 +32,11 @@ fn config(mock: &MockProvider, cache: &str) -> String {
 
 const EXACT: &str = "[cache]\nmode = \"exact\"\n[cache.models.g]\nscope = \"global\"\n";
 
+/// `n` answers, "answer 0" to "answer {n-1}", one per provider call.
+fn answers(n: usize) -> Vec<Step> {
+    (0..n).map(|i| Step::Text(format!("answer {i}"))).collect()
+}
+
 async fn setup(steps: Vec<Step>, cache: &str) -> (Gateway, MockProvider) {
     let mock = MockProvider::start(Wire::OpenAi).await;
     mock.script("m-main", steps);
@@ -122,11 +127,7 @@ async fn a_repeated_request_is_answered_from_the_cache_at_zero_cost_with_the_sav
 
 #[tokio::test]
 async fn keys_never_share_answers_unless_the_scope_is_global_and_parameters_count() {
-    let (gw, mock) = setup(
-        (0..6).map(|i| Step::Text(format!("answer {i}"))).collect(),
-        EXACT,
-    )
-    .await;
+    let (gw, mock) = setup(answers(6), EXACT).await;
     let q = ask("m", "hello");
     assert_eq!(chat_as(&gw, KEY, &q, &[]).await["cache"], "miss");
     let other = chat_as(&gw, OTHER_KEY, &q, &[]).await;
@@ -163,11 +164,7 @@ async fn keys_never_share_answers_unless_the_scope_is_global_and_parameters_coun
 
 #[tokio::test]
 async fn cache_control_bypasses_and_no_store_keeps_the_answer_out() {
-    let (gw, mock) = setup(
-        (0..4).map(|i| Step::Text(format!("answer {i}"))).collect(),
-        EXACT,
-    )
-    .await;
+    let (gw, mock) = setup(answers(4), EXACT).await;
     let q = ask("m", "hello");
     chat_as(&gw, KEY, &q, &[]).await;
     let fresh = chat_as(&gw, KEY, &q, &[("cache-control", "no-cache")]).await;
@@ -282,7 +279,7 @@ async fn errors_and_cut_streams_are_never_stored() {
 #[tokio::test]
 async fn answers_expire_after_their_ttl_and_the_least_recently_used_is_evicted() {
     let (gw, mock) = setup(
-        (0..8).map(|i| Step::Text(format!("answer {i}"))).collect(),
+        answers(8),
         "[cache]\nmode = \"exact\"\nmax_entries = 2\n[cache.models.g]\nttl_s = 1\n",
     )
     .await;
@@ -393,11 +390,7 @@ async fn the_semantic_cache_serves_a_near_repeat_and_refuses_a_near_miss() {
         "[cache]\nmode = \"exact\"\nmodel_dir = \"{}\"\n[cache.models.m]\nmode = \"semantic\"\n",
         dir.display()
     );
-    let (gw, mock) = setup(
-        (0..8).map(|i| Step::Text(format!("answer {i}"))).collect(),
-        &cache,
-    )
-    .await;
+    let (gw, mock) = setup(answers(8), &cache).await;
     let with_history = |q: &str| {
         json!({"model": "m", "messages": [
             {"role": "system", "content": "You are a travel assistant."},
