@@ -3,7 +3,7 @@
 //! `cargo bench -p sluice-guard --bench screen`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use sluice_guard::{Guard, OutputFilter, OutputRules, Source};
+use sluice_guard::{Guard, OutputFilter, OutputRules, Rules, Source};
 
 const PROSE: &str = "The committee met on Tuesday to review the quarterly figures. Revenue grew modestly in the northern region while costs stayed flat, and the team agreed to revisit the marketing budget next month. Several members asked for a clearer breakdown of travel expenses before the annual review. ";
 const CODE: &str = "fn parse(input: &str) -> Result<Vec<u32>, ParseError> {\n    // ignore blank lines and comments\n    input.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).map(|l| l.trim().parse().map_err(ParseError::from)).collect()\n}\n";
@@ -14,7 +14,7 @@ fn kb(s: &str) -> String {
 }
 
 fn screen(c: &mut Criterion) {
-    let guard = Guard::default();
+    let guard = Guard::new(Rules::default()).expect("built-in patterns and shipped weights load");
     let mut g = c.benchmark_group("screen_1kb");
     g.throughput(Throughput::Bytes(1024));
     for (name, text) in [

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use sluice_guard::{DEFAULT_THRESHOLD, Guard, Source};
+use sluice_guard::{DEFAULT_THRESHOLD, Guard, Rules, Source};
 
 #[derive(Default)]
 struct Tally {
@@ -42,7 +42,7 @@ fn main() {
             crate_dir.join("eval/external_synthetic.jsonl"),
         ];
     }
-    let guard = Guard::default();
+    let guard = Guard::new(Rules::default()).expect("built-in patterns and shipped weights load");
     for path in files {
         let Ok(body) = std::fs::read_to_string(&path) else {
             eprintln!("cannot read {}", path.display());

@@ -114,17 +114,6 @@ impl std::fmt::Debug for Guard {
     }
 }
 
-impl Default for Guard {
-    /// A guard with no operator patterns.
-    fn default() -> Guard {
-        #[expect(
-            clippy::expect_used,
-            reason = "built-in patterns and weights are checked by tests"
-        )]
-        Guard::new(Rules::default()).expect("built-in patterns and shipped weights load")
-    }
-}
-
 fn compile(
     list: &'static str,
     patterns: &[String],
