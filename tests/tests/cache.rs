@@ -571,3 +571,38 @@ async fn operators_see_and_empty_the_cache_through_the_admin_api() {
     assert_eq!(mock.calls(), 2);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn without_the_model_a_semantic_alias_gets_exact_lookups() {
+    const ADMIN: &str = "admin-token-0123456789";
+    let (gw, mock) = setup(
+        answers(3),
+        &format!(
+            "[cache]\nmode = \"semantic\"\nmodel_dir = \"/nonexistent/potion\"\n\
+             [server]\nadmin_token = \"{ADMIN}\"\n"
+        ),
+    )
+    .await;
+    let state: Value = gw
+        .client
+        .get(gw.url("/admin/cache"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["semantic"], false, "{state}");
+    let q = ask("m", "What is the capital city of France?");
+    assert_eq!(gw.chat(q.clone()).await.header("x-sluice-cache"), "miss");
+    assert_eq!(gw.chat(q).await.header("x-sluice-cache"), "hit");
+    let near = gw.chat(ask("m", "what's the capital city of france")).await;
+    assert_eq!(
+        near.header("x-sluice-cache"),
+        "miss",
+        "no near-repeats without the model"
+    );
+    assert_eq!(mock.calls(), 2);
+    gw.stop().await;
+}

@@ -195,7 +195,10 @@ impl ResponseCache {
         }
         let generation = self.generation.load(Ordering::Acquire);
         let scope = scope_of(policy.scope, who, meta);
-        let Some(whole) = canonical(req, req.messages.len()) else {
+        let Some(mut canon) = canonical(req) else {
+            return Lookup::Off;
+        };
+        let Ok(whole) = serde_json::to_vec(&canon) else {
             return Lookup::Off;
         };
         let key = scoped(Hasher::new("sluice/cache/exact/v1"), &scope)
@@ -215,7 +218,7 @@ impl ResponseCache {
         let turn = wanted.then(|| last_user_text(req)).flatten();
         let before_turn = turn
             .is_some()
-            .then(|| canonical(req, req.messages.len() - 1))
+            .then(|| without_last_turn(&mut canon))
             .flatten();
         let semantic = match (&self.embedder, turn, before_turn) {
             (Some(embedder), Some(text), Some(before)) => {
@@ -350,16 +353,23 @@ fn asks_logprobs(req: &ChatRequest) -> bool {
         || req.rest.get("top_logprobs").is_some_and(|v| !v.is_null())
 }
 
-/// The request's first `upto` messages and everything else that changes the answer, as
-/// bytes: the stream flag and options (a stream and a whole answer are the same answer)
-/// and `user` (an end-user id for the provider's abuse tracking) left out.
-fn canonical(req: &ChatRequest, upto: usize) -> Option<Vec<u8>> {
-    let mut c = req.clone();
-    c.messages.truncate(upto);
-    c.stream = None;
-    c.stream_options = None;
-    c.user = None;
-    serde_json::to_vec(&c).ok()
+/// The request with everything that changes the answer, as JSON: the stream flag and
+/// options (a stream and a whole answer are the same answer) and `user` (an end-user id
+/// for the provider's abuse tracking) left out. Built once per lookup; the semantic
+/// context is the same without its last message ([`without_last_turn`]).
+fn canonical(req: &ChatRequest) -> Option<serde_json::Value> {
+    let mut v = serde_json::to_value(req).ok()?;
+    let o = v.as_object_mut()?;
+    for field in ["stream", "stream_options", "user"] {
+        o.remove(field);
+    }
+    Some(v)
+}
+
+/// The canonical request's bytes without its last message.
+fn without_last_turn(canon: &mut serde_json::Value) -> Option<Vec<u8>> {
+    canon.get_mut("messages")?.as_array_mut()?.pop()?;
+    serde_json::to_vec(canon).ok()
 }
 
 /// The last message's text when it is a user turn: what the semantic cache embeds.
@@ -524,8 +534,16 @@ mod tests {
         streamed["stream_options"] = serde_json::json!({"include_usage": true});
         streamed["user"] = "u-1".into();
         let (a, b) = (req(base.clone()), req(streamed));
-        assert_eq!(canonical(&a, 1), canonical(&b, 1));
-        assert!(canonical(&a, 1).is_some());
+        assert_eq!(canonical(&a), canonical(&b));
+        assert!(canonical(&a).is_some());
+        // The context drops the last turn and nothing else.
+        let mut two = base.clone();
+        two["messages"] = serde_json::json!([{"role": "user", "content": "hi"}, {"role": "user", "content": "more"}]);
+        let mut ctx = canonical(&req(two)).unwrap();
+        assert_eq!(
+            without_last_turn(&mut ctx),
+            serde_json::to_vec(&canonical(&a).unwrap()).ok()
+        );
         for (field, value) in [
             ("temperature", serde_json::json!(0.2)),
             ("seed", serde_json::json!(7)),
@@ -537,7 +555,7 @@ mod tests {
         ] {
             let mut changed = base.clone();
             changed[field] = value;
-            assert_ne!(canonical(&a, 1), canonical(&req(changed), 1), "{field}");
+            assert_ne!(canonical(&a), canonical(&req(changed)), "{field}");
         }
     }
 

@@ -212,7 +212,6 @@ impl GuardSet {
             policy: *policy,
             filters: Vec::new(),
             redacted: BTreeSet::new(),
-            first: None,
         })
     }
 }
@@ -271,9 +270,6 @@ pub(crate) struct OutputGuard {
     filters: Vec<Option<OutputFilter>>,
     /// Kinds redacted so far.
     redacted: BTreeSet<&'static str>,
-    /// A streamed answer's id, model and time (from its first chunk), for a chunk that
-    /// carries what was held back when the provider's stream ends without a finish reason.
-    pub(crate) first: Option<(String, String, u64)>,
 }
 
 impl OutputGuard {

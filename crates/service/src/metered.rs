@@ -43,14 +43,15 @@ pub struct MeteredStream {
     store: Option<Box<Storing>>,
     /// Ended, failed or settled: nothing more comes.
     over: bool,
+    /// The answer's id, model and time, from its first chunk: for the chunk that carries
+    /// what the output filter held back, and for the answer the cache stores.
+    first: Option<Box<(String, String, u64)>>,
 }
 
 /// A stream on its way into the response cache.
 struct Storing {
     store: Store,
     asm: Assembler,
-    /// The answer's id, model and time, from its first chunk.
-    first: Option<(String, String, u64)>,
     target: Target,
 }
 
@@ -102,6 +103,7 @@ impl MeteredStream {
             output: output.map(Box::new),
             store: None,
             over: false,
+            first: None,
         }
     }
 
@@ -124,6 +126,7 @@ impl MeteredStream {
             output: output.map(Box::new),
             store: None,
             over: false,
+            first: None,
         }
     }
 
@@ -143,7 +146,6 @@ impl MeteredStream {
             self.store = Some(Box::new(Storing {
                 store: *store,
                 asm,
-                first: None,
                 target: settle.target.clone(),
             }));
         }
@@ -153,9 +155,6 @@ impl MeteredStream {
     /// A chunk as the client gets it, into the answer to store.
     fn keep(&mut self, chunk: &ChatChunk) {
         if let Some(s) = self.store.as_mut() {
-            if s.first.is_none() {
-                s.first = Some((chunk.id.clone(), chunk.model.clone(), chunk.created));
-            }
             s.asm.push(chunk);
         }
     }
@@ -165,14 +164,10 @@ impl MeteredStream {
         let (Some(storing), Some(settled)) = (self.store.take(), self.settled) else {
             return;
         };
-        let Storing {
-            store,
-            asm,
-            first,
-            target,
-        } = *storing;
+        let Storing { store, asm, target } = *storing;
         let done = asm.finish();
-        let Some((id, model, created)) = first.filter(|_| !done.truncated) else {
+        let Some((id, model, created)) = self.first.take().filter(|_| !done.truncated).map(|b| *b)
+        else {
             return;
         };
         let response = ChatResponse {
@@ -220,7 +215,7 @@ impl MeteredStream {
         if held.is_empty() {
             return Ok(None);
         }
-        let (id, model, created) = output.first.clone().unwrap_or_default();
+        let (id, model, created) = self.first.as_deref().cloned().unwrap_or_default();
         Ok(Some(ChatChunk {
             id,
             object: "chat.completion.chunk".into(),
@@ -326,14 +321,17 @@ impl Stream for MeteredStream {
                         this.usage = Some(u.clone());
                     }
                     this.streamed_bytes += streamed_bytes(&chunk);
-                    if let Some(output) = this.output.as_mut() {
-                        if output.first.is_none() {
-                            output.first =
-                                Some((chunk.id.clone(), chunk.model.clone(), chunk.created));
-                        }
-                        if let Err(e) = output.chunk(&mut chunk) {
-                            return this.fail(e);
-                        }
+                    if this.first.is_none() {
+                        this.first = Some(Box::new((
+                            chunk.id.clone(),
+                            chunk.model.clone(),
+                            chunk.created,
+                        )));
+                    }
+                    if let Some(output) = this.output.as_mut()
+                        && let Err(e) = output.chunk(&mut chunk)
+                    {
+                        return this.fail(e);
                     }
                     this.keep(&chunk);
                     if !this.include_usage {
