@@ -163,6 +163,42 @@ async fn keys_never_share_answers_unless_the_scope_is_global_and_parameters_coun
 }
 
 #[tokio::test]
+async fn a_hit_that_today_s_output_filter_blocks_is_refused_and_still_in_the_ledger() {
+    // Key `test` lets secrets through; key `other` blocks them. Alias g is shared.
+    let secret = "AKIAIOSFODNN7EXAMPLE";
+    let guard = "[guard]\nsecrets = \"off\"\n[guard.keys.other]\nsecrets = \"block\"\n";
+    let (gw, mock) = setup(
+        vec![Step::Text(format!("The key is {secret}."))],
+        &format!("{EXACT}{guard}"),
+    )
+    .await;
+    let g = ask("g", "which key?");
+    let first = chat_as(&gw, KEY, &g, &[]).await;
+    assert_eq!(text(&first), format!("The key is {secret}."));
+    let r = gw
+        .client
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(OTHER_KEY)
+        .json(&g)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("output_blocked"), "{body}");
+    assert!(!body.contains(secret), "{body}");
+    assert_eq!(mock.calls(), 1, "the hit never reached the provider");
+    let rows = rows(&gw).await;
+    let statuses: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.provider.as_str(), r.status.as_str()))
+        .collect();
+    assert_eq!(statuses, [("a", "ok"), ("cache", "cache_hit")]);
+    assert_eq!(rows[1].cost_nanos, 0);
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn cache_control_bypasses_and_no_store_keeps_the_answer_out() {
     let (gw, mock) = setup(answers(4), EXACT).await;
     let q = ask("m", "hello");

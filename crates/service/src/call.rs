@@ -337,6 +337,30 @@ impl Service {
             CacheStatus::SemanticHit => "cache_semantic_hit",
             _ => "cache_hit",
         };
+        // The row comes first, as on the provider path: a hit that today's output filter
+        // blocks is still a call the ledger shows.
+        self.inner.ledger.record(SpendRow {
+            request_id: meta.request_id.clone(),
+            call_seq: 0,
+            key_id: Some(who.key_ref.to_string()),
+            user_id: who.user_id.clone(),
+            agent_id: meta.agent.clone(),
+            run_id: meta.run.as_ref().map(|r| r.id().to_owned()),
+            provider: "cache".into(),
+            model: entry.target.to_string(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cached_tokens: 0,
+            cost_nanos: 0,
+            saved_nanos: i64::try_from(entry.cost_nanos).unwrap_or(i64::MAX),
+            estimated: false,
+            status: status_row.into(),
+            latency_ms: i64::try_from(meta.started.elapsed().as_millis()).unwrap_or(i64::MAX),
+            created_at_ms: crate::ids::now_ms(),
+            channel: meta.channel.as_ref().map(|c| c.channel.clone()),
+            channel_user: meta.channel.as_ref().map(|c| c.user.clone()),
+            session_id: meta.session.clone(),
+        });
         let mut response = crate::cache::answer(&entry, &meta.request_id);
         let mut redacted = Vec::new();
         let value = if req.is_stream() {
@@ -360,28 +384,6 @@ impl Service {
                 raw: None,
             }
         };
-        self.inner.ledger.record(SpendRow {
-            request_id: meta.request_id.clone(),
-            call_seq: 0,
-            key_id: Some(who.key_ref.to_string()),
-            user_id: who.user_id.clone(),
-            agent_id: meta.agent.clone(),
-            run_id: meta.run.as_ref().map(|r| r.id().to_owned()),
-            provider: "cache".into(),
-            model: entry.target.to_string(),
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            cached_tokens: 0,
-            cost_nanos: 0,
-            saved_nanos: i64::try_from(entry.cost_nanos).unwrap_or(i64::MAX),
-            estimated: false,
-            status: status_row.into(),
-            latency_ms: i64::try_from(meta.started.elapsed().as_millis()).unwrap_or(i64::MAX),
-            created_at_ms: crate::ids::now_ms(),
-            channel: meta.channel.as_ref().map(|c| c.channel.clone()),
-            channel_user: meta.channel.as_ref().map(|c| c.user.clone()),
-            session_id: meta.session.clone(),
-        });
         Ok(Answer {
             value,
             target: entry.target.clone(),
