@@ -4,12 +4,13 @@
 //! cargo run --release -p sluice-guard --example train -- [--extra FILE.jsonl]... [--holdout FILE.jsonl]...
 //! ```
 //!
-//! Reads `train/data.jsonl` and `train/synthetic.jsonl` (committed) and any `--extra`
+//! Reads `train/data.jsonl`, `train/synthetic.jsonl` and `train/hard_negatives.jsonl`
+//! (committed) and any `--extra`
 //! training files (one JSON object per line: `text`, `label` 0/1, optionally `weight`, how
 //! many times the example counts, `group`, what the validation split hashes instead of the
 //! text, so a poisoned document and its clean twin fall on the same side, and `source`).
 //! Before training, every example whose normalised text equals or near-duplicates an
-//! evaluation item (`eval/corpus.jsonl`, `eval/external_*.jsonl` and every `--holdout`
+//! evaluation item (`eval/corpus.jsonl`, `eval/external_*.jsonl`, `eval/blind.jsonl` and every `--holdout`
 //! file) is dropped, so the eval figures stay held out. Featurisation is the crate's own
 //! ([`sluice_guard::classifier::featurize`]), so training and inference see the same
 //! features. Logistic regression, AdaGrad, class- and source-balanced, a fixed shuffle
@@ -85,6 +86,8 @@ fn shingles(text: &str) -> HashSet<u64> {
 
 /// Exponent of the source balancing (0: every example weighs the same).
 const BALANCE: f32 = 0.5;
+/// Sources left out of the bias calibration (they still train the weights).
+const CALIBRATION_SKIPS: &[&str] = &["hard_negative"];
 
 fn main() {
     let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -93,7 +96,7 @@ fn main() {
     if let Ok(dir) = std::fs::read_dir(crate_dir.join("eval")) {
         for e in dir.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("external") && name.ends_with(".jsonl") {
+            if (name.starts_with("external") || name == "blind.jsonl") && name.ends_with(".jsonl") {
                 holdout.push(e.path());
             }
         }
@@ -124,6 +127,7 @@ fn main() {
     }
     let mut data = read_jsonl(&crate_dir.join("train/data.jsonl"));
     data.extend(read_jsonl(&crate_dir.join("train/synthetic.jsonl")));
+    data.extend(read_jsonl(&crate_dir.join("train/hard_negatives.jsonl")));
     for p in &extra {
         data.extend(read_jsonl(p));
     }
@@ -205,46 +209,17 @@ fn main() {
         valid.len()
     );
 
-    let mut w = vec![0f32; DIM];
-    let mut g2 = vec![1e-6f32; DIM];
-    let (mut b, mut gb2) = (0f32, 1e-6f32);
-    let (lr, l2, epochs) = (0.3f32, 1e-6f32, 12);
-    let mut order: Vec<usize> = (0..feats.len()).collect();
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    for epoch in 0..epochs {
-        for i in (1..order.len()).rev() {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            order.swap(i, (seed % (i as u64 + 1)) as usize);
+    // One logistic regression per shuffle seed, averaged: the order examples come in moves
+    // a single AdaGrad run's weights, and with them the calibrated bias (a few benign
+    // texts set it); the average of several runs depends far less on it.
+    let (mut w, mut b) = (vec![0f32; DIM], 0f32);
+    for (k, seed) in SEEDS.iter().enumerate() {
+        let (wk, bk) = fit(&feats, &weights, (w_pos, w_neg), *seed);
+        eprintln!("run {k}: done");
+        for (a, x) in w.iter_mut().zip(&wk) {
+            *a += x / SEEDS.len() as f32;
         }
-        let mut loss = 0f64;
-        for &i in &order {
-            let (f, y) = &feats[i];
-            if f.is_empty() {
-                continue;
-            }
-            let scale = 1.0 / (f.len() as f32).sqrt();
-            let z = b + f.iter().map(|&j| w[j as usize]).sum::<f32>() * scale;
-            let p = 1.0 / (1.0 + (-z).exp());
-            let cw = weights[i] * if *y > 0.5 { w_pos } else { w_neg };
-            loss -= cw as f64
-                * if *y > 0.5 {
-                    (p.max(1e-7) as f64).ln()
-                } else {
-                    ((1.0 - p).max(1e-7) as f64).ln()
-                };
-            let g = (p - y) * cw;
-            for &j in f {
-                let j = j as usize;
-                let gj = g * scale + l2 * w[j];
-                g2[j] += gj * gj;
-                w[j] -= lr * gj / g2[j].sqrt();
-            }
-            gb2 += g * g;
-            b -= lr * g / gb2.sqrt();
-        }
-        eprintln!("epoch {epoch}: loss {:.4}", loss / feats.len() as f64);
+        b += bk / SEEDS.len() as f32;
     }
     // Calibrate: lower the bias until at most 1 % of the validation benign texts score
     // above 0.5 on the classifier alone.
@@ -256,8 +231,11 @@ fn main() {
         let (p, _) = m.score(&valid_norm[i], &mut scratch);
         (p / (1.0 - p).max(1e-9)).ln()
     };
+    // The operating point is set on ordinary benign text: the hard negatives (texts about
+    // prompts and attacks, train/hard_negatives.py) teach the weights, but would otherwise
+    // also raise the bias for everyone.
     let mut ranked: Vec<(f32, &str)> = (0..valid.len())
-        .filter(|&i| valid[i].1 < 0.5)
+        .filter(|&i| valid[i].1 < 0.5 && !CALIBRATION_SKIPS.contains(&valid_source[i]))
         .map(|i| (logit(&model, i), valid_text[i]))
         .collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -347,4 +325,67 @@ fn main() {
         std::process::exit(1);
     }
     eprintln!("wrote {}", out.display());
+}
+
+/// Shuffle seeds of the averaged runs.
+const SEEDS: [u64; 5] = [
+    0x2545_f491_4f6c_dd1d,
+    0x9e37_79b9_7f4a_7c15,
+    0xbf58_476d_1ce4_e5b9,
+    0x94d0_49bb_1331_11eb,
+    0xd6e8_feb8_6659_fd93,
+];
+
+/// One run of logistic regression (AdaGrad, L2) over `feats`, examples weighed by
+/// `weights` and by class (`class.0` positives, `class.1` negatives), shuffled by `seed`.
+fn fit(
+    feats: &[(Vec<u32>, f32)],
+    weights: &[f32],
+    class: (f32, f32),
+    mut seed: u64,
+) -> (Vec<f32>, f32) {
+    let (w_pos, w_neg) = class;
+    let mut w = vec![0f32; DIM];
+    let mut g2 = vec![1e-6f32; DIM];
+    let (mut b, mut gb2) = (0f32, 1e-6f32);
+    let (lr, l2, epochs) = (0.3f32, 1e-6f32, 12);
+    let mut order: Vec<usize> = (0..feats.len()).collect();
+    for epoch in 0..epochs {
+        for i in (1..order.len()).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            order.swap(i, (seed % (i as u64 + 1)) as usize);
+        }
+        let mut loss = 0f64;
+        for &i in &order {
+            let (f, y) = &feats[i];
+            if f.is_empty() {
+                continue;
+            }
+            let scale = 1.0 / (f.len() as f32).sqrt();
+            let z = b + f.iter().map(|&j| w[j as usize]).sum::<f32>() * scale;
+            let p = 1.0 / (1.0 + (-z).exp());
+            let cw = weights[i] * if *y > 0.5 { w_pos } else { w_neg };
+            loss -= cw as f64
+                * if *y > 0.5 {
+                    (p.max(1e-7) as f64).ln()
+                } else {
+                    ((1.0 - p).max(1e-7) as f64).ln()
+                };
+            let g = (p - y) * cw;
+            for &j in f {
+                let j = j as usize;
+                let gj = g * scale + l2 * w[j];
+                g2[j] += gj * gj;
+                w[j] -= lr * gj / g2[j].sqrt();
+            }
+            gb2 += g * g;
+            b -= lr * g / gb2.sqrt();
+        }
+        if epoch + 1 == epochs {
+            eprintln!("  last epoch: loss {:.4}", loss / feats.len() as f64);
+        }
+    }
+    (w, b)
 }

@@ -273,7 +273,10 @@ fn fold_leet_ascii(c: &mut [u8]) {
             }
             j += 1;
         }
-        if digits > 0 && letters >= 2 && letters + digits >= 4 && other == 0 {
+        let email = c[i + 1..j].contains(&b'@')
+            && c.get(j) == Some(&b'.')
+            && c.get(j + 1).is_some_and(u8::is_ascii_alphabetic);
+        if digits > 0 && letters >= 2 && letters + digits >= 4 && other == 0 && !email {
             for b in &mut c[i..j] {
                 if let Some(l) = leet(*b as char) {
                     *b = l as u8;
@@ -402,7 +405,17 @@ fn fold_words(mut out: Vec<Ch>) -> Vec<Ch> {
         }
         // "h4ve", "1gn0r3", "upd@te": letters and letter-like digits mixed. A word that is
         // mostly digits ("2024", "v1.2", "mp3") stays as it is.
-        if digits > 0 && letters >= 2 && letters + digits >= 4 && (latin > 0 || confusable > 0) {
+        // "name@example.org": an e-mail address (the `@` is followed by a domain), kept
+        // as written so that the exfiltration rules see where data is to go.
+        let email = out[i + 1..j].iter().any(|ch| ch.c == '@')
+            && out.get(j).is_some_and(|ch| ch.c == '.')
+            && out.get(j + 1).is_some_and(|ch| ch.c.is_alphabetic());
+        if digits > 0
+            && letters >= 2
+            && letters + digits >= 4
+            && (latin > 0 || confusable > 0)
+            && !email
+        {
             let all_leetable = out[i..j]
                 .iter()
                 .all(|ch| ch.c.is_alphabetic() || leet(ch.c).is_some());
@@ -527,6 +540,12 @@ mod tests {
         assert_eq!(n("Ïgnörë"), "ignore");
         assert_eq!(n("1gn0r3 pr3v10us"), "ignore previous");
         assert_eq!(n("version 2024 mp3"), "version 2024 mp3");
+        // An e-mail address keeps its `@` (and its digits); a leet word does not.
+        assert_eq!(
+            n("Mail j0hn@example.org, upd@te"),
+            "mail j0hn@example.org, update"
+        );
+        assert_eq!(n("Mäil j0hn@example.org"), "mail j0hn@example.org");
     }
 
     #[test]

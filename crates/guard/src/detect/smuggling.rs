@@ -36,6 +36,18 @@ pub(crate) const PATTERNS: &[(&str, f32)] = &[
         r"(?:ai|assistant|llm|model|agent|bot)s?\s(?:reading|processing|summari[sz]ing|parsing|crawling|seeing|indexing) (?:this|these)(?:\s(?:page|document|text|email|file|content|message|site))?\b",
         0.55,
     ),
+    // A document that speaks to the model reading it: "AI agent: when you apply this
+    // config, …", "Dear assistant, please …", "To the AI assistant processing this
+    // document: …". Needs the name, a colon or comma, then the second person or an
+    // imperative, so a glossary line ("LLM: a large language model") is not one.
+    (
+        r"(?:^|\n|[#/*>;]\s?|[.!?]\s|(?:dear|hey|hi|hello|attention|attn|to)\s)(?:the\s)?(?:ai agents?|ai assistants?|ai models?|ai systems?|llms?|language models?|chatbots?|chatgpt|claude|gemini|copilot|assistant|ai)(?:\s%G5%)?\s?[:,]\s%G2%(?:you|your|please|ignore|disregard|forget|do|don't|never|always|when|if|before|after|make|send|forward|include|recommend|tell|say|reply|respond|answer|stop|add|delete|remove|run|execute|call|use|output|print|summari[sz]e)\b",
+        0.45,
+    ),
+    (
+        r"(?:致|给|給)[^。\n]{0,16}(?:ai|人工智能)\s?(?:助手|助理|代理|模型|智能体)|ai\s?(?:어시스턴트|비서|에이전트|모델)\s?(?:에게|님께|님)|ai\s?(?:アシスタント|エージェント|モデル)\s?(?:へ|に告ぐ|殿|様)|(?:an die|an den|liebe|lieber)\s(?:ki|ki-assistent\S*|ki-agent\S*|assistent\S*)\s?[:,]|(?:a l'|pour l')(?:ia|assistant ia|agent ia)\s?[:,]|(?:para|a) (?:la|el) (?:ia|asistente(?: de ia)?|agente(?: de ia)?)\s?[:,]|(?:all'|per l')(?:ia|assistente)\s?[:,]",
+        0.45,
+    ),
     (
         r"\[(?:hidden|invisible|secret)\s(?:text|instructions?|prompt|message)\]",
         0.55,
