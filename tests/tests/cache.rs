@@ -51,7 +51,13 @@ async fn rows(gw: &Gateway) -> Vec<sluice_store::ledger::SpendRow> {
     rows
 }
 
-async fn chat_as(gw: &Gateway, key: &str, body: &Value, headers: &[(&str, &str)]) -> Value {
+/// A chat call as `key`, with extra headers; the response as it came.
+async fn send_as(
+    gw: &Gateway,
+    key: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
     let mut req = gw
         .client
         .post(gw.url("/v1/chat/completions"))
@@ -60,7 +66,12 @@ async fn chat_as(gw: &Gateway, key: &str, body: &Value, headers: &[(&str, &str)]
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let r = req.send().await.unwrap();
+    req.send().await.unwrap()
+}
+
+/// A successful chat call as `key`: the body, with `cache` set to the cache header.
+async fn chat_as(gw: &Gateway, key: &str, body: &Value, headers: &[(&str, &str)]) -> Value {
+    let r = send_as(gw, key, body, headers).await;
     assert_eq!(r.status(), 200);
     let cache = r
         .headers()
@@ -175,14 +186,7 @@ async fn a_hit_that_today_s_output_filter_blocks_is_refused_and_still_in_the_led
     let g = ask("g", "which key?");
     let first = chat_as(&gw, KEY, &g, &[]).await;
     assert_eq!(text(&first), format!("The key is {secret}."));
-    let r = gw
-        .client
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(OTHER_KEY)
-        .json(&g)
-        .send()
-        .await
-        .unwrap();
+    let r = send_as(&gw, OTHER_KEY, &g, &[]).await;
     assert_eq!(r.status(), 400);
     let body = r.text().await.unwrap();
     assert!(body.contains("output_blocked"), "{body}");
