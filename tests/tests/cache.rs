@@ -202,6 +202,112 @@ async fn a_hit_that_today_s_output_filter_blocks_is_refused_and_still_in_the_led
     gw.stop().await;
 }
 
+/// Waits until `n` cacheable misses are on their way upstream.
+async fn in_flight(gw: &Gateway, n: usize) {
+    let cache = gw.service.cache();
+    assert!(
+        sluice_e2e::eventually(10, async || cache.in_flight() == n).await,
+        "{} in flight, not {n}",
+        cache.in_flight()
+    );
+}
+
+#[tokio::test]
+async fn identical_requests_at_once_go_upstream_once() {
+    let slow = Step::Delay {
+        ms: 500,
+        then: Box::new(Step::Text("answer 0".into())),
+    };
+    let (gw, mock) = setup(vec![slow, Step::Text("answer 1".into())], EXACT).await;
+    let q = ask("m", "hello");
+    let leader = chat_as(&gw, KEY, &q, &[]);
+    // Three identical requests while the first is upstream: two whole, one streamed.
+    let followers = async {
+        in_flight(&gw, 1).await;
+        tokio::join!(
+            chat_as(&gw, KEY, &q, &[]),
+            chat_as(&gw, KEY, &q, &[]),
+            gw.chat_stream(q.clone())
+        )
+    };
+    let (first, (a, b, streamed)) = tokio::join!(leader, followers);
+    assert_eq!(
+        (first["cache"].as_str(), text(&first)),
+        (Some("miss"), "answer 0")
+    );
+    for f in [&a, &b] {
+        assert_eq!((f["cache"].as_str(), text(f)), (Some("hit"), "answer 0"));
+    }
+    assert_eq!(streamed.header("x-sluice-cache"), "hit");
+    assert_eq!(streamed.text(), "answer 0");
+    assert_eq!(mock.calls(), 1, "one provider call for four requests");
+    let rows = rows(&gw).await;
+    let statuses: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.provider.as_str(), r.status.as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("a", "ok"),
+            ("cache", "cache_hit"),
+            ("cache", "cache_hit"),
+            ("cache", "cache_hit")
+        ]
+    );
+    assert_eq!(gw.service.cache().in_flight(), 0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_follower_of_a_failed_call_goes_upstream_and_coalesce_s_0_never_waits() {
+    let slow = |then: Step| Step::Delay {
+        ms: 500,
+        then: Box::new(then),
+    };
+    let (gw, mock) = setup(
+        vec![
+            slow(Step::BadRequest("no".into())),
+            Step::Text("answer 1".into()),
+            slow(Step::Text("answer 2".into())),
+            Step::Text("answer 3".into()),
+        ],
+        "[cache]\nmode = \"exact\"\n[cache.models.g]\ncoalesce_s = 0\n",
+    )
+    .await;
+    // The first call fails: its follower waited for nothing and goes upstream itself.
+    let q = ask("m", "hello");
+    let failed = send_as(&gw, KEY, &q, &[]);
+    let follower = async {
+        in_flight(&gw, 1).await;
+        chat_as(&gw, KEY, &q, &[]).await
+    };
+    let (failed, follower) = tokio::join!(failed, follower);
+    assert_eq!(failed.status(), 400);
+    assert_eq!(
+        (follower["cache"].as_str(), text(&follower)),
+        (Some("miss"), "answer 1")
+    );
+    assert_eq!(mock.calls(), 2);
+    // Alias g never waits: the second call is answered before the first.
+    let g = ask("g", "hello");
+    let first = chat_as(&gw, KEY, &g, &[]);
+    let second = async {
+        // Sent once the first is at the provider (nothing is in flight for g to wait on).
+        assert!(sluice_e2e::eventually(10, async || mock.calls() == 3).await);
+        assert_eq!(gw.service.cache().in_flight(), 0);
+        chat_as(&gw, KEY, &g, &[]).await
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(text(&first), "answer 2");
+    assert_eq!(
+        (second["cache"].as_str(), text(&second)),
+        (Some("miss"), "answer 3")
+    );
+    assert_eq!(mock.calls(), 4);
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn cache_control_bypasses_and_no_store_keeps_the_answer_out() {
     let (gw, mock) = setup(answers(4), EXACT).await;

@@ -48,6 +48,9 @@ pub struct CachePolicy {
     pub ttl: Duration,
     /// The cosine a semantic candidate needs before the second check looks at it.
     pub min_similarity: f32,
+    /// How long a request waits for an identical one already on its way upstream, to be
+    /// answered with its answer (zero: never waits).
+    pub coalesce: Duration,
 }
 
 impl Default for CachePolicy {
@@ -57,6 +60,7 @@ impl Default for CachePolicy {
             scope: CacheScope::Key,
             ttl: Duration::from_secs(3_600),
             min_similarity: DEFAULT_MIN_SIMILARITY,
+            coalesce: Duration::from_secs(30),
         }
     }
 }
@@ -71,6 +75,7 @@ pub struct CacheOverride {
     pub scope: Option<CacheScope>,
     pub ttl: Option<Duration>,
     pub min_similarity: Option<f32>,
+    pub coalesce: Option<Duration>,
 }
 
 impl CacheOverride {
@@ -87,6 +92,9 @@ impl CacheOverride {
         }
         if let Some(s) = self.min_similarity {
             p.min_similarity = s;
+        }
+        if let Some(c) = self.coalesce {
+            p.coalesce = c;
         }
     }
 }

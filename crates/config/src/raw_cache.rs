@@ -39,4 +39,5 @@ pub struct RawCachePolicy {
     pub scope: Option<String>,
     pub ttl_s: Option<u64>,
     pub min_similarity: Option<f64>,
+    pub coalesce_s: Option<u64>,
 }

@@ -47,6 +47,10 @@ fn describe() {
         "sluice_cache_lookups_total",
         "Chat calls under an alias that caches, by result (hit, semantic-hit, miss, bypass)"
     );
+    metrics::describe_counter!(
+        "sluice_cache_coalesced_total",
+        "Chat calls that waited for an identical call in flight and were answered with its answer"
+    );
     metrics::describe_gauge!(
         "sluice_cache_entries",
         "Answers in the response cache after the last store"

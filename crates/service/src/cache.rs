@@ -19,6 +19,7 @@ use sluice_llm::{
 };
 
 use crate::call::CallMeta;
+use crate::flight::{Flight, Flights, Lead};
 use crate::keys::Principal;
 
 /// What the cache did for a call: `x-sluice-cache` and the WebSocket results say it.
@@ -72,6 +73,8 @@ pub struct ResponseCache {
     generation: AtomicU64,
     embedder: Option<Box<dyn Embedder>>,
     max_answer_bytes: usize,
+    /// Cacheable misses on their way upstream, by key (identical requests wait for them).
+    flights: Arc<Flights>,
 }
 
 impl std::fmt::Debug for ResponseCache {
@@ -99,6 +102,9 @@ pub(crate) struct Store {
     ttl: Duration,
     /// The cache's generation at the lookup.
     generation: u64,
+    /// Held while the answer is on its way: identical requests wait until it is dropped
+    /// (with the store, once the answer is in the cache or the call is over).
+    _lead: Option<Lead>,
 }
 
 /// What the lookup decided.
@@ -110,6 +116,12 @@ pub(crate) enum Lookup {
     Miss {
         status: CacheStatus,
         store: Option<Box<Store>>,
+    },
+    /// Not found, and an identical request is on its way upstream: wait (at most `wait`)
+    /// until `landed`, then look up again.
+    Wait {
+        landed: tokio::sync::watch::Receiver<()>,
+        wait: Duration,
     },
 }
 
@@ -148,6 +160,7 @@ impl ResponseCache {
             embedder,
             max_answer_bytes: cfg.max_answer_bytes,
             generation: AtomicU64::new(0),
+            flights: Arc::default(),
         })
     }
 
@@ -178,14 +191,21 @@ impl ResponseCache {
         n
     }
 
+    /// Identical cacheable requests on their way upstream now.
+    pub fn in_flight(&self) -> usize {
+        self.flights.len()
+    }
+
     /// Looks `req` up under `policy` for `who`. `req` is the request as the client sent
-    /// it (before the canary and the output cap are added).
+    /// it (before the canary and the output cap are added). With `follow`, a miss whose
+    /// identical request is already on its way upstream is [`Lookup::Wait`] (`crate::flight`).
     pub(crate) fn lookup(
         self: &Arc<Self>,
         policy: &CachePolicy,
         meta: &CallMeta,
         who: &Principal,
         req: &ChatRequest,
+        follow: bool,
     ) -> Lookup {
         let control = meta.cache;
         // Log probabilities are not kept through a stored answer: such calls always go
@@ -249,6 +269,22 @@ impl ResponseCache {
         } else {
             CacheStatus::Miss
         };
+        // A call that will store its answer leads its key, or follows the one that does.
+        // One that bypasses the lookup wants a fresh answer: it never follows.
+        let coalesce = !control.no_store && !policy.coalesce.is_zero();
+        let lead = match coalesce
+            .then(|| self.flights.join(key, follow && !control.no_lookup))
+            .flatten()
+        {
+            Some(Flight::Follow(landed)) => {
+                return Lookup::Wait {
+                    landed,
+                    wait: policy.coalesce,
+                };
+            }
+            Some(Flight::Lead(lead)) => Some(lead),
+            None => None,
+        };
         // `n > 1` answers are stored whole only (a stream's other choices are not kept).
         let store = (!control.no_store).then(|| {
             let (context, query) = match semantic {
@@ -262,6 +298,7 @@ impl ResponseCache {
                 query,
                 ttl: policy.ttl,
                 generation,
+                _lead: lead,
             })
         });
         Lookup::Miss { status, store }
@@ -598,7 +635,7 @@ mod tests {
         let who = Principal::proxied_user("alice");
         let Lookup::Miss {
             store: Some(store), ..
-        } = cache.lookup(&policy, &meta(None), &who, &hi())
+        } = cache.lookup(&policy, &meta(None), &who, &hi(), false)
         else {
             panic!("a miss that stores");
         };
@@ -607,13 +644,13 @@ mod tests {
         assert!(cache.is_empty(), "the purge came after the lookup");
         let Lookup::Miss {
             store: Some(store), ..
-        } = cache.lookup(&policy, &meta(None), &who, &hi())
+        } = cache.lookup(&policy, &meta(None), &who, &hi(), false)
         else {
             panic!("a miss that stores");
         };
         store.put(answer("new"), target(), 5);
         assert!(matches!(
-            cache.lookup(&policy, &meta(None), &who, &hi()),
+            cache.lookup(&policy, &meta(None), &who, &hi(), false),
             Lookup::Hit(_)
         ));
     }
@@ -625,13 +662,13 @@ mod tests {
         let mut req = hi();
         req.rest.insert("logprobs".into(), true.into());
         assert!(matches!(
-            cache.lookup(&policy, &meta(None), &who, &req),
+            cache.lookup(&policy, &meta(None), &who, &req, false),
             Lookup::Off
         ));
         let mut req = hi();
         req.rest.insert("top_logprobs".into(), 2.into());
         assert!(matches!(
-            cache.lookup(&policy, &meta(None), &who, &req),
+            cache.lookup(&policy, &meta(None), &who, &req, false),
             Lookup::Off
         ));
     }

@@ -232,7 +232,22 @@ impl Service {
         // request with its output cap (a cap changed since is another request), before
         // the canary.
         let cache = snapshot.cache.policy(&req.model);
-        let (cache, store) = match self.inner.cache.lookup(&cache, &meta, who, &req) {
+        let mut found = self.inner.cache.lookup(&cache, &meta, who, &req, true);
+        if let Lookup::Wait { landed, wait } = found {
+            // An identical request is on its way upstream: its answer, once stored, is
+            // this one's (crate::flight). Waiting holds nothing; a stop ends it.
+            let waited = self
+                .until_cut(tokio::time::timeout(wait, crate::flight::landed(landed)))
+                .await;
+            if waited.is_none() {
+                return Err(ServiceError::ShuttingDown);
+            }
+            found = self.inner.cache.lookup(&cache, &meta, who, &req, false);
+            if matches!(found, Lookup::Hit(_)) {
+                metrics::counter!("sluice_cache_coalesced_total").increment(1);
+            }
+        }
+        let (cache, store) = match found {
             Lookup::Off => (None, None),
             Lookup::Hit(hit) => {
                 return self.answer_cached(who, meta, &req, hit, output, flagged);
@@ -242,6 +257,8 @@ impl Service {
                     .increment(1);
                 (Some(status), store)
             }
+            // Not after a wait (`follow` is false then): a miss that stores nothing.
+            Lookup::Wait { .. } => (Some(CacheStatus::Miss), None),
         };
         if canary {
             place_canary(&mut req, &self.inner.canary);

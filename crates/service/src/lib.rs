@@ -25,6 +25,7 @@ pub mod admission;
 pub mod cache;
 pub mod call;
 pub mod error;
+mod flight;
 pub mod guard;
 pub mod ids;
 pub mod keys;

@@ -11,6 +11,8 @@ use crate::raw_cache::{RawCache, RawCachePolicy};
 
 /// A week: longer is a store, not a cache.
 const MAX_TTL_S: u64 = 7 * 24 * 3_600;
+/// Ten minutes: a longer wait for an identical request is a hung client.
+const MAX_COALESCE_S: u64 = 600;
 
 pub(super) fn cache(
     raw: RawCache,
@@ -87,10 +89,21 @@ fn over(at: &str, raw: &RawCachePolicy, p: &mut Vec<String>) -> CacheOverride {
             None
         }
     });
+    let coalesce = raw.coalesce_s.and_then(|c| {
+        if c <= MAX_COALESCE_S {
+            Some(Duration::from_secs(c))
+        } else {
+            p.push(format!(
+                "{at}.coalesce_s: 0 to {MAX_COALESCE_S} (0: never waits)"
+            ));
+            None
+        }
+    });
     CacheOverride {
         mode,
         scope,
         ttl,
         min_similarity,
+        coalesce,
     }
 }

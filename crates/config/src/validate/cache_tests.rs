@@ -27,13 +27,15 @@ fn no_cache_section_caches_nothing() {
     assert_eq!((p.mode, p.scope), (CacheMode::Off, CacheScope::Key));
     assert_eq!(p.ttl, Duration::from_secs(3_600));
     assert_eq!(p.min_similarity, DEFAULT_MIN_SIMILARITY);
+    assert_eq!(p.coalesce, Duration::from_secs(30));
 }
 
 #[test]
 fn an_alias_overrides_the_default_field_by_field() {
     let c = parse(&format!(
         "{BASE}\n[cache]\nmode = \"exact\"\nttl_s = 60\nscope = \"user\"\n\
-         [cache.models.fast]\nmode = \"semantic\"\nmin_similarity = 0.9\nttl_s = 7200\n"
+         [cache.models.fast]\nmode = \"semantic\"\nmin_similarity = 0.9\nttl_s = 7200\n\
+         coalesce_s = 0\n"
     ))
     .unwrap()
     .cache;
@@ -49,6 +51,8 @@ fn an_alias_overrides_the_default_field_by_field() {
     );
     assert_eq!(fast.ttl, Duration::from_secs(7_200));
     assert!((fast.min_similarity - 0.9).abs() < 1e-6);
+    assert_eq!(fast.coalesce, Duration::ZERO);
+    assert_eq!(smart.coalesce, Duration::from_secs(30));
     assert!(c.any() && c.any_semantic());
     assert_eq!(c.max_ttl(), Duration::from_secs(7_200));
 }
@@ -57,7 +61,7 @@ fn an_alias_overrides_the_default_field_by_field() {
 fn every_mistake_is_named() {
     let problems = parse(&format!(
         "{BASE}\n[cache]\nmode = \"always\"\nscope = \"tenant\"\nttl_s = 0\n\
-         min_similarity = 1.5\nmax_entries = 0\nmax_bytes = 10\n\
+         min_similarity = 1.5\ncoalesce_s = 601\nmax_entries = 0\nmax_bytes = 10\n\
          [cache.models.nope]\nmode = \"exact\"\n"
     ))
     .unwrap_err();
@@ -66,6 +70,7 @@ fn every_mistake_is_named() {
         "cache.scope: `tenant`",
         "cache.ttl_s",
         "cache.min_similarity",
+        "cache.coalesce_s",
         "cache.max_entries",
         "cache.max_bytes",
         "cache.max_answer_bytes",
