@@ -260,6 +260,43 @@ async fn identical_requests_at_once_go_upstream_once() {
 }
 
 #[tokio::test]
+async fn a_follower_waits_at_most_coalesce_s_and_another_key_never_waits() {
+    let slow = Step::Delay {
+        ms: 3_000,
+        then: Box::new(Step::Text("answer 0".into())),
+    };
+    let (gw, mock) = setup(
+        vec![
+            slow,
+            Step::Text("answer 1".into()),
+            Step::Text("answer 2".into()),
+        ],
+        "[cache]\nmode = \"exact\"\ncoalesce_s = 1\n",
+    )
+    .await;
+    let q = ask("m", "hello");
+    let leader = chat_as(&gw, KEY, &q, &[]);
+    let others = async {
+        in_flight(&gw, 1).await;
+        // Another key is another scope: upstream at once. The same key waits a second
+        // for the leader (three seconds out), then goes upstream itself.
+        tokio::join!(chat_as(&gw, KEY, &q, &[]), chat_as(&gw, OTHER_KEY, &q, &[]))
+    };
+    let (first, (same, other)) = tokio::join!(leader, others);
+    assert_eq!(text(&first), "answer 0");
+    assert_eq!(
+        (other["cache"].as_str(), text(&other)),
+        (Some("miss"), "answer 1")
+    );
+    assert_eq!(
+        (same["cache"].as_str(), text(&same)),
+        (Some("miss"), "answer 2")
+    );
+    assert_eq!(mock.calls(), 3);
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn a_follower_of_a_failed_call_goes_upstream_and_coalesce_s_0_never_waits() {
     let slow = |then: Step| Step::Delay {
         ms: 500,

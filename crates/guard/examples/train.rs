@@ -221,7 +221,7 @@ fn main() {
         }
         b += bk / SEEDS.len() as f32;
     }
-    // Calibrate: lower the bias until at most 1 % of the validation benign texts score
+    // Calibrate: lower the bias until at most 0.75 % of the validation benign texts score
     // above 0.5 on the classifier alone.
     let model = Model::new(w.clone(), b);
     // Validation texts are scored as the guard scores them (windows and all).
@@ -254,7 +254,11 @@ fn main() {
         .count();
     let p_all = valid.iter().filter(|v| v.1 > 0.5).count().max(1);
     let fp = (0..valid.len())
-        .filter(|&i| valid[i].1 < 0.5 && logit(&model, i) >= 0.0)
+        .filter(|&i| {
+            valid[i].1 < 0.5
+                && !CALIBRATION_SKIPS.contains(&valid_source[i])
+                && logit(&model, i) >= 0.0
+        })
         .count();
     eprintln!(
         "bias shifted by {shift:.3}; validation: classifier recall {:.3}, FPR {:.3} ({} benign)",

@@ -273,7 +273,10 @@ impl ResponseCache {
         // One that bypasses the lookup wants a fresh answer: it never follows.
         let coalesce = !control.no_store && !policy.coalesce.is_zero();
         let lead = match coalesce
-            .then(|| self.flights.join(key, follow && !control.no_lookup))
+            .then(|| {
+                self.flights
+                    .join(generation, key, follow && !control.no_lookup)
+            })
             .flatten()
         {
             Some(Flight::Follow(landed)) => {

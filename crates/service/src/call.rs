@@ -257,8 +257,12 @@ impl Service {
                     .increment(1);
                 (Some(status), store)
             }
-            // Not after a wait (`follow` is false then): a miss that stores nothing.
-            Lookup::Wait { .. } => (Some(CacheStatus::Miss), None),
+            // Never after a wait (`follow` is false then); were it to come, a miss that
+            // stores nothing.
+            Lookup::Wait { .. } => {
+                metrics::counter!("sluice_cache_lookups_total", "result" => "miss").increment(1);
+                (Some(CacheStatus::Miss), None)
+            }
         };
         if canary {
             place_canary(&mut req, &self.inner.canary);

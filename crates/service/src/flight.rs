@@ -17,10 +17,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use sluice_cache::Key;
 use tokio::sync::watch;
 
+/// A key in one generation of the cache.
+type FlightKey = (u64, Key);
+/// A leader's id, and the sender whose drop wakes its followers.
+type Leader = (u64, watch::Sender<()>);
+
 /// The keys whose leader is on its way upstream.
 #[derive(Debug, Default)]
 pub(crate) struct Flights {
-    leaders: Mutex<HashMap<Key, (u64, watch::Sender<()>)>>,
+    /// By the cache's generation and the key: after a purge, a new request never follows
+    /// a leader whose answer the purge will keep out.
+    leaders: Mutex<HashMap<FlightKey, Leader>>,
     next: AtomicU64,
 }
 
@@ -37,18 +44,25 @@ pub(crate) enum Flight {
 #[derive(Debug)]
 pub(crate) struct Lead {
     flights: Arc<Flights>,
-    key: Key,
+    key: FlightKey,
     id: u64,
 }
 
 impl Flights {
-    fn leaders(&self) -> MutexGuard<'_, HashMap<Key, (u64, watch::Sender<()>)>> {
+    fn leaders(&self) -> MutexGuard<'_, HashMap<FlightKey, Leader>> {
         self.leaders.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Leads `key` if no call of it is in flight; otherwise follows the one that is,
-    /// unless `follow` is false (then `None`: go upstream without leading).
-    pub(crate) fn join(self: &Arc<Self>, key: Key, follow: bool) -> Option<Flight> {
+    /// Leads `key` (in the cache's `generation`) if no call of it is in flight; otherwise
+    /// follows the one that is, unless `follow` is false (then `None`: go upstream
+    /// without leading).
+    pub(crate) fn join(
+        self: &Arc<Self>,
+        generation: u64,
+        key: Key,
+        follow: bool,
+    ) -> Option<Flight> {
+        let key = (generation, key);
         let mut leaders = self.leaders();
         if let Some((_, tx)) = leaders.get(&key) {
             return follow.then(|| Flight::Follow(tx.subscribe()));
@@ -92,18 +106,18 @@ mod tests {
     async fn the_first_leads_the_rest_follow_until_the_leader_is_dropped() {
         let flights = Arc::new(Flights::default());
         let key = Key([7; 32]);
-        let Some(Flight::Lead(lead)) = flights.join(key, true) else {
+        let Some(Flight::Lead(lead)) = flights.join(0, key, true) else {
             panic!("the first call of a key leads");
         };
-        let Some(Flight::Follow(rx)) = flights.join(key, true) else {
+        let Some(Flight::Follow(rx)) = flights.join(0, key, true) else {
             panic!("an identical call follows");
         };
         assert!(
-            flights.join(key, false).is_none(),
+            flights.join(0, key, false).is_none(),
             "one that may not wait goes on"
         );
         assert!(matches!(
-            flights.join(Key([8; 32]), true),
+            flights.join(0, Key([8; 32]), true),
             Some(Flight::Lead(_))
         ));
         let waiting = tokio::spawn(landed(rx));
@@ -115,17 +129,25 @@ mod tests {
         drop(lead);
         waiting.await.unwrap();
         assert_eq!(flights.len(), 0, "the key is free again");
-        assert!(matches!(flights.join(key, true), Some(Flight::Lead(_))));
+        assert!(matches!(flights.join(0, key, true), Some(Flight::Lead(_))));
+    }
+
+    #[tokio::test]
+    async fn after_a_purge_the_same_key_leads_anew() {
+        let flights = Arc::new(Flights::default());
+        let key = Key([3; 32]);
+        let _before = flights.join(0, key, true);
+        assert!(matches!(flights.join(1, key, true), Some(Flight::Lead(_))));
     }
 
     #[tokio::test]
     async fn a_follower_that_subscribes_after_the_leader_left_does_not_hang() {
         let flights = Arc::new(Flights::default());
         let key = Key([1; 32]);
-        let Some(Flight::Lead(lead)) = flights.join(key, true) else {
+        let Some(Flight::Lead(lead)) = flights.join(0, key, true) else {
             panic!("leads");
         };
-        let Some(Flight::Follow(rx)) = flights.join(key, true) else {
+        let Some(Flight::Follow(rx)) = flights.join(0, key, true) else {
             panic!("follows");
         };
         drop(lead);

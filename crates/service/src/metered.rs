@@ -250,6 +250,11 @@ impl MeteredStream {
     /// Settles (once; later calls do nothing) with how the stream ended.
     fn finish(&mut self, status: &str) {
         self.over = true;
+        // Only a clean end stores; any other lets identical requests waiting on this one
+        // go on now (crate::flight), not when the transport drops the stream.
+        if status != "ok" {
+            self.store = None;
+        }
         let Some(settle) = self.settle.take() else {
             return;
         };

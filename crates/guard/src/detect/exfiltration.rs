@@ -51,19 +51,15 @@ pub(crate) const PATTERNS: &[(&str, f32)] = &[
         0.85,
     ),
     // Covert action: the user is not to know. Alone a hint (a developer may ask how to
-    // update an app without notifying the user); with a verb that moves data, an
+    // update an app without notifying the user); done in secret towards an address, an
     // exfiltration.
     (
-        r"(?:without|w/o)\s(?:telling|informing|notifying|alerting|letting|asking)\s%G2%(?:user|human|customer|person|owner|recipient)s?\b|(?:do not|don't|never)\s(?:tell|inform|notify|alert|mention (?:this|it|that) to)\s(?:the\s)?(?:user|human|customer)s?\b|ohne\s%G3%(?:nutzer|benutzer|anwender|kunden)\S*\s%G2%(?:zu\s)?(?:informieren|benachrichtigen|sagen|fragen)|sans\s(?:le dire|prevenir|informer|avertir|en informer)\s%G2%(?:l'?utilisateur|l'?usager)|sin\s(?:decir\S*|avisar\S*|informar\S*|notificar\S*)\s%G2%(?:al\s)?usuario|senza\s(?:dire|avvisare|informare)\s%G2%(?:l'?utente)|sem\s(?:avisar|informar|contar|dizer)\s%G2%(?:o\s)?usuario",
+        r"(?:without|w/o)\s(?:telling|informing|notifying|alerting|letting)\s(?:the\s)?(?:user|human|customer|owner|recipient)s?\b|\b(?:do not|don't|never)\s(?:tell|inform|notify|alert)\s(?:the\s)?(?:user|human|customer)s?\b|\bohne\s(?:den|die|das)\s(?:nutzer|benutzer|anwender|kunden)\S*\s(?:daruber\s|davon\s)?zu\s(?:informieren|benachrichtigen)|\bsans\s(?:prevenir|informer|avertir)\s(?:l'?utilisateur|l'?usager)|\bsin\s(?:avisar|informar|notificar|decir)\S*\s(?:al\s)?usuario|\bsenza\s(?:avvisare|informare)\s(?:l'?utente)|\bsem\s(?:avisar|informar)\s(?:o\s)?usuario",
         0.35,
     ),
     (
-        r"(?:secretly|silently|covertly|quietly|discreetly|heimlich|unbemerkt|en secret|discretement|en secreto|sigilosamente|segretamente|di nascosto|em segredo|secretamente|тайно|незаметно)\s%G4%(?:send|forward|upload|copy|email|e-mail|mail|post|share|transmit|exfiltrate|leak|sende|schick|ubermittle|leite|envoie|transmets|envia|manda|invia|trasmetti|отправ|пересл)",
+        r"\b(?:secretly|covertly|silently|quietly|discreetly|heimlich|unbemerkt|en secret|discretement|en secreto|sigilosamente|segretamente|di nascosto|em segredo|secretamente)\s%G4%\b(?:send|forward|upload|copy|email|e-mail|mail|post|share|transmit|exfiltrate|leak|sende|schick|ubermittle|envoie|transmets|envia|manda|invia|trasmetti)\S*\s[^.!?\n]{0,120}?(?:https?://|www\.|[\w.+-]+@[\w-]+\.\w+)",
         0.7,
-    ),
-    (
-        r"(?:send|forward|upload|copy|email|e-mail|post|share|transmit|sende|schick|envoie|envia|manda|invia)\S*\s[^.!?\n]{0,120}?(?:without|ohne|sans|sin|senza|sem)\s(?:telling|informing|notifying|letting|asking|den nutzer|die nutzer|den benutzer|le dire|prevenir|informer|avisar|informar|decir|dire|avvisare)",
-        0.6,
     ),
     (
         r"(?:把|将|將)[^。！？\n]{0,20}(?:对话|對話|聊天记录|聊天記錄|密码|密碼|密钥|密鑰|系统提示|系統提示|数据|資料)[^。！？\n]{0,20}(?:发送|發送|上传|上傳|提交|转发|轉發)[^。！？\n]{0,10}(?:到|至|给|給)|(?:对话|對話|聊天记录|聊天記錄|密码|密碼|密钥|密鑰)[^。！？\n]{0,20}(?:发送|發送|上传|上傳)(?:到|至)",

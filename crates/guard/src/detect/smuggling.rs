@@ -36,16 +36,18 @@ pub(crate) const PATTERNS: &[(&str, f32)] = &[
         r"(?:ai|assistant|llm|model|agent|bot)s?\s(?:reading|processing|summari[sz]ing|parsing|crawling|seeing|indexing) (?:this|these)(?:\s(?:page|document|text|email|file|content|message|site))?\b",
         0.55,
     ),
-    // A document that speaks to the model reading it: "AI agent: when you apply this
-    // config, …", "Dear assistant, please …", "To the AI assistant processing this
-    // document: …". Needs the name, a colon or comma, then the second person or an
-    // imperative, so a glossary line ("LLM: a large language model") is not one.
+    // A document that speaks to the model reading it, as a line of its own: "AI agent:
+    // when you apply this config, …", "# To the AI assistant processing this document:
+    // please …", in a few languages. A name that can only mean a model (or a bare one
+    // after "to", "dear", "note to"), a colon, then the second person or an imperative:
+    // a glossary line ("LLM: a large language model"), a greeting ("Hi Claude, …") or a
+    // heading ("Introduction to AI: …") is not one.
     (
-        r"(?:^|\n|[#/*>;]\s?|[.!?]\s|(?:dear|hey|hi|hello|attention|attn|to)\s)(?:the\s)?(?:ai agents?|ai assistants?|ai models?|ai systems?|llms?|language models?|chatbots?|chatgpt|claude|gemini|copilot|assistant|ai)(?:\s%G5%)?\s?[:,]\s%G2%(?:you|your|please|ignore|disregard|forget|do|don't|never|always|when|if|before|after|make|send|forward|include|recommend|tell|say|reply|respond|answer|stop|add|delete|remove|run|execute|call|use|output|print|summari[sz]e)\b",
+        r"(?:^|\n)\s?(?:[#/*>;-]+\s?)?(?:(?:(?:ai agents?|ai assistants?|ai models?|ai systems?|llms?|language models?|chatbots?)(?:\s(?:\S+\s){0,4}?\S+?)?)|(?:(?:dear|attention|attn|note to|message to|to)\s(?:the\s)?(?:ai|assistant|model|chatgpt|claude|gemini|copilot|gpt)(?:\s(?:\S+\s){0,4}?\S+?)?))\s?:\s%G2%(?:you|your|please|ignore|disregard|forget|do|don't|never|always|when|if|before|after|make|send|forward|include|recommend|tell|say|reply|respond|answer|stop|add|delete|remove|run|execute|call|use|output|print|summari[sz]e)\b",
         0.45,
     ),
     (
-        r"(?:致|给|給)[^。\n]{0,16}(?:ai|人工智能)\s?(?:助手|助理|代理|模型|智能体)|ai\s?(?:어시스턴트|비서|에이전트|모델)\s?(?:에게|님께|님)|ai\s?(?:アシスタント|エージェント|モデル)\s?(?:へ|に告ぐ|殿|様)|(?:an die|an den|liebe|lieber)\s(?:ki|ki-assistent\S*|ki-agent\S*|assistent\S*)\s?[:,]|(?:a l'|pour l')(?:ia|assistant ia|agent ia)\s?[:,]|(?:para|a) (?:la|el) (?:ia|asistente(?: de ia)?|agente(?: de ia)?)\s?[:,]|(?:all'|per l')(?:ia|assistente)\s?[:,]",
+        r"致[^。\n]{0,16}(?:ai|人工智能)\s?(?:助手|助理|代理|模型|智能体)|(?:给|給)\s?(?:ai|人工智能)\s?(?:助手|助理|代理|模型|智能体)\s?:|ai\s?(?:어시스턴트|비서|에이전트|모델)\s?(?:에게|님께|님)\s?:|ai\s?(?:アシスタント|エージェント|モデル)\s?(?:へ|殿|様)\s?:|(?:^|\n)\s?(?:an die|an den|liebe|lieber)\s(?:ki|ki-assistent\S*|ki-agent\S*)\s?:|(?:^|\n)\s?(?:a l'|pour l')(?:ia|assistant ia|agent ia)\s?:|(?:^|\n)\s?(?:para|a) (?:la|el) (?:ia|asistente(?: de ia)?|agente(?: de ia)?)\s?:|(?:^|\n)\s?(?:all'|per l')(?:ia|assistente)\s?:",
         0.45,
     ),
     (
