@@ -44,7 +44,13 @@ fn check_config_accepts_the_reference_with_its_variables() {
 
 #[test]
 fn check_config_accepts_the_bench_configs() {
-    for name in ["sluice.toml", "sluice-limits.toml", "sluice-group.toml"] {
+    for name in [
+        "sluice.toml",
+        "sluice-limits.toml",
+        "sluice-group.toml",
+        "sluice-cache.toml",
+        "sluice-burst.toml",
+    ] {
         let path = config_dir().join("../bench").join(name);
         let (code, out, err) = run(
             &["check-config", "--config", path.to_str().unwrap()],
