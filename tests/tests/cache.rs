@@ -242,10 +242,12 @@ async fn identical_requests_at_once_go_upstream_once() {
     assert_eq!(streamed.text(), "answer 0");
     assert_eq!(mock.calls(), 1, "one provider call for four requests");
     let rows = rows(&gw).await;
-    let statuses: Vec<(&str, &str)> = rows
+    // The rows of calls that end together come in either order.
+    let mut statuses: Vec<(&str, &str)> = rows
         .iter()
         .map(|r| (r.provider.as_str(), r.status.as_str()))
         .collect();
+    statuses.sort_unstable();
     assert_eq!(
         statuses,
         [
@@ -284,14 +286,12 @@ async fn a_follower_waits_at_most_coalesce_s_and_another_key_never_waits() {
     };
     let (first, (same, other)) = tokio::join!(leader, others);
     assert_eq!(text(&first), "answer 0");
-    assert_eq!(
-        (other["cache"].as_str(), text(&other)),
-        (Some("miss"), "answer 1")
-    );
-    assert_eq!(
-        (same["cache"].as_str(), text(&same)),
-        (Some("miss"), "answer 2")
-    );
+    // Both went upstream on their own while the leader was still out (in either order).
+    for r in [&other, &same] {
+        assert_eq!(r["cache"], "miss");
+        assert_ne!(text(r), "answer 0");
+    }
+    assert_ne!(text(&other), text(&same));
     assert_eq!(mock.calls(), 3);
     gw.stop().await;
 }
