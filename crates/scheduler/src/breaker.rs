@@ -17,6 +17,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::sync::{mpsc, oneshot};
+
 use sluice_config::AgentConfig;
 use sluice_protocol::codes;
 use sluice_service::ids::now_ms;
@@ -58,6 +60,21 @@ struct Trip {
 pub struct AgentBreakers {
     state: Arc<Mutex<HashMap<String, State>>>,
     store: Store,
+    /// Changes to write to the store, in the order they were made (see [`Write`]).
+    writes: mpsc::UnboundedSender<Write>,
+}
+
+/// A change for the store. One task writes them in order, so a trip's row is never
+/// written after the reset that closed it, and [`AgentBreakers::flush`] lets a read of
+/// the store (the admin view, the refresh) see everything this instance decided before
+/// it: written in detached tasks, a refresh could read the store before a fresh trip's
+/// row was in and close the trip again, and the admin view could miss it.
+#[derive(Debug)]
+enum Write {
+    Put(AgentBreakerRow),
+    Close(String),
+    /// Answered once every write queued before it is done.
+    Flush(oneshot::Sender<()>),
 }
 
 /// A run let through: whether it is the half-open breaker's probe.
@@ -67,10 +84,41 @@ pub struct Admitted {
 }
 
 impl AgentBreakers {
+    /// The breakers, and the task that writes their changes (in a Tokio runtime).
     pub fn new(store: Store) -> AgentBreakers {
+        let (writes, mut queue) = mpsc::unbounded_channel();
+        let writer = store.clone();
+        tokio::spawn(async move {
+            while let Some(w) = queue.recv().await {
+                match w {
+                    Write::Put(row) => {
+                        if let Err(e) = writer.put_agent_breaker(&row).await {
+                            tracing::error!(agent = %row.agent, "cannot record the agent's breaker: {e}");
+                        }
+                    }
+                    Write::Close(agent) => {
+                        if let Err(e) = writer.close_agent_breaker(&agent).await {
+                            tracing::error!(agent = %agent, "cannot record the agent's breaker closing: {e}");
+                        }
+                    }
+                    Write::Flush(done) => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        });
         AgentBreakers {
             state: Arc::default(),
             store,
+            writes,
+        }
+    }
+
+    /// Waits until every change made so far is in the store.
+    pub async fn flush(&self) {
+        let (done, landed) = oneshot::channel();
+        if self.writes.send(Write::Flush(done)).is_ok() {
+            let _ = landed.await;
         }
     }
 
@@ -190,18 +238,24 @@ impl AgentBreakers {
             state.failures = 0;
             state.trip.take().is_some()
         };
+        // After the trip's own row, not before it.
+        self.flush().await;
         let stored = self.store.close_agent_breaker(agent).await?;
         Ok(was || stored)
     }
 
-    /// The breakers that are not closed, as the store has them.
+    /// The breakers that are not closed, as the store has them (with every change this
+    /// instance made so far).
     pub async fn open(&self) -> Result<Vec<AgentBreakerRow>, sluice_store::StoreError> {
+        self.flush().await;
         self.store.agent_breakers().await
     }
 
     /// Reads the store: trips recorded elsewhere are taken, and trips closed there (an
     /// operator's reset) are closed here.
     pub async fn refresh(&self) -> Result<(), sluice_store::StoreError> {
+        // This instance's own changes first: a trip not yet written would read as closed.
+        self.flush().await;
         let rows = self.store.agent_breakers().await?;
         let mut all = self.lock();
         for (agent, state) in all.iter_mut() {
@@ -231,21 +285,11 @@ impl AgentBreakers {
     }
 
     fn persist(&self, row: AgentBreakerRow) {
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.put_agent_breaker(&row).await {
-                tracing::error!(agent = %row.agent, "cannot record the agent's breaker: {e}");
-            }
-        });
+        let _ = self.writes.send(Write::Put(row));
     }
 
     fn persist_close(&self, agent: String) {
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.close_agent_breaker(&agent).await {
-                tracing::error!(agent = %agent, "cannot record the agent's breaker closing: {e}");
-            }
-        });
+        let _ = self.writes.send(Write::Close(agent));
     }
 }
 

@@ -287,6 +287,7 @@ impl Scheduler {
         {
             // Ends the background work (the breakers' refresh) too.
             self.inner.stopping.cancel();
+            self.flush_breakers().await;
             return;
         }
         let left = self.inner.live.len();
@@ -301,6 +302,18 @@ impl Scheduler {
             );
         } else if left > 0 {
             tracing::warn!(runs = left, "runs interrupted by the stop");
+        }
+        self.flush_breakers().await;
+    }
+
+    /// The agents' breaker changes into the store (bounded: a stop does not wait on a
+    /// store that does not answer).
+    async fn flush_breakers(&self) {
+        if tokio::time::timeout(STOP_WRITE, self.inner.breakers.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("agent breaker changes not all written at the stop");
         }
     }
 }
