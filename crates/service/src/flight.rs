@@ -102,16 +102,22 @@ pub(crate) async fn landed(mut rx: watch::Receiver<()>) {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn the_first_leads_the_rest_follow_until_the_leader_is_dropped() {
-        let flights = Arc::new(Flights::default());
-        let key = Key([7; 32]);
+    /// A leader of `key` and one follower.
+    fn lead_and_follow(flights: &Arc<Flights>, key: Key) -> (Lead, watch::Receiver<()>) {
         let Some(Flight::Lead(lead)) = flights.join(0, key, true) else {
             panic!("the first call of a key leads");
         };
         let Some(Flight::Follow(rx)) = flights.join(0, key, true) else {
             panic!("an identical call follows");
         };
+        (lead, rx)
+    }
+
+    #[tokio::test]
+    async fn the_first_leads_the_rest_follow_until_the_leader_is_dropped() {
+        let flights = Arc::new(Flights::default());
+        let key = Key([7; 32]);
+        let (lead, rx) = lead_and_follow(&flights, key);
         assert!(
             flights.join(0, key, false).is_none(),
             "one that may not wait goes on"
@@ -143,13 +149,7 @@ mod tests {
     #[tokio::test]
     async fn a_follower_that_subscribes_after_the_leader_left_does_not_hang() {
         let flights = Arc::new(Flights::default());
-        let key = Key([1; 32]);
-        let Some(Flight::Lead(lead)) = flights.join(0, key, true) else {
-            panic!("leads");
-        };
-        let Some(Flight::Follow(rx)) = flights.join(0, key, true) else {
-            panic!("follows");
-        };
+        let (lead, rx) = lead_and_follow(&flights, Key([1; 32]));
         drop(lead);
         // Already landed: returns at once.
         tokio::time::timeout(std::time::Duration::from_secs(5), landed(rx))
