@@ -212,12 +212,17 @@ async fn in_flight(gw: &Gateway, n: usize) {
     );
 }
 
+/// `step`, `ms` after the request reached the provider.
+fn after(ms: u64, step: Step) -> Step {
+    Step::Delay {
+        ms,
+        then: Box::new(step),
+    }
+}
+
 #[tokio::test]
 async fn identical_requests_at_once_go_upstream_once() {
-    let slow = Step::Delay {
-        ms: 500,
-        then: Box::new(Step::Text("answer 0".into())),
-    };
+    let slow = after(500, Step::Text("answer 0".into()));
     let (gw, mock) = setup(vec![slow, Step::Text("answer 1".into())], EXACT).await;
     let q = ask("m", "hello");
     let leader = chat_as(&gw, KEY, &q, &[]);
@@ -263,10 +268,7 @@ async fn identical_requests_at_once_go_upstream_once() {
 
 #[tokio::test]
 async fn a_follower_waits_at_most_coalesce_s_and_another_key_never_waits() {
-    let slow = Step::Delay {
-        ms: 3_000,
-        then: Box::new(Step::Text("answer 0".into())),
-    };
+    let slow = after(3_000, Step::Text("answer 0".into()));
     let (gw, mock) = setup(
         vec![
             slow,
@@ -298,15 +300,11 @@ async fn a_follower_waits_at_most_coalesce_s_and_another_key_never_waits() {
 
 #[tokio::test]
 async fn a_follower_of_a_failed_call_goes_upstream_and_coalesce_s_0_never_waits() {
-    let slow = |then: Step| Step::Delay {
-        ms: 500,
-        then: Box::new(then),
-    };
     let (gw, mock) = setup(
         vec![
-            slow(Step::BadRequest("no".into())),
+            after(500, Step::BadRequest("no".into())),
             Step::Text("answer 1".into()),
-            slow(Step::Text("answer 2".into())),
+            after(500, Step::Text("answer 2".into())),
             Step::Text("answer 3".into()),
         ],
         "[cache]\nmode = \"exact\"\n[cache.models.g]\ncoalesce_s = 0\n",

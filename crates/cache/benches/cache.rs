@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use sluice_cache::{
-    Cache, Context, DEFAULT_MIN_COSINE, Embedder, Key, Limits, Model2Vec, Query, verify,
+    Cache, Context, DEFAULT_MIN_COSINE, Embedder, Inserted, Key, Limits, Model2Vec, Query, verify,
 };
 
 const DIM: usize = 256;
@@ -44,17 +44,22 @@ fn filled(n: u64) -> (Cache<Vec<u8>>, Context, Instant) {
     let ctx = Context::of(b"one tenant, one model, one system prompt");
     let now = Instant::now();
     for i in 0..n {
-        let q = Query::from_vector(text(i), vector(i));
-        cache.insert(
-            Key::of(&i.to_le_bytes()),
-            ctx,
-            Some(q),
-            vec![0u8; 512],
-            512,
-            now,
-        );
+        let _ = put(&cache, ctx, i, now);
     }
     (cache, ctx, now)
+}
+
+/// Entry `i`: its text and vector, a 512-byte answer.
+fn put(cache: &Cache<Vec<u8>>, ctx: Context, i: u64, now: Instant) -> Inserted {
+    let q = Query::from_vector(text(i), vector(i));
+    cache.insert(
+        Key::of(&i.to_le_bytes()),
+        ctx,
+        Some(q),
+        vec![0u8; 512],
+        512,
+        now,
+    )
 }
 
 fn lookups(c: &mut Criterion) {
@@ -87,15 +92,7 @@ fn lookups(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("insert_at_capacity", n), &n, |b, _| {
             b.iter(|| {
                 i += 1;
-                let q = Query::from_vector(text(i), vector(i));
-                cache.insert(
-                    Key::of(&i.to_le_bytes()),
-                    ctx,
-                    Some(q),
-                    vec![0u8; 512],
-                    512,
-                    now,
-                )
+                put(&cache, ctx, i, now)
             })
         });
     }
